@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test suite (unit + integration with real Flower). Extra arguments go to pytest.
+# FEDMUSCLE_FAST=1 skips the tests marked slow.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+marks=()
+[ "${FEDMUSCLE_FAST:-0}" = 1 ] && marks=(-m "not slow")
+set +e
+python -m pytest "${marks[@]}" -p no:cacheprovider --timeout=900 "$@"
+rc=$?
+set -e
+[ $rc = 5 ] && { echo "no tests collected" >&2; exit 1; }
+exit $rc

@@ -1,0 +1,7 @@
+"""fedmuscle-flwr: FedMuscle (ICLR 2026) on Flower, for heterogeneous models and tasks."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,133 @@
+"""The ``fedmuscle`` command: thin, it validates input and drives Flower's runtimes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from fedmuscle_flwr.config import ConfigError, RunConfig, deep_merge, unflatten
+from fedmuscle_flwr.profiles import list_entries, load_preset, read_toml
+
+cli = typer.Typer(add_completion=False, no_args_is_help=False, help=__doc__)
+data_cli = typer.Typer(help="Datasets: prepare what a dataset needs.")
+cli.add_typer(data_cli, name="data")
+console = Console()
+log = logging.getLogger("fedmuscle_flwr")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, markup=False)],
+        force=True,
+    )
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+
+
+def _parse_set(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        out[key.strip()] = _coerce(raw.strip())
+    return out
+
+
+def _coerce(raw: str) -> Any:
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def build_run_config(
+    preset: str, config: Path | None, overrides: dict[str, Any]
+) -> RunConfig:
+    """Preset, then ``--config FILE``, then ``--set``/flags; validated once."""
+    data = load_preset(preset)
+    if config is not None:
+        data = deep_merge(data, read_toml(config))
+    return RunConfig.from_mapping(deep_merge(data, unflatten(overrides)))
+
+
+@cli.command()
+def run(
+    preset: Annotated[str, typer.Option(help="server/<preset>.toml")] = "default",
+    config: Annotated[Path | None, typer.Option(help="TOML overriding the preset")] = None,
+    rounds: Annotated[int | None, typer.Option(help="number of rounds")] = None,
+    algorithm: Annotated[
+        str, typer.Option(help="comma list; 'local' is the Δ reference")
+    ] = "fedmuscle,local",
+    seed: Annotated[int | None, typer.Option()] = None,
+    output: Annotated[Path, typer.Option(help="parent folder of the run")] = Path("runs"),
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="dotted key=value, repeatable")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run a federation in Flower's simulation engine (default: the embedded one)."""
+    _setup_logging(verbose)
+    overrides = _parse_set(set_ or [])
+    if rounds is not None:
+        overrides["num-rounds"] = rounds
+    if seed is not None:
+        overrides["seed"] = seed
+    session = output / f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}"
+    algorithms = [a.strip() for a in algorithm.split(",") if a.strip()]
+    try:
+        runs = {
+            name: build_run_config(
+                preset, config,
+                {**overrides, "algorithm": name, "output-dir": str(session), "run-name": name},
+            )  # fmt: skip
+            for name in algorithms
+        }
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    from fedmuscle_flwr.runner import run_and_report
+
+    run_and_report(runs, session, console)
+
+
+@cli.command("list")
+def list_(
+    what: Annotated[
+        str, typer.Argument(help="models|tasks|datasets|algorithms|presets|profiles")
+    ],
+) -> None:
+    """Print a registry."""
+    from fedmuscle_flwr.runner import registries
+
+    table = registries()
+    if what not in table:
+        console.print(f"[red]unknown list {what!r}; choose from {sorted(table)}[/red]")
+        raise typer.Exit(2)
+    for name, description in table[what]().items():
+        console.print(f"[bold]{name}[/bold]  {description}")
+
+
+@data_cli.command("prepare")
+def data_prepare(name: Annotated[str, typer.Argument(help="dataset name")]) -> None:
+    """Install or fetch what dataset NAME needs (apt when root, else instructions)."""
+    from fedmuscle_flwr.data.prepare import prepare
+
+    console.print(prepare(name))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
+
+
+__all__ = ["build_run_config", "cli", "list_entries", "main"]

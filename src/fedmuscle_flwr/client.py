@@ -1,0 +1,207 @@
+"""One FedMuscle client, free of Flower: profile -> model, data, optimisers, state.
+
+:class:`ClientRuntime` is built per message from the client's profile and the
+server's run config, restores its state from the :class:`ClientStateStore`, runs
+one phase (``train`` / ``align`` / ``evaluate``) and saves its state again.
+The ClientApp (``client_app.py``) only translates Flower messages to calls here.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+
+import torch
+
+from fedmuscle_flwr import training
+from fedmuscle_flwr.aggregation import rng_for
+from fedmuscle_flwr.algorithms import get_algorithm
+from fedmuscle_flwr.config import RunConfig
+from fedmuscle_flwr.data.base import PrivateData, PublicData
+from fedmuscle_flwr.data.registry import load_private, load_public
+from fedmuscle_flwr.models.client_model import ClientModel, build_client_model
+from fedmuscle_flwr.profiles import ClientProfile
+from fedmuscle_flwr.protocol import (
+    AGGREGATE,
+    CLIENT_NAME,
+    ENCODE_INDICES,
+    LOG_ALPHA,
+    METRIC_NAME,
+    MODEL_NAME,
+    NUM_EXAMPLES,
+    PARTNERS,
+    PROBE_INDICES,
+    STEP_INDICES,
+    TASK_KIND,
+    Instruction,
+    Reply,
+)
+from fedmuscle_flwr.state import ClientStateStore
+from fedmuscle_flwr.tasks.base import Task
+from fedmuscle_flwr.tasks.registry import get_task
+
+log = logging.getLogger(__name__)
+_TRAIN_SEED = 0x7A11
+
+
+def client_seed(profile: ClientProfile) -> int:
+    """A stable per-client seed (independent of Flower's random node ids)."""
+    return zlib.crc32(profile.name.encode()) & 0x7FFFFFFF
+
+
+@dataclass
+class ClientRuntime:
+    """A client's live objects for one message."""
+
+    profile: ClientProfile
+    run: RunConfig
+    model: ClientModel
+    task: Task
+    data: PrivateData
+    public: PublicData
+    task_opt: torch.optim.Optimizer
+    align_opt: torch.optim.Optimizer
+    device: torch.device
+    rounds_done: int = 0
+
+    @classmethod
+    def build(cls, profile: ClientProfile, run: RunConfig) -> ClientRuntime:
+        """Fresh runtime: validates that task, data and model fit together."""
+        task = get_task(profile.task.kind, profile.task.options)
+        data = load_private(profile.data)
+        try:
+            task.check_data(data.info)
+        except ValueError as exc:
+            raise ValueError(f"profile {profile.name!r}: task.kind: {exc}") from None
+        model = build_client_model(
+            profile.model, task, data.info.num_classes, run.muscle.dim,
+            seed=run.seed + client_seed(profile),
+        )  # fmt: skip
+        device = training.resolve_device(run.device)
+        model.to(device)
+        task_opt = torch.optim.Adam(
+            model.task_parameters(), lr=run.train.lr, weight_decay=run.train.weight_decay
+        )
+        align_opt = torch.optim.Adam(model.representation_parameters(), lr=run.muscle.lr)
+        public = load_public(run.public.dataset, run.public.size)
+        return cls(profile, run, model, task, data, public, task_opt, align_opt, device)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, object]:
+        """Everything needed to continue: model, both optimisers, counters."""
+        return {
+            "model": self.model.state_dict(),
+            "task-opt": self.task_opt.state_dict(),
+            "align-opt": self.align_opt.state_dict(),
+            "rounds-done": self.rounds_done,
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore :meth:`state_dict` output."""
+        self.model.load_state_dict(state["model"])  # type: ignore[arg-type]
+        self.task_opt.load_state_dict(state["task-opt"])  # type: ignore[arg-type]
+        self.align_opt.load_state_dict(state["align-opt"])  # type: ignore[arg-type]
+        self.rounds_done = int(state["rounds-done"])  # type: ignore[call-overload]
+
+    # ----------------------------------------------------------------- phases
+    def identity(self) -> dict[str, str]:
+        """Who this client is (sent with every reply; no data, no weights)."""
+        return {
+            CLIENT_NAME: self.profile.name,
+            TASK_KIND: self.task.kind,
+            MODEL_NAME: self.profile.model.backbone,
+            METRIC_NAME: self.task.primary_metric,
+        }
+
+    def _encode(self, ins: Instruction, metrics: dict[str, float]) -> Reply:
+        idx = ins.arrays[ENCODE_INDICES]
+        if idx.shape[0] == 0:
+            return Reply(metrics, self.identity())
+        z = training.encode_public(self.model, self.public, idx, self.device)
+        return Reply(metrics, self.identity(), z, idx)
+
+    def train(self, ins: Instruction) -> Reply:
+        """Phase 1 (E task epochs), then encode the requested public batches."""
+        cfg = ins.run.train
+        seed = client_seed(self.profile)
+        rng = rng_for(ins.run.seed, _TRAIN_SEED, seed, ins.server_round)
+        stats = training.train_task(
+            self.model, self.task, self.data.train, self.task_opt,
+            epochs=cfg.epochs, batch_size=cfg.batch_size, rng=rng,
+            device=self.device, max_batches=cfg.max_batches,
+        )  # fmt: skip
+        metrics = {
+            "task-loss": stats.loss,
+            "train-seconds": stats.seconds,
+            NUM_EXAMPLES: float(len(self.data.train)),
+        }
+        return self._encode(ins, metrics)
+
+    def align(self, ins: Instruction) -> Reply:
+        """Phase 2: Muscle (or the algorithm's) steps on w^n, then encode."""
+        algorithm = get_algorithm(ins.run.algorithm)
+        if algorithm.align_loss is None:
+            raise ValueError(f"algorithm {algorithm.name!r} has no alignment phase")
+        steps = ins.arrays[STEP_INDICES]
+        payloads = self._payloads(ins, steps.shape[0])
+        stats = training.align(
+            self.model, self.public, steps, payloads, self.align_opt,
+            loss_fn=training.ALIGN_LOSSES[algorithm.align_loss],
+            cfg=ins.run.muscle, device=self.device,
+        )  # fmt: skip
+        metrics = {
+            "align-loss": stats.loss,
+            "align-loss-first": stats.first_loss,
+            "align-seconds": stats.seconds,
+            NUM_EXAMPLES: float(stats.num_examples),
+        }
+        return self._encode(ins, metrics)
+
+    def _payloads(self, ins: Instruction, steps: int) -> list[dict[str, torch.Tensor]]:
+        keys = (PARTNERS,) if PARTNERS in ins.arrays else (AGGREGATE, LOG_ALPHA)
+        tensors = {k: torch.from_numpy(ins.arrays[k]).to(self.device) for k in keys}
+        for k, t in tensors.items():
+            if t.shape[0] != steps:
+                raise ValueError(f"{k}: {t.shape[0]} steps for {steps} batches")
+        return [{k: t[s] for k, t in tensors.items()} for s in range(steps)]
+
+    def evaluate(self, ins: Instruction) -> Reply:
+        """Task metrics on the own test split + probe representations."""
+        metrics = training.evaluate(
+            self.model, self.task, self.data.test,
+            batch_size=max(ins.run.train.batch_size, 128), device=self.device,
+            num_outputs=self.data.info.num_classes,
+        )  # fmt: skip
+        metrics["metric"] = metrics[self.task.primary_metric]
+        metrics[NUM_EXAMPLES] = float(len(self.data.test))
+        probe = ins.arrays[PROBE_INDICES][None, :]  # (1, P)
+        z = training.encode_public(self.model, self.public, probe, self.device)
+        return Reply(metrics, self.identity(), z, probe)
+
+
+def run_phase(
+    kind: str,
+    ins: Instruction,
+    profile: ClientProfile,
+    store: ClientStateStore,
+    run_key: str,
+    node_id: int,
+) -> Reply:
+    """Build the runtime, restore state, run phase ``kind``, save state."""
+    runtime = ClientRuntime.build(profile, ins.run)
+    saved = store.load(run_key, node_id)
+    if saved is not None:
+        runtime.load_state_dict(saved)
+    phase = PHASES[kind]
+    reply = phase(runtime, ins)
+    if kind != "evaluate":
+        store.save(run_key, node_id, runtime.state_dict())  # type: ignore[arg-type]
+    return reply
+
+
+PHASES = {
+    "train": ClientRuntime.train,
+    "align": ClientRuntime.align,
+    "evaluate": ClientRuntime.evaluate,
+}

@@ -1,0 +1,191 @@
+"""Typed configuration: the run (server side) and the client profile (client side).
+
+Config enters the program once, at the edge, through these pydantic models
+(``extra="forbid"``, frozen). Flower flattens nested run-config tables to dotted
+keys (``muscle.tau``); :meth:`RunConfig.from_flat` folds them back and validates.
+Every bad key or value raises :class:`ConfigError` naming the key and the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=_kebab, populate_by_name=True
+    )
+
+
+# --------------------------------------------------------------------------- run
+class PublicConfig(_Schema):
+    """The public (unlabelled) dataset every participant can index."""
+
+    dataset: str = "fashion-mnist-heldout"
+    size: int = Field(5000, gt=0, description="samples of the public set in use")
+
+
+class TrainConfig(_Schema):
+    """Phase 1: E epochs of each client's own task loss on its private data."""
+
+    epochs: int = Field(1, ge=0, description="E: task epochs per round")
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_batches: int = Field(0, ge=0, description="cap per epoch; 0 = whole epoch")
+
+
+class MuscleConfig(_Schema):
+    """Phase 2: T contrastive steps with the Muscle loss (fedmuscle.md §2-3)."""
+
+    steps: int = Field(5, ge=0, description="T: contrastive steps per round")
+    batch_size: int = Field(32, ge=2, description="B: public batch size")
+    dim: int = Field(256, gt=0, description="d: shared representation dimension")
+    partners: int = Field(3, ge=1, description="M: partners per client")
+    tau: float = Field(0.2, gt=0, description="τ_N")
+    tau_partners: float = Field(0.15, gt=0, description="τ_{N-1}")
+    lr: float = Field(1e-3, gt=0)
+    downlink: Literal["compact", "aggregated"] = "compact"
+    sync: Literal["per-step", "per-round"] = "per-round"
+    precision: Literal["fp16", "fp32"] = "fp16"
+    max_tuples: int = Field(
+        2**26, gt=0, description="B^(M+1) above which the loss is chunked"
+    )
+
+    @model_validator(mode="after")
+    def _gamma_non_negative(self) -> MuscleConfig:
+        if self.tau_partners > self.tau:
+            raise ValueError(
+                f"tau-partners={self.tau_partners} must be <= tau={self.tau} "
+                "(γ = 1/τ_{N-1} − 1/τ_N must be ≥ 0)"
+            )
+        return self
+
+
+class EvalConfig(_Schema):
+    """Evaluation and the fixed public probe batch used to measure alignment."""
+
+    every: int = Field(1, ge=1, description="evaluate every k rounds (and the last)")
+    probe_size: int = Field(64, ge=2)
+    initial: bool = Field(True, description="also evaluate before round 1")
+
+
+class FederationConfig(_Schema):
+    """Who takes part and how long the server waits."""
+
+    roster: str = Field("default", description="clients/rosters/<name>.toml")
+    min_clients: int = Field(2, ge=1)
+    wait_clients_s: float = Field(300.0, gt=0)
+    phase_timeout_s: float = Field(3600.0, gt=0)
+    poll_s: float = Field(0.05, gt=0)
+
+
+class RunConfig(_Schema):
+    """Everything the server decides for a run."""
+
+    algorithm: str = "fedmuscle"
+    num_rounds: int = Field(5, ge=1)
+    seed: int = 0
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    output_dir: str = Field("runs", description="run folders are created below it")
+    run_name: str = Field("", description="run folder name; '' = <time>-<algorithm>")
+    public: PublicConfig = PublicConfig()
+    train: TrainConfig = TrainConfig()
+    muscle: MuscleConfig = MuscleConfig()
+    eval: EvalConfig = EvalConfig()
+    federation: FederationConfig = FederationConfig()
+
+    @model_validator(mode="after")
+    def _probe_fits(self) -> RunConfig:
+        if self.eval.probe_size > self.public.size:
+            raise ValueError(
+                f"eval.probe-size={self.eval.probe_size} exceeds "
+                f"public.size={self.public.size}"
+            )
+        if self.muscle.batch_size > self.public.size:
+            raise ValueError(
+                f"muscle.batch-size={self.muscle.batch_size} exceeds "
+                f"public.size={self.public.size}"
+            )
+        return self
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Validate a nested mapping; raise :class:`ConfigError` on any bad value."""
+        return validate(cls, data, "run config")
+
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Any]) -> RunConfig:
+        """Validate Flower's flattened run config (``muscle.tau`` style keys)."""
+        return cls.from_mapping(unflatten(flat))
+
+
+# ----------------------------------------------------------------------- helpers
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn ``{"a.b": 1}`` into ``{"a": {"b": 1}}``; nested dicts pass through."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = str(key).split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"key {key!r} conflicts with a scalar at {part!r}")
+            node = child
+        leaf = parts[-1]
+        if isinstance(value, Mapping):
+            existing = node.setdefault(leaf, {})
+            existing.update(unflatten(value))
+        else:
+            node[leaf] = value
+    return out
+
+
+def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Inverse of :func:`unflatten`."""
+    out: dict[str, Any] = {}
+    for key, value in nested.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{full}."))
+        else:
+            out[full] = value
+    return out
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``base`` updated recursively by ``override`` (neither is modified)."""
+    out: dict[str, Any] = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def validate(model: type[_M], data: Mapping[str, Any], what: str) -> _M:
+    """Validate ``data`` against ``model`` and turn errors into one readable message."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(_kebab(str(p)) for p in err["loc"]) or "<root>"
+            shown = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+            lines.append(f"  {loc}: {err['msg']}{shown}")
+        raise ConfigError(f"invalid {what}:\n" + "\n".join(lines)) from None

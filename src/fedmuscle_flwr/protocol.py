@@ -1,0 +1,185 @@
+"""The FedMuscle message protocol: record keys, instructions and replies.
+
+Three message types travel between the server and a client:
+
+========================  ===========================================================
+``train``                 phase 1: E task epochs, then encode public batches
+``train.align``           phase 2: Muscle steps against partners, then encode batches
+``evaluate``              task metric on the client's test split + probe encodings
+========================  ===========================================================
+
+An instruction carries the validated run config (JSON), the round and step, and
+arrays (public indices; partner representations). A reply carries the client's
+representations of the requested batches, metrics and who the client is.
+Decoding validates everything (see :mod:`fedmuscle_flwr.codec`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, MessageType, MetricRecord, RecordDict
+from pydantic import ValidationError
+
+from fedmuscle_flwr.codec import ArraySpec, ProtocolError, decode, encode
+from fedmuscle_flwr.config import RunConfig
+
+# ---- message types
+TRAIN = MessageType.TRAIN
+ALIGN = f"{MessageType.TRAIN}.align"
+EVALUATE = MessageType.EVALUATE
+
+# ---- record keys (kebab-case, defined once)
+CONFIG = "config"
+ARRAYS = "arrays"
+REPS = "reps"
+METRICS = "metrics"
+CLIENT = "client"
+RUN_CONFIG = "run-config"
+SERVER_ROUND = "server-round"
+STEP = "step"
+NUM_EXAMPLES = "num-examples"
+# arrays
+ENCODE_INDICES = "encode-indices"  # (K, B) int64: batches to encode and return
+STEP_INDICES = "step-indices"  # (S, B) int64: batches to take Muscle steps on
+PARTNERS = "partners"  # (S, M, B, d): compact downlink
+AGGREGATE = "aggregate"  # (S, B^M, d): the paper's S^n
+LOG_ALPHA = "log-alpha"  # (S, B^M)
+PROBE_INDICES = "probe-indices"  # (P,) int64
+Z = "z"  # (K, B, d) representations
+INDICES = "indices"  # (K, B) echo of the encoded indices
+# client identity
+CLIENT_NAME = "client-name"
+TASK_KIND = "task"
+MODEL_NAME = "model"
+METRIC_NAME = "metric-name"
+
+_INDEX = ("int64",)
+_FLOAT = ("float16", "float32")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """A server -> client instruction (any of the three types)."""
+
+    run: RunConfig
+    server_round: int
+    step: int = 0
+    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A client -> server reply."""
+
+    metrics: Mapping[str, float]
+    identity: Mapping[str, str]
+    z: np.ndarray | None = None  # (K, B, d) float32 after decoding
+    indices: np.ndarray | None = None  # (K, B)
+
+
+# -------------------------------------------------------------- instructions
+def encode_instruction(ins: Instruction) -> RecordDict:
+    """Instruction -> RecordDict (floats in the run's wire precision)."""
+    cfg = ConfigRecord(
+        {
+            RUN_CONFIG: ins.run.model_dump_json(by_alias=True),
+            SERVER_ROUND: ins.server_round,
+            STEP: ins.step,
+        }
+    )
+    arrays = encode(ins.arrays, ins.run.muscle.precision)
+    return RecordDict({CONFIG: cfg, ARRAYS: arrays})
+
+
+def decode_instruction(content: RecordDict, kind: str) -> Instruction:
+    """RecordDict -> validated Instruction for message type ``kind``."""
+    where = f"{kind} instruction"
+    cfg = _config(content, CONFIG, where)
+    try:
+        run = RunConfig.model_validate_json(str(cfg[RUN_CONFIG]))
+        server_round, step = int(cfg[SERVER_ROUND]), int(cfg[STEP])
+    except (KeyError, ValueError, ValidationError) as exc:
+        raise ProtocolError(f"{where}: bad config ({exc})") from None
+    record = content.array_records.get(ARRAYS)
+    if record is None:
+        raise ProtocolError(f"{where}: missing record {ARRAYS!r}")
+    specs = instruction_specs(run, kind, record)
+    arrays = decode(record, specs, where=where)
+    return Instruction(run, server_round, step, arrays)
+
+
+def instruction_specs(
+    run: RunConfig, kind: str, record: ArrayRecord
+) -> dict[str, ArraySpec]:
+    """Expected arrays of an instruction of type ``kind`` under ``run``."""
+    b, d, m = run.muscle.batch_size, run.muscle.dim, run.muscle.partners
+    specs = {ENCODE_INDICES: ArraySpec((None, b), _INDEX)}
+    if kind == EVALUATE:
+        return {PROBE_INDICES: ArraySpec((run.eval.probe_size,), _INDEX)}
+    if kind == ALIGN:
+        specs[STEP_INDICES] = ArraySpec((None, b), _INDEX)
+        if run.muscle.downlink == "compact":
+            specs[PARTNERS] = ArraySpec((None, None, b, d), _FLOAT, unit_rows=True)
+        else:
+            specs[AGGREGATE] = ArraySpec((None, None, d), _FLOAT)
+            specs[LOG_ALPHA] = ArraySpec((None, None), _FLOAT)
+    return specs
+
+
+# ------------------------------------------------------------------- replies
+def encode_reply(reply: Reply, precision: str) -> RecordDict:
+    """Reply -> RecordDict; always carries ``num-examples`` (Flower convention)."""
+    metrics = MetricRecord({k: float(v) for k, v in reply.metrics.items()})
+    if NUM_EXAMPLES not in metrics:
+        metrics[NUM_EXAMPLES] = 0
+    arrays: dict[str, np.ndarray] = {}
+    if reply.z is not None and reply.indices is not None:
+        arrays = {Z: reply.z, INDICES: reply.indices}
+    return RecordDict(
+        {
+            REPS: encode(arrays, precision),
+            METRICS: metrics,
+            CLIENT: ConfigRecord(dict(reply.identity)),
+        }
+    )
+
+
+def decode_reply(
+    content: RecordDict, run: RunConfig, sent_indices: np.ndarray, *, where: str
+) -> Reply:
+    """Validate a reply against what was asked (the ``sent_indices`` (K, B)).
+
+    Raises :class:`ProtocolError` on a missing key, a shape or dtype mismatch,
+    non-finite or non-unit representations, or indices other than those sent.
+    """
+    metrics_rec = content.metric_records.get(METRICS)
+    if metrics_rec is None:
+        raise ProtocolError(f"{where}: missing record {METRICS!r}")
+    metrics = {str(k): float(v) for k, v in metrics_rec.items()}  # type: ignore[arg-type]
+    if not all(np.isfinite(v) for v in metrics.values()):
+        raise ProtocolError(f"{where}: non-finite metric")
+    identity = {str(k): str(v) for k, v in _config(content, CLIENT, where).items()}
+    if sent_indices.size == 0:
+        return Reply(metrics, identity)
+    record = content.array_records.get(REPS)
+    if record is None:
+        raise ProtocolError(f"{where}: missing record {REPS!r}")
+    k, b = sent_indices.shape  # (K, B): B is the probe size for evaluations
+    specs = {
+        Z: ArraySpec((k, b, run.muscle.dim), _FLOAT, unit_rows=True),
+        INDICES: ArraySpec((k, b), _INDEX),
+    }
+    got = decode(record, specs, where=where)
+    if not np.array_equal(got[INDICES], sent_indices):
+        raise ProtocolError(f"{where}: representations of other public indices")
+    return Reply(metrics, identity, got[Z], got[INDICES])
+
+
+def _config(content: RecordDict, key: str, where: str) -> ConfigRecord:
+    record = content.config_records.get(key)
+    if record is None:
+        raise ProtocolError(f"{where}: missing record {key!r}")
+    return record

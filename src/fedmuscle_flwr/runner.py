@@ -1,0 +1,81 @@
+"""What ``fedmuscle run`` does after validation: simulate each algorithm, report Δ."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from rich.console import Console
+
+from fedmuscle_flwr.config import RunConfig
+from fedmuscle_flwr.metrics import delta_rows, mean_delta, read_summary
+from fedmuscle_flwr.report import delta_markdown, delta_table
+
+log = logging.getLogger(__name__)
+REFERENCE = "local"
+
+
+def run_and_report(runs: Mapping[str, RunConfig], session: Path, console: Console) -> None:
+    """Simulate every run of ``runs`` in order, then print and save the Δ tables."""
+    from fedmuscle_flwr.simulation import simulate
+
+    finals: dict[str, dict] = {}
+    for name, run in runs.items():
+        run_dir = simulate(run)
+        finals[name] = read_summary(run_dir)["clients"]
+    report = [f"# {session.name}\n"]
+    for name, final in finals.items():
+        if name == REFERENCE or REFERENCE not in finals:
+            continue
+        rows = delta_rows(final, finals[REFERENCE])
+        console.print(delta_table(rows, name))
+        report.append(delta_markdown(rows, name))
+        log.info("%s: mean Δ = %+.1f %%", name, mean_delta(rows))
+    if len(report) == 1:  # no reference run: plain metric table
+        for name, final in finals.items():
+            report.append(f"## {name}\n")
+            report += [f"- {c}: {r['metric-name']} = {r['metric']:.4f}" for c, r in final.items()]
+            for c, r in final.items():
+                console.print(f"{name} {c}: {r['metric-name']} = {r['metric']:.4f}")
+    (session / "report.md").write_text("\n".join(report) + "\n")
+    console.print(f"runs and report in {session}")
+
+
+def registries() -> dict[str, Callable[[], Mapping[str, str]]]:
+    """The listable registries, loaded lazily."""
+
+    def models() -> Mapping[str, str]:
+        from fedmuscle_flwr.models.registry import list_models
+
+        return list_models()
+
+    def tasks() -> Mapping[str, str]:
+        from fedmuscle_flwr.tasks.registry import list_tasks
+
+        return list_tasks()
+
+    def datasets() -> Mapping[str, str]:
+        from fedmuscle_flwr.data.registry import list_datasets
+
+        return list_datasets()
+
+    def algorithms() -> Mapping[str, str]:
+        from fedmuscle_flwr.algorithms import ALGORITHMS
+
+        return {n: a.description for n, a in ALGORITHMS.items()}
+
+    def presets() -> Mapping[str, str]:
+        from fedmuscle_flwr.profiles import list_entries
+
+        return {n: "server preset" for n in list_entries("server")}
+
+    def profiles() -> Mapping[str, str]:
+        from fedmuscle_flwr.profiles import list_entries
+
+        return {n: "client profile" for n in list_entries("clients")}
+
+    return {
+        "models": models, "tasks": tasks, "datasets": datasets,
+        "algorithms": algorithms, "presets": presets, "profiles": profiles,
+    }  # fmt: skip

@@ -1,0 +1,232 @@
+"""The FedMuscle strategy: Flower's ``Strategy`` with one hook pair per phase.
+
+A FedMuscle round (fedmuscle.md §3) has more phases than Flower's train/evaluate
+loop, so besides ``configure_train``/``aggregate_train`` (phase 1: task epochs,
+then encode the round's public batches) and ``configure_evaluate``/
+``aggregate_evaluate`` it has ``configure_align``/``aggregate_align`` (phase 2:
+Muscle steps), which :func:`fedmuscle_flwr.driver.run_federation` calls with a
+fast poll. Shared mechanics live in :mod:`fedmuscle_flwr.aggregation`.
+
+The server keeps a *representation bank*: node -> (K, B, d) representations of
+the batches of the current step; it never sees weights or private data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedmuscle_flwr import aggregation as agg
+from fedmuscle_flwr import protocol as p
+from fedmuscle_flwr.algorithms import get_algorithm
+from fedmuscle_flwr.codec import ProtocolError, record_nbytes
+from fedmuscle_flwr.config import RunConfig
+from fedmuscle_flwr.metrics import SERVER_ROW, RunRecorder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Sent:
+    """What was asked of each node in the phase in flight."""
+
+    messages: list[Message] = field(default_factory=list)
+    indices: dict[int, np.ndarray] = field(default_factory=dict)  # node -> (K, B)
+
+
+class FedMuscle(Strategy):
+    """FedMuscle (Setayesh et al., ICLR 2026) over Flower's Message API.
+
+    Parameters
+    ----------
+    run : RunConfig
+        The validated run configuration (algorithm, rounds, B, d, M, τ, ...).
+    recorder : RunRecorder
+        Where per-round and per-client metrics go.
+    """
+
+    def __init__(self, run: RunConfig, recorder: RunRecorder) -> None:
+        self.run = run
+        self.algorithm = get_algorithm(run.algorithm)
+        self.recorder = recorder
+        self.names: dict[int, str] = {}  # node -> client name
+        self.identity: dict[int, Mapping[str, str]] = {}
+        self.bank: dict[int, np.ndarray] = {}  # node -> (K, B, d)
+        self.batches = np.zeros((0, run.muscle.batch_size), np.int64)
+        self.probe = agg.probe_indices(run.seed, run.eval.probe_size, run.public.size)
+        self.bytes = {"up": 0, "down": 0}
+        self.rejected = 0
+        self._sent = _Sent()
+
+    def summary(self) -> None:
+        """Log the configuration of this strategy."""
+        m = self.run.muscle
+        log.info(
+            "FedMuscle[%s]: rounds=%d E=%d T=%d B=%d d=%d M=%d τ=%.3g τ'=%.3g "
+            "downlink=%s sync=%s wire=%s",
+            self.algorithm.name, self.run.num_rounds, self.run.train.epochs,
+            self.align_steps, m.batch_size, m.dim, m.partners, m.tau,
+            m.tau_partners, m.downlink, m.sync, m.precision,
+        )  # fmt: skip
+
+    @property
+    def align_steps(self) -> int:
+        """T, or 0 when the algorithm has no alignment phase."""
+        return self.run.muscle.steps if self.algorithm.align_loss else 0
+
+    def align_messages_per_round(self) -> int:
+        """Round trips of phase 2: T (per-step sync), 1 (per-round) or 0."""
+        if not self.align_steps:
+            return 0
+        return self.align_steps if self.run.muscle.sync == "per-step" else 1
+
+    # ----------------------------------------------------------- messages
+    def _message(
+        self, node: int, kind: str, server_round: int, step: int, arrays: dict
+    ) -> Message:
+        ins = p.Instruction(self.run, server_round, step, arrays)
+        content = p.encode_instruction(ins)
+        self.bytes["down"] += record_nbytes(content.array_records[p.ARRAYS])
+        msg = Message(content, dst_node_id=node, message_type=kind)
+        self._sent.messages.append(msg)
+        return msg
+
+    def _start_phase(self) -> None:
+        self._sent = _Sent()
+
+    def _replies(
+        self, replies: Iterable[Message], server_round: int, phase: str
+    ) -> dict[int, p.Reply]:
+        """Decode and validate replies; bad ones are logged, counted and dropped."""
+        dst = {m.metadata.message_id: m.metadata.dst_node_id for m in self._sent.messages}
+        good: dict[int, p.Reply] = {}
+        for msg in replies:
+            node = dst.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id)
+            who = f"round {server_round} {phase} node {node} ({self.names.get(node, '?')})"
+            if msg.has_error():
+                log.warning("%s failed: %s", who, msg.error.reason)
+                continue
+            sent = self._sent.indices.get(node, np.zeros((0, 0), np.int64))
+            try:
+                reply = p.decode_reply(msg.content, self.run, sent, where=who)
+            except ProtocolError as exc:
+                self.rejected += 1
+                log.warning("rejected: %s", exc)
+                continue
+            if p.REPS in msg.content.array_records:
+                self.bytes["up"] += record_nbytes(msg.content.array_records[p.REPS])
+            good[node] = reply
+            self.identity[node] = reply.identity
+            self.names[node] = reply.identity.get(p.CLIENT_NAME, str(node))
+        missing = set(self._sent.indices) - set(good)
+        if missing:
+            log.warning("round %d %s: no valid reply from %s", server_round, phase,
+                        sorted(self.names.get(n, str(n)) for n in missing))  # fmt: skip
+        return good
+
+    # ------------------------------------------------------ phase 1: train
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Task epochs, then encode the round's first public batch(es)."""
+        self._start_phase()
+        self.bytes = {"up": 0, "down": 0}
+        t, b = self.align_steps, self.run.muscle.batch_size
+        self.batches = agg.public_batches(
+            self.run.seed, server_round, t, b, self.run.public.size
+        )
+        k = t if self.run.muscle.sync == "per-round" else min(t, 1)
+        for node in sorted(grid.get_node_ids()):
+            self._sent.indices[node] = self.batches[:k]
+            self._message(node, p.TRAIN, server_round, 0, {p.ENCODE_INDICES: self.batches[:k]})
+        return list(self._sent.messages)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Fill the bank with the uploaded Z^n; record task losses."""
+        good = self._replies(replies, server_round, "train")
+        self.bank = {n: r.z for n, r in good.items() if r.z is not None}
+        for node, reply in good.items():
+            self.recorder.record(server_round, self.names[node], phase="train", **reply.metrics)
+        losses = [r.metrics.get("task-loss", np.nan) for r in good.values()]
+        metrics = {"clients": float(len(good)), "task-loss": float(np.nanmean(losses or [np.nan]))}
+        return None, MetricRecord(metrics)
+
+    # ------------------------------------------------------ phase 2: align
+    def configure_align(self, server_round: int, step: int, grid: Grid) -> list[Message]:
+        """Partners' representations for the steps of this message (per node)."""
+        self._start_phase()
+        per_round = self.run.muscle.sync == "per-round"
+        steps = slice(0, self.align_steps) if per_round else slice(step, step + 1)
+        nxt = self.batches[0:0] if per_round else self.batches[step + 1 : step + 2]
+        order = sorted(self.bank, key=lambda n: (self.names.get(n, ""), n))
+        sampled = [
+            agg.sample_partners(order, self.run.muscle.partners, self.run.seed, server_round, s)
+            for s in range(steps.start, steps.stop)
+        ]
+        rng = agg.rng_for(self.run.seed, 0x5F1E, server_round, step)
+        for node in order:
+            partners = [choice[node] for choice in sampled]
+            if not partners[0]:
+                continue  # alone this round: nothing to align with
+            compact = agg.compact_payload(self.bank, partners, rng)  # (S, M, B, d)
+            arrays = {p.STEP_INDICES: self.batches[steps], p.ENCODE_INDICES: nxt}
+            if self.run.muscle.downlink == "compact":
+                arrays[p.PARTNERS] = compact
+            else:
+                arrays[p.AGGREGATE], arrays[p.LOG_ALPHA] = agg.aggregated_payload(
+                    compact, self.run.muscle
+                )
+            self._sent.indices[node] = nxt
+            self._message(node, p.ALIGN, server_round, step, arrays)
+        return list(self._sent.messages)
+
+    def aggregate_align(
+        self, server_round: int, step: int, replies: Iterable[Message]
+    ) -> MetricRecord:
+        """Record alignment losses; refresh the bank with the next batch (per-step)."""
+        good = self._replies(replies, server_round, "align")
+        self.bank = {n: r.z for n, r in good.items() if r.z is not None}
+        for node, reply in good.items():
+            self.recorder.record(
+                server_round, self.names[node], phase="align", step=step, **reply.metrics
+            )
+        losses = [r.metrics.get("align-loss", np.nan) for r in good.values()]
+        return MetricRecord({"clients": float(len(good)), "align-loss": float(np.nanmean(losses or [np.nan]))})
+
+    # ---------------------------------------------------------- evaluate
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Every node: task metric on its test split + the probe batch."""
+        self._start_phase()
+        for node in sorted(grid.get_node_ids()):
+            self._sent.indices[node] = self.probe[None, :]
+            self._message(node, p.EVALUATE, server_round, 0, {p.PROBE_INDICES: self.probe})
+        return list(self._sent.messages)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Per-client metrics, probe alignment and the round's byte counts."""
+        good = self._replies(replies, server_round, "evaluate")
+        probe = {n: r.z[0] for n, r in good.items() if r.z is not None}
+        for node, reply in good.items():
+            self.recorder.record(
+                server_round, self.names[node], phase="evaluate", **reply.identity, **reply.metrics
+            )
+        align = agg.alignment(probe, self.run.muscle)
+        row: dict[str, float] = align.as_dict() if align else {}
+        row |= {"clients": float(len(good)), "rejected": float(self.rejected)}
+        row |= {"bytes-up": float(self.bytes["up"]), "bytes-down": float(self.bytes["down"])}
+        values = [r.metrics["metric"] for r in good.values()]
+        row["mean-metric"] = float(np.mean(values)) if values else float("nan")
+        self.recorder.record(server_round, SERVER_ROW, phase="round", **row)
+        return MetricRecord(row)

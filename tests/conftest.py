@@ -29,9 +29,18 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def tiny_flat(roster: Path, out: Path, **extra):
     base = {
-        "num-rounds": 2, "public.size": 400, "train.batch-size": 32,
-        "muscle.steps": 8, "muscle.batch-size": 16, "muscle.dim": 32, "muscle.partners": 2,
-        "muscle.lr": 3e-3, "eval.probe-size": 32, "federation.roster": str(roster),
-        "federation.poll-s": 0.01, "output-dir": str(out), "device": "cpu",
+        "num-rounds": 2,
+        "public.size": 400,
+        "train.batch-size": 32,
+        "muscle.steps": 8,
+        "muscle.batch-size": 16,
+        "muscle.dim": 32,
+        "muscle.partners": 2,
+        "muscle.lr": 3e-3,
+        "eval.probe-size": 32,
+        "federation.roster": str(roster),
+        "federation.poll-s": 0.01,
+        "output-dir": str(out),
+        "device": "cpu",
     }
     return {**base, **extra}

@@ -25,9 +25,13 @@ class LoopbackGrid(Grid):
     def __init__(self, handler: Handler, num_nodes: int, run_config=None, first_id=101):
         self.handler = handler
         self.contexts = {
-            nid: Context(run_id=7, node_id=nid,
-                         node_config={"partition-id": i, "num-partitions": num_nodes},
-                         state=RecordDict(), run_config=dict(run_config or {}))
+            nid: Context(
+                run_id=7,
+                node_id=nid,
+                node_config={"partition-id": i, "num-partitions": num_nodes},
+                state=RecordDict(),
+                run_config=dict(run_config or {}),
+            )
             for i, nid in enumerate(range(first_id, first_id + num_nodes))
         }
         self.replies: dict[str, Message] = {}

@@ -91,7 +91,9 @@ def aggregated_payload(
     compact: np.ndarray, cfg: MuscleConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """The paper's downlink from the compact one: S^n (S, B^M, d), log α (S, B^M)."""
-    outs = [build_aggregate(torch.from_numpy(c), cfg.tau, cfg.tau_partners) for c in compact]
+    outs = [
+        build_aggregate(torch.from_numpy(c), cfg.tau, cfg.tau_partners) for c in compact
+    ]
     agg = np.stack([s.numpy() for s, _ in outs])  # (S, B^M, d)
     log_alpha = np.stack([a.numpy() for _, a in outs])  # (S, B^M)
     return agg.astype(np.float32), log_alpha.astype(np.float32)

@@ -63,13 +63,17 @@ def build_run_config(
 @cli.command()
 def run(
     preset: Annotated[str, typer.Option(help="server/<preset>.toml")] = "default",
-    config: Annotated[Path | None, typer.Option(help="TOML overriding the preset")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML overriding the preset")
+    ] = None,
     rounds: Annotated[int | None, typer.Option(help="number of rounds")] = None,
     algorithm: Annotated[
         str, typer.Option(help="comma list; 'local' is the Δ reference")
     ] = "fedmuscle,local",
     seed: Annotated[int | None, typer.Option()] = None,
-    output: Annotated[Path, typer.Option(help="parent folder of the run")] = Path("runs"),
+    output: Annotated[Path, typer.Option(help="parent folder of the run")] = Path(
+        "runs"
+    ),
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="dotted key=value, repeatable")
     ] = None,
@@ -87,9 +91,15 @@ def run(
     try:
         runs = {
             name: build_run_config(
-                preset, config,
-                {**overrides, "algorithm": name, "output-dir": str(session), "run-name": name},
-            )  # fmt: skip
+                preset,
+                config,
+                {
+                    **overrides,
+                    "algorithm": name,
+                    "output-dir": str(session),
+                    "run-name": name,
+                },
+            )
             for name in algorithms
         }
     except ConfigError as exc:

@@ -75,15 +75,22 @@ class ClientRuntime:
         except ValueError as exc:
             raise ValueError(f"profile {profile.name!r}: task.kind: {exc}") from None
         model = build_client_model(
-            profile.model, task, data.info.num_classes, run.muscle.dim,
+            profile.model,
+            task,
+            data.info.num_classes,
+            run.muscle.dim,
             seed=run.seed + client_seed(profile),
-        )  # fmt: skip
+        )
         device = training.resolve_device(run.device)
         model.to(device)
         task_opt = torch.optim.Adam(
-            model.task_parameters(), lr=run.train.lr, weight_decay=run.train.weight_decay
+            model.task_parameters(),
+            lr=run.train.lr,
+            weight_decay=run.train.weight_decay,
         )
-        align_opt = torch.optim.Adam(model.representation_parameters(), lr=run.muscle.lr)
+        align_opt = torch.optim.Adam(
+            model.representation_parameters(), lr=run.muscle.lr
+        )
         public = load_public(run.public.dataset, run.public.size)
         return cls(profile, run, model, task, data, public, task_opt, align_opt, device)
 
@@ -127,10 +134,16 @@ class ClientRuntime:
         seed = client_seed(self.profile)
         rng = rng_for(ins.run.seed, _TRAIN_SEED, seed, ins.server_round)
         stats = training.train_task(
-            self.model, self.task, self.data.train, self.task_opt,
-            epochs=cfg.epochs, batch_size=cfg.batch_size, rng=rng,
-            device=self.device, max_batches=cfg.max_batches,
-        )  # fmt: skip
+            self.model,
+            self.task,
+            self.data.train,
+            self.task_opt,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            rng=rng,
+            device=self.device,
+            max_batches=cfg.max_batches,
+        )
         metrics = {
             "task-loss": stats.loss,
             "train-seconds": stats.seconds,
@@ -146,10 +159,15 @@ class ClientRuntime:
         steps = ins.arrays[STEP_INDICES]
         payloads = self._payloads(ins, steps.shape[0])
         stats = training.align(
-            self.model, self.public, steps, payloads, self.align_opt,
+            self.model,
+            self.public,
+            steps,
+            payloads,
+            self.align_opt,
             loss_fn=training.ALIGN_LOSSES[algorithm.align_loss],
-            cfg=ins.run.muscle, device=self.device,
-        )  # fmt: skip
+            cfg=ins.run.muscle,
+            device=self.device,
+        )
         metrics = {
             "align-loss": stats.loss,
             "align-loss-first": stats.first_loss,
@@ -169,10 +187,13 @@ class ClientRuntime:
     def evaluate(self, ins: Instruction) -> Reply:
         """Task metrics on the own test split + probe representations."""
         metrics = training.evaluate(
-            self.model, self.task, self.data.test,
-            batch_size=max(ins.run.train.batch_size, 128), device=self.device,
+            self.model,
+            self.task,
+            self.data.test,
+            batch_size=max(ins.run.train.batch_size, 128),
+            device=self.device,
             num_outputs=self.data.info.num_classes,
-        )  # fmt: skip
+        )
         metrics["metric"] = metrics[self.task.primary_metric]
         metrics[NUM_EXAMPLES] = float(len(self.data.test))
         probe = ins.arrays[PROBE_INDICES][None, :]  # (1, P)

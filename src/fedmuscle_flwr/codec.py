@@ -122,5 +122,7 @@ def _decode_one(arr: Array, spec: ArraySpec, where: str) -> np.ndarray:
             norms = np.linalg.norm(value, axis=-1)
             worst = float(np.abs(norms - 1.0).max())
             if worst > NORM_TOLERANCE:
-                raise ProtocolError(f"{where}: rows are not unit-norm (|n-1|={worst:.3g})")
+                raise ProtocolError(
+                    f"{where}: rows are not unit-norm (|n-1|={worst:.3g})"
+                )
     return value

@@ -13,7 +13,6 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-
 _M = TypeVar("_M", bound=BaseModel)
 
 

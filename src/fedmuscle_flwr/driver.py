@@ -38,7 +38,9 @@ def send_and_collect(
         if pending:
             time.sleep(poll)
     if pending:
-        log.warning("%d replies missing after %.0f s (timed out)", len(pending), timeout)
+        log.warning(
+            "%d replies missing after %.0f s (timed out)", len(pending), timeout
+        )
     return replies
 
 
@@ -94,5 +96,6 @@ def run_federation(strategy: FedMuscle, grid: Grid) -> None:
 
 def _fmt(values: dict[str, object]) -> str:
     return " ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in values.items()
     )

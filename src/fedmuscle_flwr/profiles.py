@@ -193,7 +193,9 @@ def resolve_profile(node_config: Mapping[str, Any], roster: str) -> ClientProfil
     profiles = load_roster(roster)
     pid = int(node_config["partition-id"])
     if not 0 <= pid < len(profiles):
-        raise ConfigError(f"partition-id={pid} outside roster {roster!r} ({len(profiles)})")
+        raise ConfigError(
+            f"partition-id={pid} outside roster {roster!r} ({len(profiles)})"
+        )
     return profiles[pid]
 
 

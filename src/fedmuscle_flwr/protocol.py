@@ -115,7 +115,7 @@ def instruction_specs(
     run: RunConfig, kind: str, record: ArrayRecord
 ) -> dict[str, ArraySpec]:
     """Expected arrays of an instruction of type ``kind`` under ``run``."""
-    b, d, m = run.muscle.batch_size, run.muscle.dim, run.muscle.partners
+    b, d = run.muscle.batch_size, run.muscle.dim
     specs = {ENCODE_INDICES: ArraySpec((None, b), _INDEX)}
     if kind == EVALUATE:
         return {PROBE_INDICES: ArraySpec((run.eval.probe_size,), _INDEX)}

@@ -13,12 +13,19 @@ def delta_table(rows: Sequence[DeltaRow], ours: str = "fedmuscle") -> Table:
     """A rich table: client, task, model, metric, ours, local, Δ %."""
     table = Table(title=f"{ours} vs local (Δ = relative change of the task metric)")
     for col in ("client", "task", "model", "metric", ours, "local", "Δ %"):
-        table.add_column(col, justify="right" if col in (ours, "local", "Δ %") else "left")
+        table.add_column(
+            col, justify="right" if col in (ours, "local", "Δ %") else "left"
+        )
     for r in rows:
         table.add_row(
-            r.client, r.task, r.model, r.metric_name,
-            f"{r.ours:.4f}", f"{r.local:.4f}", f"{r.delta:+.1f}",
-        )  # fmt: skip
+            r.client,
+            r.task,
+            r.model,
+            r.metric_name,
+            f"{r.ours:.4f}",
+            f"{r.local:.4f}",
+            f"{r.delta:+.1f}",
+        )
     table.add_section()
     table.add_row("mean", "", "", "", "", "", f"{mean_delta(rows):+.1f}")
     return table

@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 REFERENCE = "local"
 
 
-def run_and_report(runs: Mapping[str, RunConfig], session: Path, console: Console) -> None:
+def run_and_report(
+    runs: Mapping[str, RunConfig], session: Path, console: Console
+) -> None:
     """Simulate every run of ``runs`` in order, then print and save the Δ tables."""
     from fedmuscle_flwr.simulation import simulate
 
@@ -35,7 +37,10 @@ def run_and_report(runs: Mapping[str, RunConfig], session: Path, console: Consol
     if len(report) == 1:  # no reference run: plain metric table
         for name, final in finals.items():
             report.append(f"## {name}\n")
-            report += [f"- {c}: {r['metric-name']} = {r['metric']:.4f}" for c, r in final.items()]
+            report += [
+                f"- {c}: {r['metric-name']} = {r['metric']:.4f}"
+                for c, r in final.items()
+            ]
             for c, r in final.items():
                 console.print(f"{name} {c}: {r['metric-name']} = {r['metric']:.4f}")
     (session / "report.md").write_text("\n".join(report) + "\n")
@@ -76,6 +81,10 @@ def registries() -> dict[str, Callable[[], Mapping[str, str]]]:
         return {n: "client profile" for n in list_entries("clients")}
 
     return {
-        "models": models, "tasks": tasks, "datasets": datasets,
-        "algorithms": algorithms, "presets": presets, "profiles": profiles,
-    }  # fmt: skip
+        "models": models,
+        "tasks": tasks,
+        "datasets": datasets,
+        "algorithms": algorithms,
+        "presets": presets,
+        "profiles": profiles,
+    }

@@ -28,7 +28,9 @@ def simulate(
     run = name_run(run)
     num_clients = len(load_roster(run.federation.roster))
     run = run.model_copy(
-        update={"federation": run.federation.model_copy(update={"min_clients": num_clients})}
+        update={
+            "federation": run.federation.model_copy(update={"min_clients": num_clients})
+        }
     )
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")

@@ -70,10 +70,19 @@ class FedMuscle(Strategy):
         log.info(
             "FedMuscle[%s]: rounds=%d E=%d T=%d B=%d d=%d M=%d τ=%.3g τ'=%.3g "
             "downlink=%s sync=%s wire=%s",
-            self.algorithm.name, self.run.num_rounds, self.run.train.epochs,
-            self.align_steps, m.batch_size, m.dim, m.partners, m.tau,
-            m.tau_partners, m.downlink, m.sync, m.precision,
-        )  # fmt: skip
+            self.algorithm.name,
+            self.run.num_rounds,
+            self.run.train.epochs,
+            self.align_steps,
+            m.batch_size,
+            m.dim,
+            m.partners,
+            m.tau,
+            m.tau_partners,
+            m.downlink,
+            m.sync,
+            m.precision,
+        )
 
     @property
     def align_steps(self) -> int:
@@ -104,11 +113,14 @@ class FedMuscle(Strategy):
         self, replies: Iterable[Message], server_round: int, phase: str
     ) -> dict[int, p.Reply]:
         """Decode and validate replies; bad ones are logged, counted and dropped."""
-        dst = {m.metadata.message_id: m.metadata.dst_node_id for m in self._sent.messages}
+        dst = {
+            m.metadata.message_id: m.metadata.dst_node_id for m in self._sent.messages
+        }
         good: dict[int, p.Reply] = {}
         for msg in replies:
             node = dst.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id)
-            who = f"round {server_round} {phase} node {node} ({self.names.get(node, '?')})"
+            name = self.names.get(node, "?")
+            who = f"round {server_round} {phase} node {node} ({name})"
             if msg.has_error():
                 log.warning("%s failed: %s", who, msg.error.reason)
                 continue
@@ -126,8 +138,12 @@ class FedMuscle(Strategy):
             self.names[node] = reply.identity.get(p.CLIENT_NAME, str(node))
         missing = set(self._sent.indices) - set(good)
         if missing:
-            log.warning("round %d %s: no valid reply from %s", server_round, phase,
-                        sorted(self.names.get(n, str(n)) for n in missing))  # fmt: skip
+            log.warning(
+                "round %d %s: no valid reply from %s",
+                server_round,
+                phase,
+                sorted(self.names.get(n, str(n)) for n in missing),
+            )
         return good
 
     # ------------------------------------------------------ phase 1: train
@@ -144,7 +160,9 @@ class FedMuscle(Strategy):
         k = t if self.run.muscle.sync == "per-round" else min(t, 1)
         for node in sorted(grid.get_node_ids()):
             self._sent.indices[node] = self.batches[:k]
-            self._message(node, p.TRAIN, server_round, 0, {p.ENCODE_INDICES: self.batches[:k]})
+            self._message(
+                node, p.TRAIN, server_round, 0, {p.ENCODE_INDICES: self.batches[:k]}
+            )
         return list(self._sent.messages)
 
     def aggregate_train(
@@ -154,13 +172,20 @@ class FedMuscle(Strategy):
         good = self._replies(replies, server_round, "train")
         self.bank = {n: r.z for n, r in good.items() if r.z is not None}
         for node, reply in good.items():
-            self.recorder.record(server_round, self.names[node], phase="train", **reply.metrics)
+            self.recorder.record(
+                server_round, self.names[node], phase="train", **reply.metrics
+            )
         losses = [r.metrics.get("task-loss", np.nan) for r in good.values()]
-        metrics = {"clients": float(len(good)), "task-loss": float(np.nanmean(losses or [np.nan]))}
+        metrics = {
+            "clients": float(len(good)),
+            "task-loss": float(np.nanmean(losses or [np.nan])),
+        }
         return None, MetricRecord(metrics)
 
     # ------------------------------------------------------ phase 2: align
-    def configure_align(self, server_round: int, step: int, grid: Grid) -> list[Message]:
+    def configure_align(
+        self, server_round: int, step: int, grid: Grid
+    ) -> list[Message]:
         """Partners' representations for the steps of this message (per node)."""
         self._start_phase()
         per_round = self.run.muscle.sync == "per-round"
@@ -168,7 +193,9 @@ class FedMuscle(Strategy):
         nxt = self.batches[0:0] if per_round else self.batches[step + 1 : step + 2]
         order = sorted(self.bank, key=lambda n: (self.names.get(n, ""), n))
         sampled = [
-            agg.sample_partners(order, self.run.muscle.partners, self.run.seed, server_round, s)
+            agg.sample_partners(
+                order, self.run.muscle.partners, self.run.seed, server_round, s
+            )
             for s in range(steps.start, steps.stop)
         ]
         rng = agg.rng_for(self.run.seed, 0x5F1E, server_round, step)
@@ -196,10 +223,19 @@ class FedMuscle(Strategy):
         self.bank = {n: r.z for n, r in good.items() if r.z is not None}
         for node, reply in good.items():
             self.recorder.record(
-                server_round, self.names[node], phase="align", step=step, **reply.metrics
+                server_round,
+                self.names[node],
+                phase="align",
+                step=step,
+                **reply.metrics,
             )
         losses = [r.metrics.get("align-loss", np.nan) for r in good.values()]
-        return MetricRecord({"clients": float(len(good)), "align-loss": float(np.nanmean(losses or [np.nan]))})
+        return MetricRecord(
+            {
+                "clients": float(len(good)),
+                "align-loss": float(np.nanmean(losses or [np.nan])),
+            }
+        )
 
     # ---------------------------------------------------------- evaluate
     def configure_evaluate(
@@ -209,7 +245,9 @@ class FedMuscle(Strategy):
         self._start_phase()
         for node in sorted(grid.get_node_ids()):
             self._sent.indices[node] = self.probe[None, :]
-            self._message(node, p.EVALUATE, server_round, 0, {p.PROBE_INDICES: self.probe})
+            self._message(
+                node, p.EVALUATE, server_round, 0, {p.PROBE_INDICES: self.probe}
+            )
         return list(self._sent.messages)
 
     def aggregate_evaluate(
@@ -220,12 +258,19 @@ class FedMuscle(Strategy):
         probe = {n: r.z[0] for n, r in good.items() if r.z is not None}
         for node, reply in good.items():
             self.recorder.record(
-                server_round, self.names[node], phase="evaluate", **reply.identity, **reply.metrics
+                server_round,
+                self.names[node],
+                phase="evaluate",
+                **reply.identity,
+                **reply.metrics,
             )
         align = agg.alignment(probe, self.run.muscle)
         row: dict[str, float] = align.as_dict() if align else {}
         row |= {"clients": float(len(good)), "rejected": float(self.rejected)}
-        row |= {"bytes-up": float(self.bytes["up"]), "bytes-down": float(self.bytes["down"])}
+        row |= {
+            "bytes-up": float(self.bytes["up"]),
+            "bytes-down": float(self.bytes["down"]),
+        }
         values = [r.metrics["metric"] for r in good.values()]
         row["mean-metric"] = float(np.mean(values)) if values else float("nan")
         self.recorder.record(server_round, SERVER_ROW, phase="round", **row)

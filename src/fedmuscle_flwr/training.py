@@ -21,7 +21,11 @@ from torch import Tensor
 
 from fedmuscle_flwr.config import MuscleConfig
 from fedmuscle_flwr.data.base import PublicData, Split
-from fedmuscle_flwr.losses import muscle_loss, muscle_loss_from_aggregate, pairwise_infonce
+from fedmuscle_flwr.losses import (
+    muscle_loss,
+    muscle_loss_from_aggregate,
+    pairwise_infonce,
+)
 from fedmuscle_flwr.models.base import move_to
 from fedmuscle_flwr.models.client_model import ClientModel
 from fedmuscle_flwr.tasks.base import Task

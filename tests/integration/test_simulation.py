@@ -25,5 +25,8 @@ def test_simulation_aligns_heterogeneous_clients(tmp_path, tiny_roster, state_di
     assert rows[-1]["probe-mi-bound"] > rows[0]["probe-mi-bound"]
     summary = read_summary(run_dir)
     assert sorted(summary["clients"]) == ["fmnist-cnn", "fmnist-vit", "mosaic-mlp"]
-    assert {c["task"] for c in summary["clients"].values()} == {"classification", "multilabel"}
+    assert {c["task"] for c in summary["clients"].values()} == {
+        "classification",
+        "multilabel",
+    }
     assert rows[-1]["bytes-up"] > 0 and rows[-1]["bytes-down"] > 0

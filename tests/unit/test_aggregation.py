@@ -20,7 +20,9 @@ def test_public_batches_seeded_distinct_and_in_range():
 
 
 def test_probe_is_fixed():
-    np.testing.assert_array_equal(agg.probe_indices(0, 16, 50), agg.probe_indices(0, 16, 50))
+    np.testing.assert_array_equal(
+        agg.probe_indices(0, 16, 50), agg.probe_indices(0, 16, 50)
+    )
 
 
 def test_sample_partners_excludes_self_and_caps_m():
@@ -40,7 +42,9 @@ def test_compact_payload_holds_partner_rows_shuffled():
     assert out.shape == (2, 2, 4, 8)
     for s in range(2):
         got = sorted(map(tuple, out[s].reshape(2, -1).round(6)))
-        want = sorted(map(tuple, np.stack([bank[2][s], bank[3][s]]).reshape(2, -1).round(6)))
+        want = sorted(
+            map(tuple, np.stack([bank[2][s], bank[3][s]]).reshape(2, -1).round(6))
+        )
         assert got == want
 
 
@@ -49,7 +53,9 @@ def test_aggregated_payload_matches_loss_module():
     compact = unit(3, 2, 4, 8)
     s, log_alpha = agg.aggregated_payload(compact, cfg)
     assert s.shape == (3, 16, 8) and log_alpha.shape == (3, 16)
-    ref_s, ref_a = build_aggregate(torch.from_numpy(compact[1]), cfg.tau, cfg.tau_partners)
+    ref_s, ref_a = build_aggregate(
+        torch.from_numpy(compact[1]), cfg.tau, cfg.tau_partners
+    )
     np.testing.assert_allclose(s[1], ref_s.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(log_alpha[1], ref_a.numpy(), rtol=1e-5, atol=1e-6)
 

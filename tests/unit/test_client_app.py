@@ -13,7 +13,9 @@ from tests.loopback import LoopbackGrid
 
 
 def federate(tmp_path, roster, name, **extra):
-    run = RunConfig.from_flat(tiny_flat(roster, tmp_path, **{"run-name": name, **extra}))
+    run = RunConfig.from_flat(
+        tiny_flat(roster, tmp_path, **{"run-name": name, **extra})
+    )
     rec = RunRecorder(tmp_path / name)
     grid = LoopbackGrid(client_app, 3)
     run_federation(FedMuscle(run, rec), grid)
@@ -52,7 +54,9 @@ def test_client_rejects_a_bad_instruction(tmp_path, tiny_roster, state_dir):
     from fedmuscle_flwr.codec import ProtocolError
 
     run = RunConfig.from_flat(tiny_flat(tiny_roster, tmp_path))
-    bad = p.encode_instruction(p.Instruction(run, 1, 0, {p.ENCODE_INDICES: np.zeros((1, 3), np.int64)}))
+    bad = p.encode_instruction(
+        p.Instruction(run, 1, 0, {p.ENCODE_INDICES: np.zeros((1, 3), np.int64)})
+    )
     grid = LoopbackGrid(client_app, 1)
     msg = Message(bad, dst_node_id=101, message_type=p.TRAIN)
     msg.metadata.__dict__["_message_id"] = "m1"

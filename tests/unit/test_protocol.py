@@ -6,8 +6,15 @@ from fedmuscle_flwr import protocol as p
 from fedmuscle_flwr.codec import ArraySpec, ProtocolError, decode, encode, record_nbytes
 from fedmuscle_flwr.config import RunConfig
 
-RUN = RunConfig.from_flat({"muscle.batch-size": 4, "muscle.dim": 8, "muscle.partners": 2,
-                           "eval.probe-size": 4, "public.size": 50})
+RUN = RunConfig.from_flat(
+    {
+        "muscle.batch-size": 4,
+        "muscle.dim": 8,
+        "muscle.partners": 2,
+        "eval.probe-size": 4,
+        "public.size": 50,
+    }
+)
 
 
 def unit(*shape, seed=0):
@@ -35,8 +42,11 @@ def test_instruction_round_trip_all_kinds():
     partners = unit(3, 2, 4, 8)
     cases = {
         p.TRAIN: {p.ENCODE_INDICES: IDX},
-        p.ALIGN: {p.ENCODE_INDICES: IDX[:0], p.STEP_INDICES: np.vstack([IDX, IDX[:1]]),
-                  p.PARTNERS: partners},
+        p.ALIGN: {
+            p.ENCODE_INDICES: IDX[:0],
+            p.STEP_INDICES: np.vstack([IDX, IDX[:1]]),
+            p.PARTNERS: partners,
+        },
         p.EVALUATE: {p.PROBE_INDICES: np.arange(4, dtype=np.int64)},
     }
     for kind, arrays in cases.items():
@@ -85,17 +95,35 @@ def test_wrong_dtype_and_missing_key():
 def test_oversized_and_corrupt_payloads_never_decode():
     # An array whose bytes exceed what its metadata claims is refused before decoding.
     arr = Array(unit(2, 4, 8).astype(np.float16))
-    big = Array(dtype=arr.dtype, shape=arr.shape, stype=arr.stype, data=arr.data + b"\0" * 10_000)
+    big = Array(
+        dtype=arr.dtype,
+        shape=arr.shape,
+        stype=arr.stype,
+        data=arr.data + b"\0" * 10_000,
+    )
     with pytest.raises(ProtocolError, match="oversized"):
-        decode(ArrayRecord({"z": big}), {"z": ArraySpec((2, 4, 8), ("float16",))}, where="n")
+        decode(
+            ArrayRecord({"z": big}),
+            {"z": ArraySpec((2, 4, 8), ("float16",))},
+            where="n",
+        )
     # Open dimensions are bounded too.
     with pytest.raises(ProtocolError, match="oversized"):
-        decode(encode({"z": np.zeros((10, 8), np.float32)}),
-               {"z": ArraySpec((None, 8), ("float32",), max_elements=40)}, where="n")
+        decode(
+            encode({"z": np.zeros((10, 8), np.float32)}),
+            {"z": ArraySpec((None, 8), ("float32",), max_elements=40)},
+            where="n",
+        )
     # Garbage bytes with valid-looking metadata: a clear error, not a crash.
-    junk = Array(dtype="float16", shape=(2, 4, 8), stype=arr.stype, data=b"\x93NUMPY garbage")
+    junk = Array(
+        dtype="float16", shape=(2, 4, 8), stype=arr.stype, data=b"\x93NUMPY garbage"
+    )
     with pytest.raises(ProtocolError, match="undecodable|disagrees"):
-        decode(ArrayRecord({"z": junk}), {"z": ArraySpec((2, 4, 8), ("float16",))}, where="n")
+        decode(
+            ArrayRecord({"z": junk}),
+            {"z": ArraySpec((2, 4, 8), ("float16",))},
+            where="n",
+        )
 
 
 def test_bad_instructions():
@@ -123,4 +151,6 @@ def test_non_finite_metric_rejected():
 
 def test_fp16_halves_the_bytes():
     z = unit(5, 32, 256)
-    assert record_nbytes(encode({"z": z}, "fp16")) < 0.51 * record_nbytes(encode({"z": z}, "fp32"))
+    assert record_nbytes(encode({"z": z}, "fp16")) < 0.51 * record_nbytes(
+        encode({"z": z}, "fp32")
+    )

@@ -18,10 +18,19 @@ def unit(*shape, rng):
 
 
 def make_run(tmp_path, **flat):
-    base = {"num-rounds": 2, "muscle.batch-size": 4, "muscle.dim": 8, "muscle.steps": 3,
-            "muscle.partners": 2, "public.size": 40, "eval.probe-size": 6,
-            "federation.min-clients": 1, "federation.poll-s": 0.001,
-            "output-dir": str(tmp_path), "run-name": "t"}
+    base = {
+        "num-rounds": 2,
+        "muscle.batch-size": 4,
+        "muscle.dim": 8,
+        "muscle.steps": 3,
+        "muscle.partners": 2,
+        "public.size": 40,
+        "eval.probe-size": 6,
+        "federation.min-clients": 1,
+        "federation.poll-s": 0.001,
+        "output-dir": str(tmp_path),
+        "run-name": "t",
+    }
     return RunConfig.from_flat({**base, **flat})
 
 
@@ -38,14 +47,24 @@ class ScriptedClient:
         ins = p.decode_instruction(msg.content, kind)
         self.seen.append((ctx.node_id, kind, ins))
         d = ins.run.muscle.dim
-        idx = ins.arrays[p.PROBE_INDICES][None] if kind == p.EVALUATE else ins.arrays[p.ENCODE_INDICES]
+        idx = (
+            ins.arrays[p.PROBE_INDICES][None]
+            if kind == p.EVALUATE
+            else ins.arrays[p.ENCODE_INDICES]
+        )
         z = unit(*idx.shape, d, rng=self.rng)
         if ctx.node_id == self.bad_node and self.bad == "nan":
             z[..., 0] = np.nan
         metrics = {"task-loss": 1.0, "align-loss": 2.0, "metric": 0.5, "accuracy": 0.5}
-        ident = {p.CLIENT_NAME: f"c{ctx.node_id}", p.TASK_KIND: "classification",
-                 p.MODEL_NAME: "m", p.METRIC_NAME: "accuracy"}
-        reply = p.Reply(metrics, ident, z if idx.size else None, idx if idx.size else None)
+        ident = {
+            p.CLIENT_NAME: f"c{ctx.node_id}",
+            p.TASK_KIND: "classification",
+            p.MODEL_NAME: "m",
+            p.METRIC_NAME: "accuracy",
+        }
+        reply = p.Reply(
+            metrics, ident, z if idx.size else None, idx if idx.size else None
+        )
         return Message(p.encode_reply(reply, ins.run.muscle.precision), reply_to=msg)
 
 
@@ -86,7 +105,9 @@ def test_every_client_encodes_the_same_indices_and_never_gets_its_own(tmp_path):
     # per-step: the step batch of message t+1 is what message t asked to encode
     by_node = [ins for n, ins in aligns if n == 101][:3]
     for a, b in zip(by_node, by_node[1:]):
-        np.testing.assert_array_equal(a.arrays[p.ENCODE_INDICES], b.arrays[p.STEP_INDICES])
+        np.testing.assert_array_equal(
+            a.arrays[p.ENCODE_INDICES], b.arrays[p.STEP_INDICES]
+        )
 
 
 def test_partners_are_other_clients_representations(tmp_path):
@@ -96,7 +117,12 @@ def test_partners_are_other_clients_representations(tmp_path):
     def client(msg, ctx):
         reply = inner(msg, ctx)
         if msg.metadata.message_type == p.TRAIN:
-            got = p.decode_reply(reply.content, make_run(tmp_path), inner.seen[-1][2].arrays[p.ENCODE_INDICES], where="x")
+            got = p.decode_reply(
+                reply.content,
+                make_run(tmp_path),
+                inner.seen[-1][2].arrays[p.ENCODE_INDICES],
+                where="x",
+            )
             uploads[ctx.node_id] = got.z
         return reply
 
@@ -106,7 +132,11 @@ def test_partners_are_other_clients_representations(tmp_path):
             continue
         for s in range(ins.arrays[p.PARTNERS].shape[0]):
             for partner in ins.arrays[p.PARTNERS][s]:
-                owners = [n for n, z in uploads.items() if np.allclose(z[s], partner, atol=2e-3)]
+                owners = [
+                    n
+                    for n, z in uploads.items()
+                    if np.allclose(z[s], partner, atol=2e-3)
+                ]
                 assert owners and node not in owners
 
 
@@ -121,7 +151,9 @@ def test_bad_reply_is_rejected_counted_and_the_round_goes_on(tmp_path):
 
 def test_dead_node_does_not_stop_the_federation(tmp_path):
     client = ScriptedClient()
-    _, rec, _ = run(tmp_path, client, down=(103,), **{"federation.phase-timeout-s": 0.2})
+    _, rec, _ = run(
+        tmp_path, client, down=(103,), **{"federation.phase-timeout-s": 0.2}
+    )
     assert len(rec.final_metrics()) == 3
     assert [r["round"] for r in rec.rows if r["client"] == SERVER_ROW] == [0, 1, 2]
 
@@ -129,7 +161,11 @@ def test_dead_node_does_not_stop_the_federation(tmp_path):
 def test_aggregated_downlink_and_byte_accounting(tmp_path):
     compact, aggregated = ScriptedClient(), ScriptedClient()
     _, rc, _ = run(tmp_path / "c", compact, **{"eval.initial": False})
-    _, ra, _ = run(tmp_path / "a", aggregated, **{"muscle.downlink": "aggregated", "eval.initial": False})
+    _, ra, _ = run(
+        tmp_path / "a",
+        aggregated,
+        **{"muscle.downlink": "aggregated", "eval.initial": False},
+    )
     ins = [i for _, k, i in aggregated.seen if k == p.ALIGN][0]
     assert ins.arrays[p.AGGREGATE].shape == (3, 4**2, 8)
     down = lambda rec: [r["bytes-down"] for r in rec.rows if r["client"] == SERVER_ROW]
@@ -142,10 +178,16 @@ def test_local_algorithm_never_aligns(tmp_path):
     client = ScriptedClient()
     run(tmp_path, client, algorithm="local")
     assert p.ALIGN not in kinds(client)
-    assert all(i.arrays[p.ENCODE_INDICES].size == 0 for _, k, i in client.seen if k == p.TRAIN)
+    assert all(
+        i.arrays[p.ENCODE_INDICES].size == 0 for _, k, i in client.seen if k == p.TRAIN
+    )
 
 
 def test_too_few_clients_times_out_with_a_clear_error(tmp_path):
     with pytest.raises(TimeoutError, match="only 2 of the 5"):
-        run(tmp_path, ScriptedClient(), nodes=2,
-            **{"federation.min-clients": 5, "federation.wait-clients-s": 0.5})
+        run(
+            tmp_path,
+            ScriptedClient(),
+            nodes=2,
+            **{"federation.min-clients": 5, "federation.wait-clients-s": 0.5},
+        )

@@ -1,0 +1,1 @@
+"""Examples of user extensions (plugins) referenced by bundled client profiles."""

@@ -1,0 +1,105 @@
+"""The only place a backbone name becomes a class (design.md §2 rule 7).
+
+``model.backbone`` is one of:
+
+* a registered name (:data:`ENCODERS`, see :func:`list_models`);
+* ``tv:<torchvision model>`` (e.g. ``tv:resnet18``);
+* ``hf:<Hugging Face id or local folder>`` (e.g. ``hf:distilbert-base-uncased``);
+* ``package.module:callable`` — a user plugin (:mod:`models.plugin`).
+
+Builders are called as ``builder(pretrained=spec.pretrained, **spec.options)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from fedmuscle_flwr.models import efficientnet, text, transformer, vision
+from fedmuscle_flwr.models.base import Encoder
+from fedmuscle_flwr.models.hf import build_hf
+from fedmuscle_flwr.models.plugin import build_plugin
+from fedmuscle_flwr.models.tv import build_torchvision
+from fedmuscle_flwr.profiles import ModelSpec
+
+ENCODERS: dict[str, Callable[..., Encoder]] = {
+    "small-cnn": vision.build_small_cnn,
+    "resnet-mini": vision.build_resnet_mini,
+    "mlp": vision.build_mlp,
+    "vit-tiny": transformer.build_vit_tiny,
+    "efficientnet-lite0": efficientnet.build_lite0,
+    "efficientnet-lite1": efficientnet.build_lite1,
+    "efficientnet-lite2": efficientnet.build_lite2,
+    "minilm": transformer.build_minilm,
+    "bert-tiny": transformer.build_bert_tiny,
+    "text-cnn": text.build_text_cnn,
+    "bilstm": text.build_bilstm,
+}
+
+#: backbone forms other than a registered name -> description
+SCHEMES: dict[str, str] = {
+    "tv:<name>": "any torchvision classifier; cached/downloaded weights else random",
+    "hf:<id|path>": "transformers AutoModel (BERT, DistilBERT, ViT, SegFormer, ...)",
+    "package.module:callable": "user plugin returning an Encoder or an nn.Module",
+}
+
+
+def register_encoder(
+    name: str, builder: Callable[..., Encoder], *, overwrite: bool = False
+) -> None:
+    """Add ``builder`` under ``name`` (it must accept ``pretrained`` and options)."""
+    if ":" in name:
+        raise ValueError(f"encoder names cannot contain ':' ({name!r})")
+    if name in ENCODERS and not overwrite:
+        raise ValueError(f"encoder {name!r} is already registered")
+    ENCODERS[name] = builder
+
+
+def list_models() -> dict[str, str]:
+    """Map registered backbone names to a one-line description (also: ``SCHEMES``)."""
+    return {name: _summary(fn) for name, fn in sorted(ENCODERS.items())}
+
+
+def build_encoder(spec: ModelSpec) -> Encoder:
+    """Build the encoder named by ``spec.backbone`` with ``spec.options``.
+
+    Raises
+    ------
+    ValueError
+        Unknown backbone (the message lists the known ones) or unknown option.
+    """
+    name, options = spec.backbone, dict(spec.options)
+    for prefix, builder in (("tv:", build_torchvision), ("hf:", build_hf)):
+        if name.startswith(prefix):
+            _check_options(builder, options, name)
+            return builder(name[len(prefix) :], pretrained=spec.pretrained, **options)
+    if name in ENCODERS:
+        _check_options(ENCODERS[name], options, name)
+        return ENCODERS[name](pretrained=spec.pretrained, **options)
+    if ":" in name:
+        return build_plugin(name, options, spec.pretrained)
+    raise ValueError(
+        f"unknown model.backbone {name!r}; known: {sorted(ENCODERS)} "
+        f"or one of the forms {list(SCHEMES)}"
+    )
+
+
+def _check_options(
+    builder: Callable[..., Any], options: dict[str, Any], name: str
+) -> None:
+    params = inspect.signature(builder).parameters
+    accepted = {
+        k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    } - {"pretrained"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"model.options {unknown} unknown for backbone {name!r}; "
+            f"accepted: {sorted(accepted)}"
+        )
+
+
+def _summary(fn: Callable[..., Any]) -> str:
+    doc = inspect.getdoc(fn) or ""
+    return doc.splitlines()[0] if doc else ""

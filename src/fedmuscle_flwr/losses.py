@@ -1,23 +1,46 @@
 r"""Contrastive alignment losses: Muscle loss and pairwise InfoNCE (fedmuscle.md §2).
 
 Index letters of the shape comments: B batch (anchor rows i; partner rows j, k),
-M partners (m, n), D feature dim (d), T = B^M tuples, K sampled tuples, R anchor
-rows of one streamed chunk, P = M(M-1)/2 partner pairs. Muscle logits come from
-B x B Gram blocks A[m, i, k] = z_i . z^m_k / tau and G[m, n, j, k] = z^m_j . z^n_k,
-broadcast-summed to a (B, ..., B) grid (never a T x D matrix); past ``max_tuples``
-cells the log-sum-exp is streamed in chunks, recomputed in backward.
+M partners (m, n), D feature dim (d), T = B^M tuples, K sampled tuples,
+P = M(M-1)/2 partner pairs. Muscle logits come from B x B Gram blocks
+A[m, i, k] = z_i . z^m_k / tau and G[m, n, j, k] = z^m_j . z^n_k (never a T x D
+matrix). The log-partition over the B^M tuples is computed by the kernels of
+:mod:`fedmuscle_flwr.kernels`: by default in factorised form (one GEMM of B^(M+1)
+multiply-adds, B^M exponentials), exact, with the explicit grid as fallback.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterator
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from fedmuscle_flwr.kernels.dispatch import (
+    METHODS,
+    ONLINE_MAX_CELLS,
+    SMALL_GRID,
+    log_partition,
+    use_online,
+)
+from fedmuscle_flwr.kernels.muscle_grid import axes, log_alpha_grid
+from fedmuscle_flwr.kernels.muscle_online import online_muscle_loss
+from fedmuscle_flwr.kernels.muscle_torch import pair_blocks
+
+__all__ = [
+    "METHODS",
+    "ONLINE_MAX_CELLS",
+    "SMALL_GRID",
+    "MuscleLoss",
+    "PairwiseInfoNCE",
+    "build_aggregate",
+    "muscle_loss",
+    "muscle_loss_from_aggregate",
+    "mutual_information_bound",
+    "pairwise_infonce",
+    "unbiased_sampled_muscle_loss",
+]
 
 
 def _check_taus(tau: float, tau_partners: float | None = None, cap: int = 1) -> float:
@@ -69,93 +92,10 @@ def _grams(anchor: Tensor, partners: Tensor, tau: float) -> tuple[Tensor, Tensor
     return a, g
 
 
-def _axes(num_m: int, b: int, fixed: int, *ms: int) -> list[int]:
-    """Broadcast shape over the free tuple axes j_{fixed+1..M}: B at each free m."""
-    return [b if m in ms else 1 for m in range(fixed, num_m)]  # (1 | B, ...)
-
-
-def _log_alpha_grid(g: Tensor, gamma: float, prefix: tuple[int, ...]) -> Tensor:
-    """Log alpha over the tuples whose leading indices are ``prefix``.
-
-    Returns a tensor broadcastable to (B, ..., B) with ``M - len(prefix)`` axes.
-    """
-    num_m, b, fixed = g.shape[0], g.shape[2], len(prefix)
-    idx: list[Any] = [*prefix] + [slice(None)] * (num_m - fixed)
-    log_alpha = g.new_zeros([1] * (num_m - fixed))
-    for m, n in itertools.combinations(range(num_m), 2):
-        block = g[m, n, idx[m], idx[n]]  # (), (B,) or (B, B): j_m, j_n free or fixed
-        log_alpha = log_alpha - gamma * block.reshape(_axes(num_m, b, fixed, m, n))
-    return log_alpha
-
-
-def _cell_logits(
-    log_alpha: Tensor, a: Tensor, rows: slice, prefix: tuple[int, ...]
-) -> Tensor:
-    """Logits (R, B, ..., B) of anchor ``rows`` over tuples starting with ``prefix``."""
-    num_m, b, fixed = a.shape[0], a.shape[1], len(prefix)
-    out = log_alpha.unsqueeze(0)  # (1, 1 | B, ...)
-    for m in range(num_m):
-        a_m = a[m, rows, prefix[m]] if m < fixed else a[m, rows]  # (R,) | (R, B)
-        out = out + a_m.reshape(-1, *_axes(num_m, b, fixed, m))  # (R, 1 | B, ...)
-    return out
-
-
 def _positive_logits(a: Tensor, g: Tensor, gamma: float) -> Tensor:
     """logit(i; (i, ..., i)) for every anchor row i, shape (B,)."""
-    pairs = torch.ones(g.shape[:2], dtype=torch.bool, device=g.device).triu(1)
-    cross = torch.diagonal(g, dim1=2, dim2=3)[pairs]  # (P, B): z^m_i . z^n_i, m < n
+    cross = torch.diagonal(pair_blocks(g), dim1=1, dim2=2)  # (P, B): z^m_i . z^n_i
     return torch.diagonal(a, dim1=1, dim2=2).sum(0) - gamma * cross.sum(0)  # (B,)
-
-
-def _plan(
-    b: int, num_m: int, max_tuples: int
-) -> Iterator[tuple[tuple[int, ...], list[slice]]]:
-    """Chunks covering the (B, T) logit table once, each of <= max_tuples cells.
-
-    Fixes the fewest leading tuple indices (j_1, ..., j_L) so that B^(M-L) cells
-    fit, then groups R anchor rows per chunk so that R * B^(M-L) <= max_tuples.
-    """
-    fixed = next(n for n in range(num_m + 1) if b ** (num_m - n) <= max_tuples)
-    step = max(1, min(b, max_tuples // b ** (num_m - fixed)))
-    rows = [slice(s, min(s + step, b)) for s in range(0, b, step)]
-    for prefix in itertools.product(range(b), repeat=fixed):
-        yield prefix, rows
-
-
-class _StreamedLogSumExp(torch.autograd.Function):
-    """Per-row log-sum-exp of the Muscle logits, chunked; gradient into ``A`` only."""
-
-    @staticmethod
-    def forward(ctx: Any, a: Tensor, g: Tensor, gamma: float, cap: int) -> Tensor:
-        lse = a.new_full((a.shape[1],), -math.inf)  # (B,) running log-sum-exp
-        for prefix, row_chunks in _plan(a.shape[1], a.shape[0], cap):
-            log_alpha = _log_alpha_grid(g, gamma, prefix)
-            for rows in row_chunks:
-                cells = _cell_logits(log_alpha, a, rows, prefix)  # (R, B, ..., B)
-                cells = cells.reshape(cells.shape[0], -1)  # (R, B^(M-L))
-                lse[rows] = torch.logaddexp(lse[rows], torch.logsumexp(cells, dim=1))
-        ctx.save_for_backward(a, g, lse)
-        ctx.gamma, ctx.cap = gamma, cap
-        return lse
-
-    @staticmethod
-    def backward(ctx: Any, grad_lse: Tensor) -> tuple[Tensor, None, None, None]:
-        a, g, lse = ctx.saved_tensors
-        num_m, grad_a = a.shape[0], torch.zeros_like(a)  # (M, B, B)
-        for prefix, row_chunks in _plan(a.shape[1], num_m, ctx.cap):
-            log_alpha, fixed = _log_alpha_grid(g, ctx.gamma, prefix), len(prefix)
-            for rows in row_chunks:
-                cells = _cell_logits(log_alpha, a, rows, prefix)  # (R, B, ..., B)
-                lse_r = lse[rows].reshape(-1, *[1] * (num_m - fixed))  # (R, 1, ..., 1)
-                mass = torch.exp(cells - lse_r)  # softmax mass of each tuple
-                r = mass.shape[0]
-                for m in range(num_m):  # p_m(i, k): mass of the tuples with j_m = k
-                    if m < fixed:  # j_m = prefix[m] for the whole chunk
-                        grad_a[m, rows, prefix[m]] += mass.reshape(r, -1).sum(1)
-                    else:  # (R, B, ..., B) -> (R, B): sum the other free axes
-                        others = [x for x in range(1, mass.dim()) if x != 1 + m - fixed]
-                        grad_a[m, rows] += mass.sum(others) if others else mass
-        return grad_a * grad_lse.reshape(1, -1, 1), None, None, None
 
 
 def muscle_loss(
@@ -165,6 +105,7 @@ def muscle_loss(
     tau_partners: float = 0.15,
     *,
     max_tuples: int = 2**26,
+    method: str = "auto",
 ) -> Tensor:
     """Muscle loss of one client, mean over the batch (see :class:`MuscleLoss`).
 
@@ -177,7 +118,17 @@ def muscle_loss(
     tau, tau_partners : float
         tau_N > 0 and tau_{N-1} in (0, tau_N]; gamma = 1/tau_partners - 1/tau.
     max_tuples : int
-        Cells computed at once: past B^(M+1) > max_tuples, stream in chunks.
+        Memory bound in elements: the factorised kernel streams W in chunks past
+        B^M > max_tuples, the grid kernel past B^(M+1) > max_tuples.
+    method : str
+        ``"auto"``: on CUDA float32 with triton installed, ``"online"`` up to
+        ``ONLINE_MAX_CELLS`` cells; else ``"grid"`` up to ``SMALL_GRID`` cells,
+        then ``"factorised"`` (``"triton"`` on CUDA once W would be streamed).
+        ``"online"``: two Triton launches, online log-sum-exp.
+        ``"factorised"``: torch GEMMs (any device). ``"triton"``: fused
+        factorised kernel. ``"grid"``: the explicit logit grid (reference).
+        All are exact; the factorised ones fall back to the grid at extreme
+        dynamic ranges (see :mod:`fedmuscle_flwr.kernels.muscle_torch`).
 
     Returns
     -------
@@ -186,15 +137,14 @@ def muscle_loss(
     """
     gamma = _check_taus(tau, tau_partners, max_tuples)
     _check_inputs(anchor, partners)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     with _no_autocast(anchor):
         z, zp = _float_math(anchor, partners.detach())
+        if use_online(z, zp, method):
+            return online_muscle_loss(z, zp, tau, gamma)
         a, g = _grams(z, zp, tau)  # (M, B, B), (M, M, B, B)
-        num_m, b = a.shape[0], a.shape[1]
-        if b ** (num_m + 1) <= max_tuples:
-            cells = _cell_logits(_log_alpha_grid(g, gamma, ()), a, slice(None), ())
-            lse = torch.logsumexp(cells.reshape(b, -1), dim=1)  # (B, B..B) -> (B,)
-        else:
-            lse = _StreamedLogSumExp.apply(a, g, gamma, max_tuples)  # (B,)
+        lse = log_partition(a, g, gamma, max_tuples, method)  # (B,)
         return (lse - _positive_logits(a, g, gamma)).mean()
 
 
@@ -219,15 +169,24 @@ class MuscleLoss(nn.Module):
     tau, tau_partners : float
         :math:`\tau_N > 0` and :math:`\tau_{N-1} \in (0, \tau_N]`.
     max_tuples : int
-        Grid size above which the log-sum-exp is streamed (see :func:`muscle_loss`).
+        Memory bound of the kernels (see :func:`muscle_loss`).
+    method : str
+        Kernel: one of ``METHODS`` (see :func:`muscle_loss`).
     """
 
     def __init__(
-        self, tau: float = 0.2, tau_partners: float = 0.15, max_tuples: int = 2**26
+        self,
+        tau: float = 0.2,
+        tau_partners: float = 0.15,
+        max_tuples: int = 2**26,
+        method: str = "auto",
     ) -> None:
         super().__init__()
         _check_taus(tau, tau_partners, max_tuples)
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.tau, self.tau_partners, self.max_tuples = tau, tau_partners, max_tuples
+        self.method = method
 
     def forward(
         self, anchor: Tensor, partners: Tensor, output_dict: bool = False
@@ -241,7 +200,12 @@ class MuscleLoss(nn.Module):
               and ``mi_lower_bound`` = M log B - loss (detached, fedmuscle.md §2).
         """
         loss = muscle_loss(
-            anchor, partners, self.tau, self.tau_partners, max_tuples=self.max_tuples
+            anchor,
+            partners,
+            self.tau,
+            self.tau_partners,
+            max_tuples=self.max_tuples,
+            method=self.method,
         )
         if not output_dict:
             return loss
@@ -301,9 +265,9 @@ def build_aggregate(
         num_m, b, d = zp.shape
         s = zp.new_zeros([1] * num_m + [d])  # (1, ..., 1, D)
         for m in range(num_m):
-            s = s + zp[m].reshape(*_axes(num_m, b, 0, m), d) / tau  # (.., B_m, .., D)
+            s = s + zp[m].reshape(*axes(num_m, b, 0, m), d) / tau  # (.., B_m, .., D)
         g = torch.einsum("mjd,nkd->mnjk", zp, zp)  # (M, M, B, B)
-        log_alpha = _log_alpha_grid(g, gamma, ()).expand([b] * num_m)  # (B, ..., B)
+        log_alpha = log_alpha_grid(g, gamma, ()).expand([b] * num_m)  # (B, ..., B)
         return s.reshape(b**num_m, d), log_alpha.reshape(b**num_m)
 
 

@@ -199,16 +199,23 @@ def test_permuting_partners_leaves_loss_unchanged() -> None:
 # ---- streamed (chunked) path == one-shot path
 
 
+@pytest.mark.parametrize("method", ["grid", "factorised"])
 @pytest.mark.parametrize(("m", "b", "d"), CASES)
-def test_streamed_equals_unchunked(m: int, b: int, d: int) -> None:
-    # Prepare: caps that fix 0, 1, ... M leading tuple indices, with 1 or more rows
+def test_streamed_equals_unchunked(m: int, b: int, d: int, method: str) -> None:
+    # Prepare: caps that fix 0, 1, ... M leading tuple indices, with 1 or more rows;
+    # the grid holds B^(M+1) cells, the factorised weights W hold B^M entries
+    if method == "factorised" and m == 1:
+        pytest.skip("M = 1 is InfoNCE (one logsumexp): no tuples to stream")
     anchor, partners = inputs(m, b, d, seed=41 + m)
-    full = muscle_loss(anchor, partners, 0.2, 0.1)
+    full = muscle_loss(anchor, partners, 0.2, 0.1, method=method)
     (full_grad,) = torch.autograd.grad(full, anchor)
-    caps = {b ** (m + 1) - 1, b**m, 2 * b ** (m - 1), b ** max(m - 2, 0), 1}
-    for cap in sorted(caps):
+    size = b ** (m + 1) if method == "grid" else b**m
+    caps = {size - 1, size // b, 2 * size // b**2, size // b**2, size // b**3, 1}
+    for cap in sorted(c for c in caps if c >= 1):
         # Execute
-        streamed = muscle_loss(anchor, partners, 0.2, 0.1, max_tuples=cap)
+        streamed = muscle_loss(
+            anchor, partners, 0.2, 0.1, max_tuples=cap, method=method
+        )
         (grad,) = torch.autograd.grad(streamed, anchor)
         # Assert
         assert used_streaming(streamed) and not used_streaming(full)

@@ -1,0 +1,273 @@
+"""Real deployments: ``fedmuscle server`` + ``fedmuscle client`` processes (Flower 1.39).
+
+* loopback: TLS + SuperNode auth, 3 heterogeneous clients, 3 rounds to completion; a
+  client started before the server retries and joins; an unregistered client is
+  refused (exit 3) and the server logs it; nothing is left running afterwards;
+* Ctrl-C: SIGINT to the server and to a client stops every child process;
+* multi-host: the server and 3 clients in their own network namespaces (veth +
+  bridge, 10.77.x addresses), gRPC with TLS, to completion (root only).
+
+Every process runs in its own session and is killed by process group at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fedmuscle_flwr.certs import generate
+from fedmuscle_flwr.processes import free_port
+
+pytestmark = [pytest.mark.integration]
+
+#: runs the main CLI with the deployment commands registered (idempotent)
+LAUNCH = (
+    "from fedmuscle_flwr.cli import cli\n"
+    "from fedmuscle_flwr import cli_deploy\n"
+    "names = {c.name or c.callback.__name__ for c in cli.registered_commands}\n"
+    "'server' in names or cli_deploy.register(cli)\n"
+    "cli()\n"
+)
+FM = [sys.executable, "-c", LAUNCH]
+TINY = ["--set", "data.max-train=160", "--set", "data.max-test=200"]
+PROFILES = ["fmnist-cnn", "fmnist-vit", "mosaic-mlp"]
+RUN_TIMEOUT_S = 900  # each message starts a ClientApp process (torch import)
+
+
+class Procs:
+    """Started processes (own sessions), their logs, and a kill-all."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp, self.procs = tmp, {}
+
+    def start(self, name: str, args: list[str], prefix: list[str] | None = None):
+        log = (self.tmp / f"{name}.log").open("w")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+        proc = subprocess.Popen(
+            [*(prefix or []), *FM, *args], stdout=log, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True, cwd=self.tmp,
+        )  # fmt: skip
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text()
+
+    def kill_all(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            for proc in self.procs.values():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, sig)
+            for proc in self.procs.values():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(20 if sig == signal.SIGINT else 5)
+
+
+def processes_mentioning(token: str) -> list[str]:
+    """Command lines of live processes that contain ``token`` (e.g. a unique port)."""
+    out = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (cmdline.parent / "stat").read_text()
+            if (
+                token in text
+                and ") Z" not in stat
+                and str(os.getpid()) != cmdline.parent.name
+            ):
+                out.append(text)
+    return out
+
+
+def wait_gone(token: str, timeout: float = 30) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_mentioning(token)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("certs")
+    generate(out, ["10.77.0.1"], nodes=4)  # node-4 stays unregistered
+    lines = (out / "authorized-nodes.txt").read_text().splitlines()
+    (out / "keys-3.txt").write_text("\n".join(lines[:3]) + "\n")
+    return out
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    started = Procs(tmp_path)
+    try:
+        yield started
+    finally:
+        started.kill_all()
+
+
+def server_args(tmp: Path, fleet: str, control: str, *extra: str) -> list[str]:
+    return ["server", "--preset", "tiny", "--address", fleet, "--control-address",
+            control, "--output", str(tmp / "runs"), "--workdir", str(tmp / "srv"),
+            "--timeout", str(RUN_TIMEOUT_S), *extra]  # fmt: skip
+
+
+def client_args(tmp: Path, fleet: str, i: int, profile: str, *extra: str) -> list[str]:
+    return ["client", "--server", fleet, "--profile", profile,
+            "--state-dir", str(tmp / f"state-{i}"), *TINY, *extra]  # fmt: skip
+
+
+def assert_completed(tmp: Path, rounds: int = 3) -> None:
+    run_dirs = list((tmp / "runs").iterdir())
+    assert len(run_dirs) == 1, run_dirs
+    rows = [
+        json.loads(r) for r in (run_dirs[0] / "metrics.jsonl").read_text().splitlines()
+    ]
+    server_rows = [r for r in rows if r["client"] == "*"]
+    assert [r["round"] for r in server_rows] == [0, rounds]  # eval.every = rounds
+    assert all(r["clients"] == 3 for r in server_rows)
+    assert server_rows[-1]["probe-positive-sim"] > server_rows[0]["probe-positive-sim"]
+    assert {r["client"] for r in rows} >= set(PROFILES)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT_S + 120)
+def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Procs):
+    # Prepare: free ports; client 1 starts BEFORE the server (must retry and join)
+    port = free_port()
+    fleet, control = f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"
+    ca = ["--tls-ca", str(certs / "ca.crt")]
+    procs.start("client-1", client_args(tmp_path, fleet, 1, PROFILES[0], *ca,
+                "--auth-key", str(certs / "nodes" / "node-1")))  # fmt: skip
+    time.sleep(3)
+    # Execute
+    server = procs.start("server", server_args(
+        tmp_path, fleet, control, "--tls-dir", str(certs),
+        "--auth-keys", str(certs / "keys-3.txt")))  # fmt: skip
+    for i, profile in enumerate(PROFILES[1:], start=2):
+        procs.start(f"client-{i}", client_args(tmp_path, fleet, i, profile, *ca,
+                    "--auth-key", str(certs / "nodes" / f"node-{i}")))  # fmt: skip
+    time.sleep(20)  # keys registered by now; node-4's key never is
+    rogue = procs.start("client-4", client_args(tmp_path, fleet, 4, PROFILES[0], *ca,
+                        "--auth-key", str(certs / "nodes" / "node-4"),
+                        "--max-retries", "0"))  # fmt: skip
+    # Assert: the rogue client is refused, the server says so, the run completes
+    assert rogue.wait(120) == 3, procs.log("client-4")
+    assert "REFUSED" in procs.log("client-4")
+    assert server.wait(RUN_TIMEOUT_S) == 0, procs.log("server")[-3000:]
+    server_log = procs.log("server")
+    assert "REFUSED a SuperNode" in server_log
+    assert "results" in server_log
+    assert "Connection attempt failed, retrying" in procs.log("client-1")
+    assert_completed(tmp_path)
+    # Assert: no process of this deployment outlives the server and the clients
+    procs.kill_all()
+    assert wait_gone(str(port)) == []
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_stops_everything(tmp_path: Path, procs: Procs):
+    # Prepare: an insecure server and one client; the run waits for 3 clients
+    port = free_port()
+    fleet, control = f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"
+    server = procs.start("server", server_args(tmp_path, fleet, control, "--insecure"))
+    client = procs.start("client", client_args(tmp_path, fleet, 1, PROFILES[0],
+                                               "--insecure"))  # fmt: skip
+    deadline = time.monotonic() + 120
+    while "submitted" not in procs.log("server") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert "submitted" in procs.log("server"), procs.log("server")
+    assert "TLS is OFF" in procs.log("server")
+    time.sleep(5)
+    assert len(processes_mentioning(str(port))) >= 3  # superlink, supernode, ...
+    # Execute: Ctrl-C to both wrappers (as a terminal would)
+    os.kill(server.pid, signal.SIGINT)
+    os.kill(client.pid, signal.SIGINT)
+    # Assert
+    assert server.wait(60) == 130
+    assert client.wait(60) in (0, 130)
+    assert wait_gone(str(port)) == []
+    assert wait_gone(control.split(":")[1]) == []
+
+
+# ------------------------------------------------------------------ multi-host
+def _sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, timeout=30)
+
+
+def _netns_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root for ip netns"
+    if shutil.which("ip") is None:
+        return "iproute2 'ip' not installed"
+    probe = f"fmprobe{os.getpid()}"
+    try:
+        _sh("ip", "netns", "add", probe)
+        _sh("ip", "netns", "del", probe)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        return f"ip netns unusable here: {exc}"
+    return None
+
+
+@contextlib.contextmanager
+def network(hosts: list[str]) -> Iterator[dict[str, str]]:
+    """One namespace per host + a bridge namespace; returns host -> namespace."""
+    tag = f"{os.getpid() % 100000}"
+    bridge_ns, names = f"fmbr{tag}", {h: f"fm{h}{tag}" for h in hosts}
+    try:
+        _sh("ip", "netns", "add", bridge_ns)
+        _sh("ip", "-n", bridge_ns, "link", "add", "br0", "type", "bridge")
+        _sh("ip", "-n", bridge_ns, "link", "set", "br0", "up")
+        for i, (host, ns) in enumerate(names.items()):
+            _sh("ip", "netns", "add", ns)
+            _sh("ip", "link", "add", f"fmv{tag}h{i}", "netns", ns, "type", "veth",
+                "peer", "name", f"fmv{tag}b{i}", "netns", bridge_ns)  # fmt: skip
+            _sh("ip", "-n", ns, "link", "set", f"fmv{tag}h{i}", "name", "eth0")
+            _sh("ip", "-n", ns, "addr", "add", f"10.77.0.{1 + i}/24", "dev", "eth0")
+            _sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            _sh("ip", "-n", ns, "link", "set", "lo", "up")
+            _sh("ip", "-n", bridge_ns, "link", "set", f"fmv{tag}b{i}", "master", "br0")
+            _sh("ip", "-n", bridge_ns, "link", "set", f"fmv{tag}b{i}", "up")
+        yield names
+    finally:
+        for ns in [*names.values(), bridge_ns]:
+            subprocess.run(["ip", "netns", "pids", ns], capture_output=True)
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
+                                  text=True).stdout.split()  # fmt: skip
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.timeout(RUN_TIMEOUT_S + 180)
+def test_multi_host_network_namespaces(tmp_path: Path, certs: Path, procs: Procs):
+    if reason := _netns_unavailable():
+        pytest.skip(reason)
+    with network(["srv", "c1", "c2", "c3"]) as ns:
+        # Prepare: the server at 10.77.0.1 (a SAN of the test certificate)
+        fleet = "10.77.0.1:9092"
+        in_ns = {h: ["ip", "netns", "exec", name] for h, name in ns.items()}
+        server = procs.start("server", server_args(
+            tmp_path, "0.0.0.0:9092", "127.0.0.1:8000", "--tls-dir", str(certs),
+            "--auth-keys", str(certs / "keys-3.txt")), prefix=in_ns["srv"])  # fmt: skip
+        # Execute: each client in its own namespace, reaching the server over veth
+        for i, profile in enumerate(PROFILES, start=1):
+            procs.start(f"client-{i}", client_args(
+                tmp_path, fleet, i, profile, "--tls-ca", str(certs / "ca.crt"),
+                "--auth-key", str(certs / "nodes" / f"node-{i}"),
+            ), prefix=in_ns[f"c{i}"])  # fmt: skip
+        # Assert
+        assert server.wait(RUN_TIMEOUT_S) == 0, procs.log("server")[-3000:]
+        assert_completed(tmp_path)
+        assert "10.77.0.1:9092" in procs.log("client-1")

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The test suite (unit + integration with real Flower). Extra arguments go to pytest.
-# FEDMUSCLE_FAST=1 skips the tests marked slow.
+# FEDMUSCLE_FAST=1 skips the tests marked slow; FEDMUSCLE_LINT=0 skips ruff and mypy
+# (they run first, and only when no pytest arguments are given).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
+if [ $# = 0 ] && [ "${FEDMUSCLE_LINT:-1}" = 1 ]; then
+  say "ruff + mypy"
+  ruff check src tests bench
+  ruff format --check --quiet src tests bench
+  mypy
+fi
 marks=()
 [ "${FEDMUSCLE_FAST:-0}" = 1 ] && marks=(-m "not slow")
 set +e

@@ -1,4 +1,4 @@
-"""fedmuscle-flwr: FedMuscle (ICLR 2026) on Flower, for heterogeneous models and tasks."""
+"""fedmuscle-flwr: FedMuscle (ICLR 2026) on Flower, heterogeneous models and tasks."""
 
 from __future__ import annotations
 

@@ -56,7 +56,9 @@ def sample_partners(
     for n in clients:
         others = [m for m in clients if m != n]
         k = min(num_partners, len(others))
-        picked = rng.choice(len(others), size=k, replace=False) if k else []
+        picked: Sequence[int] = (
+            rng.choice(len(others), size=k, replace=False).tolist() if k else []
+        )
         out[n] = [others[int(i)] for i in picked]
     return out
 

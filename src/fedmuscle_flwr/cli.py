@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from fedmuscle_flwr import cli_deploy
 from fedmuscle_flwr.config import ConfigError, RunConfig, deep_merge, unflatten
 from fedmuscle_flwr.profiles import list_entries, load_preset, read_toml
 
@@ -131,13 +132,21 @@ def list_(
 def data_prepare(name: Annotated[str, typer.Argument(help="dataset name")]) -> None:
     """Install or fetch what dataset NAME needs (apt when root, else instructions)."""
     from fedmuscle_flwr.data.prepare import prepare
+    from fedmuscle_flwr.data.sources import DataUnavailableError
 
-    console.print(prepare(name))
+    try:
+        console.print(prepare(name))
+    except (DataUnavailableError, KeyError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
 
 
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+cli_deploy.register(cli)
 
 
 __all__ = ["build_run_config", "cli", "list_entries", "main"]

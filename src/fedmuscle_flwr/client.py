@@ -217,7 +217,7 @@ def run_phase(
     phase = PHASES[kind]
     reply = phase(runtime, ins)
     if kind != "evaluate":
-        store.save(run_key, node_id, runtime.state_dict())  # type: ignore[arg-type]
+        store.save(run_key, node_id, runtime.state_dict())
     return reply
 
 

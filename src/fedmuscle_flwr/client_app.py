@@ -15,6 +15,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from fedmuscle_flwr.client import run_phase
+from fedmuscle_flwr.logs import ensure_console_logging
 from fedmuscle_flwr.profiles import resolve_profile
 from fedmuscle_flwr.protocol import decode_instruction, encode_reply
 from fedmuscle_flwr.state import default_state_dir, open_store
@@ -24,6 +25,7 @@ app = ClientApp()
 
 
 def _handle(phase: str, msg: Message, context: Context) -> Message:
+    ensure_console_logging()
     ins = decode_instruction(msg.content, msg.metadata.message_type)
     profile = resolve_profile(context.node_config, ins.run.federation.roster)
     state_dir = context.node_config.get("state-dir")

@@ -53,7 +53,7 @@ def encode(arrays: Mapping[str, np.ndarray], precision: str = "fp32") -> ArrayRe
         if np.issubdtype(arr.dtype, np.floating):
             arr = arr.astype(wire, copy=False)
         out[key] = Array(arr)
-    return ArrayRecord(out)  # type: ignore[arg-type]
+    return ArrayRecord(out)
 
 
 def record_nbytes(record: ArrayRecord) -> int:

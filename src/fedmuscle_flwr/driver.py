@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 
+from fedmuscle_flwr.profiles import load_roster
 from fedmuscle_flwr.strategy import FedMuscle
 
 log = logging.getLogger(__name__)
@@ -44,18 +45,37 @@ def send_and_collect(
     return replies
 
 
-def wait_for_nodes(grid: Grid, minimum: int, timeout: float) -> list[int]:
-    """Block until ``minimum`` nodes are connected; raise ``TimeoutError`` after."""
+def wait_for_nodes(
+    grid: Grid, minimum: int, timeout: float, expected: Sequence[str] = ()
+) -> list[int]:
+    """Block until ``minimum`` nodes are connected; raise ``TimeoutError`` after.
+
+    Flower identifies a node by its id only, so while waiting the log names the
+    connected node ids and the roster's client names (which clients these are is
+    known after their first reply).
+    """
     deadline, last_log = time.monotonic() + timeout, 0.0
+    roster = ", ".join(expected) or "-"
     while len(nodes := sorted(grid.get_node_ids())) < minimum:
         now = time.monotonic()
+        missing = minimum - len(nodes)
         if now > deadline:
             raise TimeoutError(
                 f"only {len(nodes)} of the {minimum} required clients connected "
-                f"after {timeout:.0f} s"
+                f"after {timeout:.0f} s ({missing} missing; connected node ids "
+                f"{nodes}; roster: {roster})"
             )
         if now - last_log > 10:
-            log.info("waiting for clients: %d of %d connected", len(nodes), minimum)
+            log.info(
+                "waiting for clients: %d of %d connected, %d missing "
+                "(connected node ids %s; roster: %s; %.0f s left)",
+                len(nodes),
+                minimum,
+                missing,
+                nodes,
+                roster,
+                deadline - now,
+            )
             last_log = now
         time.sleep(0.5)
     return nodes
@@ -65,7 +85,8 @@ def run_federation(strategy: FedMuscle, grid: Grid) -> None:
     """All rounds: [evaluate at 0], then per round train -> align x k -> evaluate."""
     run = strategy.run
     fed = run.federation
-    nodes = wait_for_nodes(grid, fed.min_clients, fed.wait_clients_s)
+    roster = _roster_names(fed.roster)
+    nodes = wait_for_nodes(grid, fed.min_clients, fed.wait_clients_s, roster)
     log.info("%d clients connected; starting %s", len(nodes), strategy.algorithm.name)
     strategy.summary()
     none, cfg = ArrayRecord(), ConfigRecord()
@@ -92,6 +113,13 @@ def run_federation(strategy: FedMuscle, grid: Grid) -> None:
         if rnd % run.eval.every == 0 or rnd == run.num_rounds:
             evaluate(rnd)
         log.info("round %d done in %.1f s", rnd, time.perf_counter() - t0)
+
+
+def _roster_names(roster: str) -> list[str]:
+    try:
+        return [profile.name for profile in load_roster(roster)]
+    except Exception:  # the roster is only informative here; clients resolve it
+        return []
 
 
 def _fmt(values: dict[str, object]) -> str:

@@ -100,7 +100,7 @@ def decode_instruction(content: RecordDict, kind: str) -> Instruction:
     cfg = _config(content, CONFIG, where)
     try:
         run = RunConfig.model_validate_json(str(cfg[RUN_CONFIG]))
-        server_round, step = int(cfg[SERVER_ROUND]), int(cfg[STEP])
+        server_round, step = int(str(cfg[SERVER_ROUND])), int(str(cfg[STEP]))
     except (KeyError, ValueError, ValidationError) as exc:
         raise ProtocolError(f"{where}: bad config ({exc})") from None
     record = content.array_records.get(ARRAYS)

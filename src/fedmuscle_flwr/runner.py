@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -22,7 +23,7 @@ def run_and_report(
     """Simulate every run of ``runs`` in order, then print and save the Δ tables."""
     from fedmuscle_flwr.simulation import simulate
 
-    finals: dict[str, dict] = {}
+    finals: dict[str, dict[str, Any]] = {}
     for name, run in runs.items():
         run_dir = simulate(run)
         finals[name] = read_summary(run_dir)["clients"]

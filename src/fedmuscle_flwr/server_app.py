@@ -16,6 +16,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedmuscle_flwr.config import RunConfig
 from fedmuscle_flwr.driver import run_federation
+from fedmuscle_flwr.logs import ensure_console_logging
 from fedmuscle_flwr.metrics import RunRecorder
 from fedmuscle_flwr.profiles import resolve_run_config
 from fedmuscle_flwr.strategy import FedMuscle
@@ -53,6 +54,7 @@ def make_server_app(run: RunConfig | None = None) -> ServerApp:
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
+        ensure_console_logging()
         cfg = run if run is not None else resolve_run_config(context.run_config)
         serve(grid, cfg)
 

@@ -18,7 +18,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MetricRecord,
+    MetricRecordValues,
+)
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
@@ -97,7 +103,12 @@ class FedMuscle(Strategy):
 
     # ----------------------------------------------------------- messages
     def _message(
-        self, node: int, kind: str, server_round: int, step: int, arrays: dict
+        self,
+        node: int,
+        kind: str,
+        server_round: int,
+        step: int,
+        arrays: dict[str, np.ndarray],
     ) -> Message:
         ins = p.Instruction(self.run, server_round, step, arrays)
         content = p.encode_instruction(ins)
@@ -175,10 +186,12 @@ class FedMuscle(Strategy):
             self.recorder.record(
                 server_round, self.names[node], phase="train", **reply.metrics
             )
-        losses = [r.metrics.get("task-loss", np.nan) for r in good.values()]
-        metrics = {
+        losses = [
+            r.metrics["task-loss"] for r in good.values() if "task-loss" in r.metrics
+        ]
+        metrics: dict[str, MetricRecordValues] = {
             "clients": float(len(good)),
-            "task-loss": float(np.nanmean(losses or [np.nan])),
+            "task-loss": float(np.mean(losses)) if losses else float("nan"),
         }
         return None, MetricRecord(metrics)
 
@@ -265,7 +278,7 @@ class FedMuscle(Strategy):
                 **reply.metrics,
             )
         align = agg.alignment(probe, self.run.muscle)
-        row: dict[str, float] = align.as_dict() if align else {}
+        row: dict[str, MetricRecordValues] = dict(align.as_dict()) if align else {}
         row |= {"clients": float(len(good)), "rejected": float(self.rejected)}
         row |= {
             "bytes-up": float(self.bytes["up"]),

@@ -12,7 +12,7 @@ One round of a client is (Algorithm 1 of the paper, client lines):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,7 +131,7 @@ def align(
     model: ClientModel,
     public: PublicData,
     step_indices: np.ndarray,
-    payloads: list[StepPayload],
+    payloads: Sequence[StepPayload],
     optimizer: torch.optim.Optimizer,
     *,
     loss_fn: AlignLoss,

@@ -20,9 +20,14 @@ def test_simulation_aligns_heterogeneous_clients(tmp_path, tiny_roster, state_di
     rows = [r for r in read_rows(run_dir) if r["client"] == SERVER_ROW]
     assert [r["round"] for r in rows] == [0, 1, 2]
     assert all(r["clients"] == 3 and r["rejected"] == 0 for r in rows)
-    assert rows[-1]["probe-positive-sim"] > rows[0]["probe-positive-sim"] + 0.1
-    assert rows[-1]["probe-muscle-loss"] < rows[0]["probe-muscle-loss"]
-    assert rows[-1]["probe-mi-bound"] > rows[0]["probe-mi-bound"]
+    first, last = rows[0], rows[-1]
+    trace = {k: (first[k], last[k]) for k in first if k.startswith("probe-")}
+    # matching public samples move together relative to non-matching ones ...
+    gap = [r["probe-positive-sim"] - r["probe-negative-sim"] for r in (first, last)]
+    assert gap[1] > gap[0] + 0.03, trace
+    # ... and the Muscle loss on the fixed probe batch drops (MI bound rises)
+    assert last["probe-muscle-loss"] < first["probe-muscle-loss"] - 0.02, trace
+    assert last["probe-mi-bound"] > first["probe-mi-bound"], trace
     summary = read_summary(run_dir)
     assert sorted(summary["clients"]) == ["fmnist-cnn", "fmnist-vit", "mosaic-mlp"]
     assert {c["task"] for c in summary["clients"].values()} == {

@@ -1,0 +1,34 @@
+"""Logging set-up for processes we do not start ourselves.
+
+Flower starts the ServerApp and ClientApp in its own processes (``flwr-serverapp``,
+``flwr-clientapp``) where nobody configured logging, so our INFO lines (round, phase,
+clients, bytes) would vanish. :func:`ensure_console_logging` gives the package logger
+a plain stdout handler there, and does nothing where logging is already configured
+(the ``fedmuscle`` CLI, pytest), so no line is printed twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+PACKAGE_LOGGER = "fedmuscle_flwr"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def ensure_console_logging() -> None:
+    """Attach a stdout handler to the package logger unless one is configured.
+
+    The level comes from ``FEDMUSCLE_LOG_LEVEL`` (default ``INFO``).
+    """
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    logger.addHandler(handler)
+    logger.setLevel(os.environ.get("FEDMUSCLE_LOG_LEVEL", "INFO").upper())
+
+
+__all__ = ["PACKAGE_LOGGER", "ensure_console_logging"]

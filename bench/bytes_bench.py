@@ -5,19 +5,22 @@
 Compact downlink: the M partners' representations, M x B x d values. Aggregated
 downlink (the paper's): S (B^M x d) and log alpha (B^M). Uplink: the client's own
 B x d representations (the same in both modes). Precisions: fp32, fp16 and int8
-with one float32 scale per row (symmetric, max-abs). Bytes are computed
-analytically and, where the payload is at most --max-serialise-mb, by actually
-serialising the arrays with numpy .npy (as flwr's Array does; ~128 B of header
-per array). Writes bytes_bench.json/.md to --out (default $OUT or ./bench-out).
+with one float32 scale per row (symmetric, max-abs; log alpha stays fp32 under
+int8). Bytes are computed analytically and, where the payload is at most
+--max-serialise-mb, measured by encoding the arrays with the project's codec
+(fedmuscle_flwr.codec.encode, the wire format of every run; flwr's Array holds
+.npy bytes, ~128 B of header per array). Writes bytes_bench.json/.md to --out
+(default $OUT or ./bench-out).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 
 import numpy as np
 from _common import out_dir, write
+
+from fedmuscle_flwr.codec import encode, record_nbytes
 
 PRECISIONS = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8}
 
@@ -28,22 +31,14 @@ def analytic(rows: int, d: int, precision: str) -> int:
     return rows * d * item + (4 * rows if precision == "int8" else 0)
 
 
-def encode(x: np.ndarray, precision: str) -> list[np.ndarray]:
-    """The arrays that travel for ``x`` (rows, d) at ``precision``."""
-    if precision != "int8":
-        return [x.astype(PRECISIONS[precision])]
-    scale = np.abs(x).max(axis=1, keepdims=True).astype(np.float32) / 127.0
-    q = np.round(x / np.maximum(scale, 1e-12)).astype(np.int8)
-    return [q, scale.reshape(-1)]
+def log_alpha_bytes(t: int, precision: str) -> int:
+    """log alpha (B^M,) travels at the wire dtype; fp32 under int8 (codec rule)."""
+    return t * (2 if precision == "fp16" else 4)
 
 
-def npy_bytes(arrays: list[np.ndarray]) -> int:
-    total = 0
-    for arr in arrays:
-        buf = io.BytesIO()
-        np.save(buf, arr, allow_pickle=False)
-        total += buf.getbuffer().nbytes
-    return total
+def wire_bytes(arrays: dict[str, np.ndarray], precision: str) -> int:
+    """Bytes of the arrays as the codec encodes them (flwr Array = .npy bytes)."""
+    return record_nbytes(encode(arrays, precision))
 
 
 def measure(m: int, b: int, d: int, limit: int, rng: np.random.Generator) -> dict:
@@ -52,14 +47,17 @@ def measure(m: int, b: int, d: int, limit: int, rng: np.random.Generator) -> dic
     for p in PRECISIONS:
         rec["uplink"][p] = {"analytic": analytic(b, d, p)}
         rec["compact"][p] = {"analytic": analytic(m * b, d, p)}
-        rec["aggregated"][p] = {"analytic": analytic(t, d, p) + 4 * t}  # + log alpha
-        z = rng.standard_normal((m * b, d)).astype(np.float32)
-        rec["compact"][p]["npy"] = npy_bytes(encode(z, p))
-        rec["uplink"][p]["npy"] = npy_bytes(encode(z[:b], p))
+        rec["aggregated"][p] = {"analytic": analytic(t, d, p) + log_alpha_bytes(t, p)}
+        # shapes as in protocol.py: partners (S=1, M, B, d), z (K=1, B, d)
+        z = rng.standard_normal((1, m, b, d)).astype(np.float32)
+        rec["compact"][p]["npy"] = wire_bytes({"partners": z}, p)
+        rec["uplink"][p]["npy"] = wire_bytes({"z": z[0, :1]}, p)
         if rec["aggregated"][p]["analytic"] <= limit:
-            s = rng.standard_normal((t, d)).astype(np.float32)
-            la = rng.standard_normal(t).astype(np.float32)
-            rec["aggregated"][p]["npy"] = npy_bytes([*encode(s, p), la])
+            s = rng.standard_normal((1, t, d)).astype(np.float32)
+            la = rng.standard_normal((1, t)).astype(np.float32)
+            rec["aggregated"][p]["npy"] = wire_bytes(
+                {"aggregate": s, "log-alpha": la}, p
+            )
     return rec
 
 
@@ -111,7 +109,8 @@ def main() -> None:
     ]
     md = (
         f"Bytes per client per step, B = {args.b}, d = {args.d}: analytic payload"
-        " (measured .npy bytes in parentheses; 'analytic': too large to build).\n\n"
+        " (bytes as encoded by fedmuscle_flwr.codec in parentheses;"
+        " 'analytic': too large to build).\n\n"
     )
     write(
         out_dir(args.out or "bench-out"),

@@ -60,7 +60,9 @@ class MuscleConfig(_Schema):
     lr: float = Field(1e-3, gt=0)
     downlink: Literal["compact", "aggregated"] = "compact"
     sync: Literal["per-step", "per-round"] = "per-round"
-    precision: Literal["fp16", "fp32"] = "fp16"
+    precision: Literal["fp16", "fp32", "int8"] = Field(
+        "fp16", description="wire format of representations (int8: + fp32 scale/row)"
+    )
     max_tuples: int = Field(
         2**26, gt=0, description="B^(M+1) above which the loss is chunked"
     )

@@ -154,3 +154,136 @@ def test_fp16_halves_the_bytes():
     assert record_nbytes(encode({"z": z}, "fp16")) < 0.51 * record_nbytes(
         encode({"z": z}, "fp32")
     )
+
+
+# ---- int8 with a per-row scale
+RUN8 = RUN.model_copy(
+    update={"muscle": RUN.muscle.model_copy(update={"precision": "int8"})}
+)
+UNIT_SPEC = ArraySpec((5, 32, 256), ("float16", "float32"), unit_rows=True)
+
+
+def test_int8_precision_is_a_config_option():
+    assert RunConfig.from_flat({"muscle.precision": "int8"}).muscle.precision == "int8"
+    with pytest.raises(ValueError, match="precision"):
+        RunConfig.from_flat({"muscle.precision": "int4"})
+
+
+def test_int8_round_trip_error_bound():
+    # Prepare: unit rows, one row with a single large entry (the worst case)
+    z = unit(5, 32, 256, seed=3)
+    z[0, 0] = 0.0
+    z[0, 0, 7] = 1.0
+    # Execute
+    record = encode({"z": z}, "int8")
+    got = decode(record, {"z": UNIT_SPEC}, where="t")["z"]
+    # Assert: int8 values + one float32 scale per row travel; |x - x̂| <= s/2
+    assert record["z"].dtype == "int8" and record["z.scale"].dtype == "float32"
+    assert tuple(record["z.scale"].shape) == (5, 32)
+    assert got.dtype == np.float32 and got.shape == z.shape
+    half_step = np.abs(z).max(axis=-1, keepdims=True) / 127 / 2
+    assert (np.abs(got - z) <= half_step * (1 + 1e-5)).all()
+    assert np.abs(np.linalg.norm(got, axis=-1) - 1).max() < 5e-3
+    np.testing.assert_array_equal(got[0, 0], z[0, 0])  # exact where q = ±127, 0
+
+
+def test_int8_bytes_are_a_quarter_plus_the_scales():
+    z = unit(5, 32, 256)
+    n32 = record_nbytes(encode({"z": z}, "fp32"))
+    n8 = record_nbytes(encode({"z": z}, "int8"))
+    assert n8 < 0.27 * n32
+    assert n8 >= z.size + 4 * 5 * 32  # int8 values + fp32 scales
+
+
+def test_int8_keeps_low_rank_floats_and_indices_exact():
+    log_alpha = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)
+    idx = IDX.copy()
+    record = encode({"log-alpha": log_alpha, "idx": idx}, "int8")
+    assert record["log-alpha"].dtype == "float32" and record["idx"].dtype == "int64"
+    assert "log-alpha.scale" not in record and "idx.scale" not in record
+    # an int8 array is refused where indices are expected
+    bad = encode({"idx": unit(1, 2, 4)}, "int8")
+    with pytest.raises(ProtocolError, match="dtype int8"):
+        decode(bad, {"idx": ArraySpec((1, 2, 4), ("int64",))}, where="n")
+
+
+def test_int8_non_unit_rows_and_zero_rows():
+    s = np.random.default_rng(1).standard_normal((2, 9, 8)).astype(np.float32) * 5
+    s[1, 3] = 0.0
+    record = encode({"aggregate": s}, "int8")
+    got = decode(
+        record, {"aggregate": ArraySpec((None, None, 8), ("float32",))}, where="t"
+    )["aggregate"]
+    assert record["aggregate.scale"].numpy()[1, 3] == 1.0  # zero row: scale 1, q 0
+    np.testing.assert_array_equal(got[1, 3], 0.0)
+    bound = np.abs(s).max(axis=-1, keepdims=True) / 254 * (1 + 1e-5)
+    assert (np.abs(got - s) <= bound).all()
+
+
+def test_int8_protocol_round_trips():
+    partners = unit(3, 2, 4, 8)
+    arrays = {
+        p.ENCODE_INDICES: IDX[:0],
+        p.STEP_INDICES: np.vstack([IDX, IDX[:1]]),
+        p.PARTNERS: partners,
+    }
+    content = p.encode_instruction(p.Instruction(RUN8, 1, 0, arrays))
+    assert content.array_records[p.ARRAYS][p.PARTNERS].dtype == "int8"
+    ins = p.decode_instruction(content, p.ALIGN)
+    np.testing.assert_allclose(ins.arrays[p.PARTNERS], partners, atol=1 / 254)
+    z = unit(2, 4, 8)
+    reply = p.Reply({"task-loss": 1.0}, {p.CLIENT_NAME: "c"}, z, IDX)
+    got = p.decode_reply(p.encode_reply(reply, "int8"), RUN8, IDX, where="t")
+    assert got.z.dtype == np.float32
+    np.testing.assert_allclose(got.z, z, atol=1 / 254)
+
+
+def _with_scale(scale):
+    record = encode({"z": unit(5, 32, 256)}, "int8")
+    if scale is None:
+        del record["z.scale"]
+    else:
+        record["z.scale"] = Array(scale)
+    return record
+
+
+def _bad_scales():
+    ok = np.full((5, 32), 1 / 127, np.float32)
+    nan, neg, zero = ok.copy(), ok.copy(), ok.copy()
+    nan[2, 3] = np.nan
+    neg[0, 0] = -1 / 127
+    zero[4, 31] = 0.0
+    return {
+        "NaN": (nan, r"'z.scale'.*non-finite"),
+        "inf": (np.full((5, 32), np.inf, np.float32), r"'z.scale'.*non-finite"),
+        "negative": (neg, r"'z.scale': scales must be > 0"),
+        "zero": (zero, r"'z.scale': scales must be > 0"),
+        "wrong shape": (ok[:, :31], r"'z.scale'.*shape \(5, 31\) != expected"),
+        "per array, not per row": (ok[:1, :1].reshape(1), r"'z.scale'.*shape"),
+        "wrong dtype": (ok.astype(np.float16), r"'z.scale'.*dtype float16"),
+        "missing": (None, r"int8 array without its scale 'z.scale'"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_scales()))
+def test_int8_bad_scale_is_a_protocol_error(case):
+    scale, needle = _bad_scales()[case]
+    with pytest.raises(ProtocolError, match=needle):
+        decode(_with_scale(scale), {"z": UNIT_SPEC}, where="node 3")
+
+
+def test_int8_scale_that_breaks_unit_norm_is_rejected():
+    # a finite, positive but wrong scale decodes to rows that are not unit-norm
+    record = _with_scale(np.full((5, 32), 0.5, np.float32))
+    with pytest.raises(ProtocolError, match="'z': rows are not unit-norm"):
+        decode(record, {"z": UNIT_SPEC}, where="n")
+    # a scale that overflows float32 after dequantisation is non-finite
+    record = _with_scale(np.full((5, 32), 3e37, np.float32))
+    with pytest.raises(ProtocolError, match="'z': non-finite"):
+        decode(record, {"z": UNIT_SPEC}, where="n")
+
+
+def test_int8_wrong_shape_of_the_values():
+    record = encode({"z": unit(5, 32, 255)}, "int8")
+    with pytest.raises(ProtocolError, match=r"'z' \(int8\): shape"):
+        decode(record, {"z": UNIT_SPEC}, where="n")

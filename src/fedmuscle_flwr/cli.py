@@ -78,16 +78,21 @@ def run(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="dotted key=value, repeatable")
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="simulation (Flower + Ray) | inprocess (no Ray)")
+    ] = "simulation",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a federation in Flower's simulation engine (default: the embedded one)."""
+    from fedmuscle_flwr.engines import get_engine
+
     _setup_logging(verbose)
     overrides = _parse_set(set_ or [])
     if rounds is not None:
         overrides["num-rounds"] = rounds
     if seed is not None:
         overrides["seed"] = seed
-    session = output / f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}"
+    session = output / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(preset).stem}"
     algorithms = [a.strip() for a in algorithm.split(",") if a.strip()]
     try:
         runs = {
@@ -103,12 +108,13 @@ def run(
             )
             for name in algorithms
         }
+        runner = get_engine(engine)
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     from fedmuscle_flwr.runner import run_and_report
 
-    run_and_report(runs, session, console)
+    run_and_report(runs, session, console, runner.run)
 
 
 @cli.command("list")

@@ -18,14 +18,23 @@ REFERENCE = "local"
 
 
 def run_and_report(
-    runs: Mapping[str, RunConfig], session: Path, console: Console
+    runs: Mapping[str, RunConfig],
+    session: Path,
+    console: Console,
+    execute: Callable[[RunConfig], Path] | None = None,
 ) -> None:
-    """Simulate every run of ``runs`` in order, then print and save the Δ tables."""
-    from fedmuscle_flwr.simulation import simulate
+    """Run every run of ``runs`` in order, then print and save the Δ tables.
 
+    ``execute`` runs one config to completion and returns its folder (an engine of
+    :mod:`fedmuscle_flwr.engines`; default: Flower's simulation).
+    """
+    if execute is None:
+        from fedmuscle_flwr.engines import get_engine
+
+        execute = get_engine("simulation").run
     finals: dict[str, dict[str, Any]] = {}
     for name, run in runs.items():
-        run_dir = simulate(run)
+        run_dir = execute(run)
         finals[name] = read_summary(run_dir)["clients"]
     report = [f"# {session.name}\n"]
     for name, final in finals.items():

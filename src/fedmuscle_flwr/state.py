@@ -32,12 +32,28 @@ def default_state_dir() -> Path:
     return Path(env).expanduser() if env else cache_dir() / "client-state"
 
 
+_Stamp = tuple[int, int, int]
+
+
+def _stamp(path: Path) -> _Stamp:
+    """Identity of the file now: each save is a new file renamed into place."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 class ClientStateStore:
-    """Saves and loads one client's state dict per (run, node)."""
+    """Saves and loads one client's state dict per (run, node).
+
+    A small in-memory cache saves the ``torch.load`` between the phases of a round.
+    Several processes may serve the same node (Ray actors in simulation, one
+    ClientApp process per message in deployment), so a cached state is used only
+    while the file on disk is still the one this process wrote or read
+    (same inode, mtime and size).
+    """
 
     def __init__(self, root: Path, cache_size: int = 16) -> None:
         self.root = root
-        self._cache: OrderedDict[Path, dict[str, Any]] = OrderedDict()
+        self._cache: OrderedDict[Path, tuple[_Stamp, dict[str, Any]]] = OrderedDict()
         self._cache_size = cache_size
 
     def path(self, run_key: str, node_id: int) -> Path:
@@ -47,12 +63,17 @@ class ClientStateStore:
     def load(self, run_key: str, node_id: int) -> dict[str, Any] | None:
         """The saved state, or None before the client's first save."""
         path = self.path(run_key, node_id)
-        if path in self._cache:
-            self._cache.move_to_end(path)
-            return self._cache[path]
-        if not path.is_file():
+        try:
+            stamp = _stamp(path)
+        except FileNotFoundError:
+            self._cache.pop(path, None)
             return None
+        cached = self._cache.get(path)
+        if cached is not None and cached[0] == stamp:
+            self._cache.move_to_end(path)
+            return cached[1]
         state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        self._remember(path, stamp, state)
         return state
 
     def save(self, run_key: str, node_id: int, state: dict[str, Any]) -> None:
@@ -62,7 +83,10 @@ class ClientStateStore:
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(path)
-        self._cache[path] = state
+        self._remember(path, _stamp(path), state)
+
+    def _remember(self, path: Path, stamp: _Stamp, state: dict[str, Any]) -> None:
+        self._cache[path] = (stamp, state)
         self._cache.move_to_end(path)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

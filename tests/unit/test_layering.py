@@ -12,6 +12,7 @@ EDGE = {
     "client_app.py",
     "server_app.py",
     "simulation.py",
+    "inprocess.py",
     "deployment.py",
 }
 

@@ -1,0 +1,53 @@
+"""`fedmuscle run` end to end through the CLI, on the in-process engine (no Ray)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fedmuscle_flwr.cli import cli
+from fedmuscle_flwr.metrics import SERVER_ROW, read_rows
+
+pytestmark = [pytest.mark.integration]
+
+
+def test_run_inprocess_writes_runs_and_delta_table(tmp_path, tiny_roster, state_dir):
+    # Prepare
+    args = [
+        "run",
+        "--preset",
+        "tiny",
+        "--engine",
+        "inprocess",
+        "--rounds",
+        "1",
+        "--output",
+        str(tmp_path / "runs"),
+        "--set",
+        f"federation.roster={tiny_roster}",
+        "--set",
+        "public.size=200",
+    ]
+    # Execute
+    result = CliRunner().invoke(cli, args)
+    # Assert: both algorithms ran every client, the Δ table was printed and saved
+    assert result.exit_code == 0, result.output
+    (session,) = (tmp_path / "runs").iterdir()
+    for algorithm in ("fedmuscle", "local"):
+        rows = read_rows(session / algorithm)
+        clients = {r["client"] for r in rows if r["client"] != SERVER_ROW}
+        assert clients == {"fmnist-cnn", "fmnist-vit", "mosaic-mlp"}
+        config = json.loads((session / algorithm / "config.json").read_text())
+        assert config["algorithm"] == algorithm
+    report = (session / "report.md").read_text()
+    assert "Δ" in report and "fmnist-vit" in report
+    assert "mean Δ" in result.output or "Δ %" in result.output
+
+
+def test_unknown_engine_is_refused_before_running(tmp_path):
+    result = CliRunner().invoke(
+        cli, ["run", "--engine", "warp", "--output", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "warp" in result.output and "inprocess" in result.output
+    assert not any(tmp_path.iterdir())

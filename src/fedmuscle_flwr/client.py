@@ -12,9 +12,10 @@ import logging
 import zlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from fedmuscle_flwr import training
+from fedmuscle_flwr import privacy, training
 from fedmuscle_flwr.aggregation import rng_for
 from fedmuscle_flwr.algorithms import get_algorithm
 from fedmuscle_flwr.config import RunConfig
@@ -43,6 +44,7 @@ from fedmuscle_flwr.tasks.registry import get_task
 
 log = logging.getLogger(__name__)
 _TRAIN_SEED = 0x7A11
+_PRIVACY_SEED = 0x9D1C  # + (client, round, step, phase): upload noise
 
 
 def client_seed(profile: ClientProfile) -> int:
@@ -121,12 +123,22 @@ class ClientRuntime:
             METRIC_NAME: self.task.primary_metric,
         }
 
-    def _encode(self, ins: Instruction, metrics: dict[str, float]) -> Reply:
+    def _encode(self, ins: Instruction, metrics: dict[str, float], phase: int) -> Reply:
         idx = ins.arrays[ENCODE_INDICES]
         if idx.shape[0] == 0:
             return Reply(metrics, self.identity())
         z = training.encode_public(self.model, self.public, idx, self.device)
-        return Reply(metrics, self.identity(), z, idx)
+        return Reply(metrics, self.identity(), self._upload(z, ins, phase), idx)
+
+    def _upload(self, z: np.ndarray, ins: Instruction, phase: int) -> np.ndarray:
+        """``privacy``: clip + noise + renormalise what leaves the client.
+
+        ``phase`` (0 train, 1 evaluate, 2 align) keeps the noise of different
+        uploads independent: reused noise would cancel in differences.
+        """
+        key = (client_seed(self.profile), ins.server_round, ins.step, phase)
+        rng = rng_for(ins.run.seed, _PRIVACY_SEED, *key)
+        return privacy.perturb(z, ins.run.privacy, rng)
 
     def train(self, ins: Instruction) -> Reply:
         """Phase 1 (E task epochs), then encode the requested public batches."""
@@ -149,7 +161,7 @@ class ClientRuntime:
             "train-seconds": stats.seconds,
             NUM_EXAMPLES: float(len(self.data.train)),
         }
-        return self._encode(ins, metrics)
+        return self._encode(ins, metrics, 0)
 
     def align(self, ins: Instruction) -> Reply:
         """Phase 2: Muscle (or the algorithm's) steps on w^n, then encode."""
@@ -174,7 +186,7 @@ class ClientRuntime:
             "align-seconds": stats.seconds,
             NUM_EXAMPLES: float(stats.num_examples),
         }
-        return self._encode(ins, metrics)
+        return self._encode(ins, metrics, 2)
 
     def _payloads(self, ins: Instruction, steps: int) -> list[dict[str, torch.Tensor]]:
         keys = (PARTNERS,) if PARTNERS in ins.arrays else (AGGREGATE, LOG_ALPHA)
@@ -198,7 +210,7 @@ class ClientRuntime:
         metrics[NUM_EXAMPLES] = float(len(self.data.test))
         probe = ins.arrays[PROBE_INDICES][None, :]  # (1, P)
         z = training.encode_public(self.model, self.public, probe, self.device)
-        return Reply(metrics, self.identity(), z, probe)
+        return Reply(metrics, self.identity(), self._upload(z, ins, 1), probe)
 
 
 def run_phase(
@@ -209,15 +221,23 @@ def run_phase(
     run_key: str,
     node_id: int,
 ) -> Reply:
-    """Build the runtime, restore state, run phase ``kind``, save state."""
+    """Build the runtime, restore state, run phase ``kind``, save state.
+
+    The state is keyed by run (``run_key`` plus the run's ``checkpoint.uid``,
+    which a resumed run keeps) and by the client's profile, not by ``node_id``:
+    Flower gives a SuperNode a new id when it or the SuperLink restarts, and a
+    resumed run must find the states its clients saved before.
+    """
     runtime = ClientRuntime.build(profile, ins.run)
-    saved = store.load(run_key, node_id)
+    uid = ins.run.checkpoint.uid
+    key, slot = (f"{run_key}-{uid}" if uid else run_key), client_seed(profile)
+    saved = store.load(key, slot)
     if saved is not None:
         runtime.load_state_dict(saved)
     phase = PHASES[kind]
     reply = phase(runtime, ins)
     if kind != "evaluate":
-        store.save(run_key, node_id, runtime.state_dict())
+        store.save(key, slot, runtime.state_dict())
     return reply
 
 

@@ -95,6 +95,60 @@ class FederationConfig(_Schema):
     poll_s: float = Field(0.05, gt=0)
 
 
+class RobustConfig(_Schema):
+    """Poisoning defence: screen the uploaded representations every round.
+
+    Detectors (``robust.py``) compare each client's representations of the
+    round's public batches with the others'; a flagged client is excluded from
+    partners for the rest of the round (logged, counted in the round metrics).
+    """
+
+    enabled: bool = True
+    detectors: str = Field(
+        "norm,collapse,gram,alignment", description="detector names, in order"
+    )
+    min_clients: int = Field(3, ge=3, description="fewer: no screening (no majority)")
+    z_threshold: float = Field(3.0, gt=0, description="flag if z < -z-threshold ...")
+    min_ratio: float = Field(0.5, ge=0, le=1, description="... and score < ratio*ref")
+    mad_floor: float = Field(0.1, gt=0, description="lower bound on the MAD scale")
+    collapse_cosine: float = Field(
+        0.999, gt=0, le=1, description="mean cosine of distinct rows above = collapse"
+    )
+    norm_tolerance: float = Field(0.05, gt=0, description="|mean row norm - 1| above")
+
+    @model_validator(mode="after")
+    def _known_detectors(self) -> RobustConfig:
+        from fedmuscle_flwr.robust import DETECTORS
+
+        names = [n.strip() for n in self.detectors.split(",") if n.strip()]
+        unknown = [n for n in names if n not in DETECTORS]
+        if unknown or not names:
+            raise ValueError(
+                f"detectors={self.detectors!r}: unknown {unknown or '(none given)'}; "
+                f"known: {sorted(DETECTORS)}"
+            )
+        return self
+
+
+class PrivacyConfig(_Schema):
+    """Client side: clip, add Gaussian noise to and renormalise every upload."""
+
+    clip: float = Field(1.0, gt=0, description="row L2 norm bound C before noise")
+    noise: float = Field(
+        0.0, ge=0, description="noise multiplier σ: N(0, (σ·C)²) per coordinate"
+    )
+
+
+class CheckpointConfig(_Schema):
+    """Server checkpoints (``<run dir>/checkpoint.json``) and resuming from one."""
+
+    enabled: bool = Field(True, description="write a checkpoint after every round")
+    resume: bool = Field(False, description="continue the run in the run folder")
+    uid: str = Field(
+        "", description="drawn at a run's first start; keys the clients' states"
+    )
+
+
 class RunConfig(_Schema):
     """Everything the server decides for a run."""
 
@@ -109,6 +163,9 @@ class RunConfig(_Schema):
     muscle: MuscleConfig = MuscleConfig()
     eval: EvalConfig = EvalConfig()
     federation: FederationConfig = FederationConfig()
+    robust: RobustConfig = RobustConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
 
     @model_validator(mode="after")
     def _probe_fits(self) -> RunConfig:

@@ -3,6 +3,8 @@
 ``flwr run .`` uses the module-level ``app`` (run config from
 ``[tool.flwr.app.config]``: a ``preset`` plus dotted overrides); ``fedmuscle run``
 builds one with :func:`make_server_app` around an already validated config.
+:func:`serve` checkpoints after every round and, with ``checkpoint.resume``,
+continues a run from its checkpoint (:mod:`fedmuscle_flwr.checkpoint`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from fedmuscle_flwr.checkpoint import open_run
 from fedmuscle_flwr.config import RunConfig
 from fedmuscle_flwr.driver import run_federation
 from fedmuscle_flwr.logs import ensure_console_logging
-from fedmuscle_flwr.metrics import RunRecorder
 from fedmuscle_flwr.profiles import resolve_run_config
 from fedmuscle_flwr.strategy import FedMuscle
 
@@ -33,16 +35,23 @@ def name_run(run: RunConfig) -> RunConfig:
 
 
 def serve(grid: Grid, run: RunConfig) -> Path:
-    """Run every round of ``run`` on ``grid``; return the run folder."""
+    """Run (or resume) every round of ``run`` on ``grid``; return the run folder."""
     run = name_run(run)
     run_dir = Path(run.output_dir).expanduser() / run.run_name
-    recorder = RunRecorder(run_dir)
+    session = open_run(run, run_dir)
+    run = session.run
+    recorder = session.recorder
     recorder.write_config(run.model_dump(by_alias=True))
     strategy = FedMuscle(run, recorder)
     t0 = time.perf_counter()
-    run_federation(strategy, grid)
+    run_federation(strategy, grid, completed=session.completed, on_round=session.save)
     recorder.write_summary(
-        {"algorithm": run.algorithm, "seconds": time.perf_counter() - t0}
+        {
+            "algorithm": run.algorithm,
+            "seconds": session.seconds_before + time.perf_counter() - t0,
+            "segments": session.segments,
+            "rounds": session.history,
+        }
     )
     log.info("results in %s", run_dir)
     return run_dir

@@ -8,7 +8,10 @@ Muscle steps), which :func:`fedmuscle_flwr.driver.run_federation` calls with a
 fast poll. Shared mechanics live in :mod:`fedmuscle_flwr.aggregation`.
 
 The server keeps a *representation bank*: node -> (K, B, d) representations of
-the batches of the current step; it never sees weights or private data.
+the batches of the current step; it never sees weights or private data. Every
+reply is size-checked and validated before it reaches the bank; every bank is
+screened for poisoning (:mod:`fedmuscle_flwr.robust`); what goes wrong is
+logged and counted by :class:`~fedmuscle_flwr.incidents.Incidents`.
 """
 
 from __future__ import annotations
@@ -30,12 +33,16 @@ from flwr.serverapp.strategy import Strategy
 
 from fedmuscle_flwr import aggregation as agg
 from fedmuscle_flwr import protocol as p
+from fedmuscle_flwr import robust
 from fedmuscle_flwr.algorithms import get_algorithm
 from fedmuscle_flwr.codec import ProtocolError, record_nbytes
 from fedmuscle_flwr.config import RunConfig
+from fedmuscle_flwr.incidents import Incidents
 from fedmuscle_flwr.metrics import SERVER_ROW, RunRecorder
 
 log = logging.getLogger(__name__)
+#: bytes a reply may carry beyond its expected arrays (metadata, small records)
+REPLY_SLACK_BYTES = 64 * 1024
 
 
 @dataclass
@@ -67,28 +74,25 @@ class FedMuscle(Strategy):
         self.batches = np.zeros((0, run.muscle.batch_size), np.int64)
         self.probe = agg.probe_indices(run.seed, run.eval.probe_size, run.public.size)
         self.bytes = {"up": 0, "down": 0}
-        self.rejected = 0
+        self.incidents = Incidents(recorder)
+        self.trained = 0  # valid training replies this round
         self._sent = _Sent()
+
+    def begin_round(self, server_round: int) -> None:
+        """Reset the per-round incident sets (the driver calls this first)."""
+        self.incidents.begin(server_round)
 
     def summary(self) -> None:
         """Log the configuration of this strategy."""
-        m = self.run.muscle
+        m, run = self.run.muscle, self.run
         log.info(
             "FedMuscle[%s]: rounds=%d E=%d T=%d B=%d d=%d M=%d τ=%.3g τ'=%.3g "
-            "downlink=%s sync=%s wire=%s",
-            self.algorithm.name,
-            self.run.num_rounds,
-            self.run.train.epochs,
-            self.align_steps,
-            m.batch_size,
-            m.dim,
-            m.partners,
-            m.tau,
-            m.tau_partners,
-            m.downlink,
-            m.sync,
-            m.precision,
-        )
+            "downlink=%s sync=%s wire=%s robust=%s privacy-noise=%g",
+            self.algorithm.name, run.num_rounds, run.train.epochs, self.align_steps,
+            m.batch_size, m.dim, m.partners, m.tau, m.tau_partners, m.downlink,
+            m.sync, m.precision, run.robust.detectors if run.robust.enabled else "off",
+            run.privacy.noise,
+        )  # fmt: skip
 
     @property
     def align_steps(self) -> int:
@@ -128,34 +132,60 @@ class FedMuscle(Strategy):
             m.metadata.message_id: m.metadata.dst_node_id for m in self._sent.messages
         }
         good: dict[int, p.Reply] = {}
+        answered: set[int] = set()
         for msg in replies:
             node = dst.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id)
+            answered.add(node)
+            if msg.has_error():
+                reason = f"error {msg.error.code}: {msg.error.reason}"
+                self.incidents.failed(phase, node, self.names, reason)
+                continue
             name = self.names.get(node, "?")
             who = f"round {server_round} {phase} node {node} ({name})"
-            if msg.has_error():
-                log.warning("%s failed: %s", who, msg.error.reason)
-                continue
-            sent = self._sent.indices.get(node, np.zeros((0, 0), np.int64))
             try:
-                reply = p.decode_reply(msg.content, self.run, sent, where=who)
+                reply = self._decode(msg, node, who, good)
             except ProtocolError as exc:
-                self.rejected += 1
-                log.warning("rejected: %s", exc)
+                self.incidents.rejected(phase, node, self.names, str(exc))
                 continue
-            if p.REPS in msg.content.array_records:
-                self.bytes["up"] += record_nbytes(msg.content.array_records[p.REPS])
+            except Exception as exc:  # a decoder bug must never end the run
+                reason = f"{who}: undecodable reply ({type(exc).__name__}: {exc})"
+                self.incidents.rejected(phase, node, self.names, reason)
+                continue
             good[node] = reply
             self.identity[node] = reply.identity
             self.names[node] = reply.identity.get(p.CLIENT_NAME, str(node))
-        missing = set(self._sent.indices) - set(good)
-        if missing:
-            log.warning(
-                "round %d %s: no valid reply from %s",
-                server_round,
-                phase,
-                sorted(self.names.get(n, str(n)) for n in missing),
-            )
+        self.incidents.timed_out(phase, set(self._sent.indices) - answered, self.names)
         return good
+
+    def _decode(
+        self, msg: Message, node: int, who: str, good: dict[int, p.Reply]
+    ) -> p.Reply:
+        """Size limit before decoding, then the protocol, then a unique name."""
+        sent = self._sent.indices.get(node, np.zeros((0, 0), np.int64))
+        k, b = sent.shape if sent.size else (0, 0)
+        limit = k * b * (4 * self.run.muscle.dim + 12) + REPLY_SLACK_BYTES
+        size = sum(record_nbytes(r) for r in msg.content.array_records.values())
+        if size > limit:
+            raise ProtocolError(
+                f"{who}: {size} bytes of arrays, over the {limit} expected (oversized)"
+            )
+        reply = p.decode_reply(msg.content, self.run, sent, where=who)
+        name = reply.identity.get(p.CLIENT_NAME, str(node))
+        if any(self.names.get(other) == name for other in good):
+            raise ProtocolError(f"{who}: client name {name!r} already answered")
+        if p.REPS in msg.content.array_records:
+            self.bytes["up"] += record_nbytes(msg.content.array_records[p.REPS])
+        return reply
+
+    def _screen(self, phase: str) -> None:
+        """Poisoning screen of the fresh bank; flagged nodes leave the partners."""
+        findings = robust.screen(self.bank, self.run.robust)
+        self.incidents.quarantine(phase, findings, self.names)
+
+    def partner_pool(self) -> list[int]:
+        """Nodes in the bank minus the quarantined, in a stable (name) order."""
+        pool = [n for n in self.bank if n not in self.incidents.quarantined]
+        return sorted(pool, key=lambda n: (self.names.get(n, ""), n))
 
     # ------------------------------------------------------ phase 1: train
     def configure_train(
@@ -182,6 +212,8 @@ class FedMuscle(Strategy):
         """Fill the bank with the uploaded Z^n; record task losses."""
         good = self._replies(replies, server_round, "train")
         self.bank = {n: r.z for n, r in good.items() if r.z is not None}
+        self._screen("train")
+        self.trained = len(good)
         for node, reply in good.items():
             self.recorder.record(
                 server_round, self.names[node], phase="train", **reply.metrics
@@ -204,7 +236,7 @@ class FedMuscle(Strategy):
         per_round = self.run.muscle.sync == "per-round"
         steps = slice(0, self.align_steps) if per_round else slice(step, step + 1)
         nxt = self.batches[0:0] if per_round else self.batches[step + 1 : step + 2]
-        order = sorted(self.bank, key=lambda n: (self.names.get(n, ""), n))
+        order = self.partner_pool()
         sampled = [
             agg.sample_partners(
                 order, self.run.muscle.partners, self.run.seed, server_round, s
@@ -234,6 +266,7 @@ class FedMuscle(Strategy):
         """Record alignment losses; refresh the bank with the next batch (per-step)."""
         good = self._replies(replies, server_round, "align")
         self.bank = {n: r.z for n, r in good.items() if r.z is not None}
+        self._screen("align")
         for node, reply in good.items():
             self.recorder.record(
                 server_round,
@@ -254,9 +287,9 @@ class FedMuscle(Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Every node: task metric on its test split + the probe batch."""
+        """Every node (but those that failed this round): metric + probe batch."""
         self._start_phase()
-        for node in sorted(grid.get_node_ids()):
+        for node in sorted(set(grid.get_node_ids()) - self.incidents.dropped):
             self._sent.indices[node] = self.probe[None, :]
             self._message(
                 node, p.EVALUATE, server_round, 0, {p.PROBE_INDICES: self.probe}
@@ -279,7 +312,7 @@ class FedMuscle(Strategy):
             )
         align = agg.alignment(probe, self.run.muscle)
         row: dict[str, MetricRecordValues] = dict(align.as_dict()) if align else {}
-        row |= {"clients": float(len(good)), "rejected": float(self.rejected)}
+        row |= {"clients": float(len(good)), **self.incidents.take_window()}
         row |= {
             "bytes-up": float(self.bytes["up"]),
             "bytes-down": float(self.bytes["down"]),

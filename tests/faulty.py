@@ -1,0 +1,137 @@
+"""Test-only clients that misbehave, for the fault tests (never used by the library).
+
+``Structured`` answers the FedMuscle protocol without models: client n encodes
+public sample i as normalize(X_i W_n + noise) with one latent X per public index,
+so honest clients agree on which samples are similar (as real encoders do).
+``MALFORM`` breaks a well-formed reply in one way each; ``POISON`` transforms the
+representations (still unit rows, so only the robust screen can tell).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from flwr.app import Array, Context, Error, Message, MetricRecord, RecordDict
+
+from fedmuscle_flwr import protocol as p
+
+D0 = 12  # latent dimension of the public samples
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _garbage(content: RecordDict, rng: np.random.Generator) -> None:
+    z = content.array_records[p.REPS][p.Z]
+    junk = rng.bytes(len(z.data))
+    content.array_records[p.REPS][p.Z] = Array(
+        dtype=z.dtype, shape=tuple(z.shape), stype=z.stype, data=junk
+    )
+
+
+def _nan(content: RecordDict, rng: np.random.Generator) -> None:
+    z = content.array_records[p.REPS][p.Z].numpy().copy()
+    z[..., 0] = np.nan
+    content.array_records[p.REPS][p.Z] = Array(z)
+
+
+def _shape(content: RecordDict, rng: np.random.Generator) -> None:
+    z = content.array_records[p.REPS][p.Z].numpy()
+    content.array_records[p.REPS][p.Z] = Array(z[..., :-1].copy())  # d - 1
+
+
+def _oversize(content: RecordDict, rng: np.random.Generator) -> None:
+    blob = np.zeros(4 << 20, np.uint8)  # 4 MiB extra array
+    content.array_records[p.REPS]["padding"] = Array(blob)
+
+
+def _indices(content: RecordDict, rng: np.random.Generator) -> None:
+    idx = content.array_records[p.REPS][p.INDICES].numpy()
+    content.array_records[p.REPS][p.INDICES] = Array(idx[..., ::-1].copy())
+
+
+def _list_metric(content: RecordDict, rng: np.random.Generator) -> None:
+    content[p.METRICS] = MetricRecord({"task-loss": [1.0, 2.0], "num-examples": 1})
+
+
+def _missing(content: RecordDict, rng: np.random.Generator) -> None:
+    del content.array_records[p.REPS][p.Z]
+
+
+MALFORM: dict[str, Callable[[RecordDict, np.random.Generator], None]] = {
+    "garbage": _garbage,
+    "nan": _nan,
+    "shape": _shape,
+    "oversize": _oversize,
+    "indices": _indices,
+    "list-metric": _list_metric,
+    "missing": _missing,
+}
+
+POISON: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    "random": lambda z, rng: unit(rng.standard_normal(z.shape)),
+    "permuted": lambda z, rng: z[..., rng.permutation(z.shape[-2]), :],
+    "collapsed": lambda z, rng: np.broadcast_to(z[..., :1, :], z.shape).copy(),
+    "negated": lambda z, rng: -z,
+}
+
+
+class Structured:
+    """Scripted clients with agreeing Gram matrices; some nodes misbehave.
+
+    ``bad`` maps a node *position* (0-based, in node-id order) to a MALFORM or
+    POISON name, or to ``"raise"`` (the ClientApp fails) or ``"dup-name"``.
+    """
+
+    def __init__(self, bad: dict[int, str] | None = None, public_size: int = 400):
+        self.bad = dict(bad or {})
+        rng = np.random.default_rng(7)
+        self.latent = rng.standard_normal((public_size, D0))
+        self.maps: dict[int, np.ndarray] = {}
+        self.rng = np.random.default_rng(0)
+        self.seen: list[tuple[int, str, p.Instruction]] = []
+        self.order: list[int] = []
+
+    def position(self, node: int) -> int:
+        if node not in self.order:
+            self.order = sorted({*self.order, node})
+        return self.order.index(node)
+
+    def register(self, nodes) -> None:
+        self.order = sorted(nodes)
+
+    def __call__(self, msg: Message, ctx: Context) -> Message:
+        kind = msg.metadata.message_type
+        ins = p.decode_instruction(msg.content, kind)
+        node = ctx.node_id
+        self.seen.append((node, kind, ins))
+        mode = self.bad.get(self.position(node), "")
+        if mode == "raise":  # what Flower sends back when a ClientApp raises
+            error = Error(code=2, reason="RuntimeError: this ClientApp crashed")
+            return Message(error, reply_to=msg)
+        idx = (
+            ins.arrays[p.PROBE_INDICES][None]
+            if kind == p.EVALUATE
+            else ins.arrays[p.ENCODE_INDICES]
+        )
+        d = ins.run.muscle.dim
+        w = self.maps.setdefault(node, self.rng.standard_normal((D0, d)))
+        z = unit(self.latent[idx] @ w + 0.3 * self.rng.standard_normal((*idx.shape, d)))
+        if mode in POISON:
+            z = POISON[mode](z, self.rng)
+        name = "c0" if mode == "dup-name" else f"c{self.position(node)}"
+        ident = {
+            p.CLIENT_NAME: name,
+            p.TASK_KIND: "classification",
+            p.MODEL_NAME: "scripted",
+            p.METRIC_NAME: "accuracy",
+        }
+        metrics = {"task-loss": 1.0, "align-loss": 2.0, "metric": 0.5, "accuracy": 0.5}
+        has = bool(idx.size)
+        reply = p.Reply(metrics, ident, z if has else None, idx if has else None)
+        content = p.encode_reply(reply, ins.run.muscle.precision)
+        if mode in MALFORM and has:
+            MALFORM[mode](content, self.rng)
+        return Message(content, reply_to=msg)

@@ -135,3 +135,41 @@ class Structured:
         if mode in MALFORM and has:
             MALFORM[mode](content, self.rng)
         return Message(content, reply_to=msg)
+
+
+def poisoning(handler, attacker: int, attack: str):
+    """Wrap a ClientApp ``handler``: partition ``attacker`` poisons its uploads."""
+
+    def wrapped(msg: Message, ctx: Context) -> Message:
+        reply = handler(msg, ctx)
+        arrays = reply.content.array_records.get(p.REPS)
+        if ctx.node_config["partition-id"] == attacker and arrays and p.Z in arrays:
+            wire = arrays[p.Z].numpy().dtype
+            z = arrays[p.Z].numpy().astype(np.float32)
+            z = POISON[attack](z, np.random.default_rng(len(z)))
+            arrays[p.Z] = Array(z.astype(wire))
+        return reply
+
+    return wrapped
+
+
+def write_roster(path, entries, max_train: int = 64):
+    """A roster TOML: ``entries`` of (profile, dotted overrides), small data."""
+    import json
+
+    lines = []
+    for profile, sets in entries:
+        full = {"data.max-train": max_train, "data.max-test": 200, **sets}
+        inner = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in full.items())
+        lines.append(f'[[clients]]\nprofile = "{profile}"\nset = {{ {inner} }}\n')
+    path.write_text("\n".join(lines))
+    return path
+
+
+#: three cheap honest clients (small CNN x2, MLP) and an attacker for them
+HONEST = [
+    ("fmnist-cnn", {}),
+    ("mosaic-mlp", {}),
+    ("fmnist-cnn", {"name": "fmnist-cnn-b", "data.partition.index": 1}),
+]
+ATTACKER = ("fmnist-cnn", {"name": "attacker", "data.partition.index": 2})

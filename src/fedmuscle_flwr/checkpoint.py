@@ -274,3 +274,18 @@ def _keep_rows(run_dir: Path, count: int) -> list[dict[str, Any]]:
         tmp.write_text("".join(line + "\n" for line in kept))
         tmp.replace(path)
     return [json.loads(line) for line in kept]
+
+
+def is_complete(run: RunConfig, run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds ``run`` finished: all rounds and the summary."""
+    ckpt = load_checkpoint(run_dir)
+    done = ckpt is not None and ckpt.round >= run.num_rounds
+    return done and (run_dir / "summary.json").is_file()
+
+
+def check_session(runs: Mapping[str, RunConfig], session: Path) -> None:
+    """Before ``fedmuscle run --resume SESSION``: every run may resume there."""
+    if not session.is_dir():
+        raise ResumeError(f"--resume {session}: no such session folder")
+    for run in runs.values():
+        check_resumable(run, session / run.run_name)

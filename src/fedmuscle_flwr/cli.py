@@ -81,9 +81,18 @@ def run(
     engine: Annotated[
         str, typer.Option(help="simulation (Flower + Ray) | inprocess (no Ray)")
     ] = "simulation",
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="continue this session folder (same options as before)"),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run a federation in Flower's simulation engine (default: the embedded one)."""
+    """Run a federation in Flower's simulation engine (default: the embedded one).
+
+    With ``--resume DIR`` the runs of an interrupted session continue from their
+    checkpoints (finished runs are reused); the options must give the same
+    configuration, otherwise the differences are listed and nothing runs.
+    """
     from fedmuscle_flwr.engines import get_engine
 
     _setup_logging(verbose)
@@ -93,6 +102,8 @@ def run(
     if seed is not None:
         overrides["seed"] = seed
     session = output / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(preset).stem}"
+    if resume is not None:
+        session, overrides["checkpoint.resume"] = resume, True
     algorithms = [a.strip() for a in algorithm.split(",") if a.strip()]
     try:
         runs = {
@@ -109,6 +120,10 @@ def run(
             for name in algorithms
         }
         runner = get_engine(engine)
+        if resume is not None:
+            from fedmuscle_flwr.checkpoint import check_session
+
+            check_session(runs, session)
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

@@ -66,9 +66,18 @@ def server(
         Path | None, typer.Option(help="Flower home + logs (default: a temp folder)")
     ] = None,
     timeout: Annotated[float, typer.Option(help="max run duration, seconds")] = 86400.0,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="continue the run in this run folder (same options)"),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Start the SuperLink, run the federation through `flwr run`, write results."""
+    """Start the SuperLink, run the federation through `flwr run`, write results.
+
+    ``--resume RUN_DIR`` continues a run after a crash from its last checkpoint
+    (the run folder, e.g. runs/20261130-010203-fedmuscle); the preset, config
+    and --set options must give the same configuration as before.
+    """
     _setup(verbose)
     from fedmuscle_flwr.cli import build_run_config
     from fedmuscle_flwr.config import ConfigError
@@ -80,7 +89,13 @@ def server(
         raise _fail("--auth-keys needs TLS (Flower refuses node auth without it)")
     try:
         overrides = {"output-dir": str(output), **_overrides(set_)}
+        if resume is not None:
+            overrides |= _resume_overrides(resume)
         run = build_run_config(preset, config, overrides)
+        if resume is not None:
+            from fedmuscle_flwr.checkpoint import check_resumable
+
+            check_resumable(run, resume)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     opts = ServerOptions(
@@ -98,6 +113,20 @@ def server(
     except KeyboardInterrupt:
         raise _fail("interrupted; all server processes stopped", 130) from None
     log.info("results: %s", run_dir)
+
+
+def _resume_overrides(run_dir: Path) -> dict[str, Any]:
+    """Where a resumed run lives: its folder's parent and name."""
+    from fedmuscle_flwr.checkpoint import ResumeError
+
+    if not run_dir.is_dir():
+        raise ResumeError(f"--resume {run_dir}: no such run folder")
+    run_dir = run_dir.resolve()
+    return {
+        "output-dir": str(run_dir.parent),
+        "run-name": run_dir.name,
+        "checkpoint.resume": True,
+    }
 
 
 def client(

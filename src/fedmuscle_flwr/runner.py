@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
+from fedmuscle_flwr.checkpoint import is_complete
 from fedmuscle_flwr.config import RunConfig
 from fedmuscle_flwr.metrics import delta_rows, mean_delta, read_summary
 from fedmuscle_flwr.report import delta_markdown, delta_table
@@ -34,7 +35,11 @@ def run_and_report(
         execute = get_engine("simulation").run
     finals: dict[str, dict[str, Any]] = {}
     for name, run in runs.items():
-        run_dir = execute(run)
+        run_dir = Path(run.output_dir) / run.run_name
+        if run.checkpoint.resume and is_complete(run, run_dir):
+            log.info("%s finished before the interruption: reusing %s", name, run_dir)
+        else:
+            run_dir = execute(run)
         finals[name] = read_summary(run_dir)["clients"]
     report = [f"# {session.name}\n"]
     for name, final in finals.items():

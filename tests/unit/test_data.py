@@ -258,3 +258,20 @@ def test_options_and_unknown_names_are_rejected() -> None:
         registry.load_private(DataSpec(dataset="cifar-1000"))
     with pytest.raises(ValueError, match="partitions but only"):
         partition_table(np.zeros(3, dtype=np.int64), "iid", 4)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_iid_shards_equal_flwr_datasets_iid_partitioner(n: int) -> None:
+    from flwr_datasets.partitioner import IidPartitioner
+
+    from fedmuscle_flwr.data.partitioning import _dataset, _iid
+
+    labels = np.arange(103) % 10
+    rows = np.arange(103)
+    ours = _iid(labels, rows, n, seed=5)
+    shuffled = np.random.default_rng(5).permutation(rows)
+    reference = IidPartitioner(num_partitions=n)
+    reference.dataset = _dataset(labels, shuffled)
+    for i, part in enumerate(ours):
+        expected = np.asarray(reference.load_partition(i)["idx"])
+        np.testing.assert_array_equal(part, expected)

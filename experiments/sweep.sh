@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs a list of `fedmuscle run --engine inprocess` configurations as parallel processes
+# (the GPU machine has 16 cores and no Ray), then tars the session folders and logs.
+#   bash experiments/sweep.sh SPEC_FILE [PARALLEL]
+# SPEC_FILE: one run per line, "tag  fedmuscle-run-arguments..." ('#' starts a comment).
+# Results: $OUT/sweep.tar.gz (device tool) or ./sweep-out/ (elsewhere).
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SPEC="$1"; PAR="${2:-8}"
+DEST="${OUT:-$ROOT/sweep-out}"; WORK=/tmp/fm-sweep
+mkdir -p "$WORK" "$DEST"
+if [ -d "$ROOT/.gpu-bundle" ]; then source "$ROOT/experiments/gpu_env.sh"; fi
+one() {
+  local tag="$1"; shift
+  local t0=$SECONDS
+  export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+  python3 -c "from fedmuscle_flwr.cli import main; main()" run --engine inprocess \
+    --output "$WORK/$tag" "$@" > "$WORK/$tag.log" 2>&1
+  echo "$tag rc=$? $((SECONDS - t0)) s" | tee -a "$WORK/status.txt"
+}
+export -f one; export WORK
+grep -v '^\s*#' "$SPEC" | grep -v '^\s*$' | xargs -P "$PAR" -L 1 bash -c 'one "$@"' _
+cat "$WORK/status.txt"
+tar -czf "$DEST/sweep.tar.gz" -C "$WORK" .

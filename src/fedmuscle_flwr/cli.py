@@ -22,14 +22,29 @@ console = Console()
 log = logging.getLogger("fedmuscle_flwr")
 
 
+class _QuietFlower(logging.Filter):
+    """Drop Flower's records below WARNING.
+
+    Flower sets its logger to DEBUG when imported (after we configured logging) and
+    its records propagate to our handler.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name.split(".")[0] == "flwr" and record.levelno < logging.WARNING
+        )
+
+
 def _setup_logging(verbose: bool) -> None:
+    handler = RichHandler(console=console, show_path=False, markup=False)
+    if not verbose:
+        handler.addFilter(_QuietFlower())
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, markup=False)],
+        handlers=[handler],
         force=True,
     )
-    logging.getLogger("flwr").setLevel(logging.WARNING)
 
 
 def _parse_set(pairs: list[str]) -> dict[str, Any]:

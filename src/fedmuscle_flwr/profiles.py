@@ -16,11 +16,12 @@ never sees it.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -32,6 +33,9 @@ from fedmuscle_flwr.config import (
     unflatten,
     validate,
 )
+
+if TYPE_CHECKING:
+    from fedmuscle_flwr.data.base import DatasetInfo, Modality
 
 
 class LoraConfig(_Schema):
@@ -117,9 +121,21 @@ class RosterEntry(_Schema):
 
 
 class Roster(_Schema):
-    """The ordered clients of a simulated federation (partition-id = position)."""
+    """The ordered clients of a simulated federation (partition-id = position).
 
-    clients: tuple[RosterEntry, ...] = Field(min_length=1)
+    ``set``: dotted overrides for all clients (before each entry's own);
+    ``extends``: a base roster whose clients come first, with ``set`` on top.
+    """
+
+    extends: str = ""
+    set: dict[str, Any] = Field(default_factory=dict)
+    clients: tuple[RosterEntry, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Roster:
+        if not self.clients and not self.extends:
+            raise ValueError("a roster needs [[clients]] entries or 'extends'")
+        return self
 
 
 # ------------------------------------------------------------------- locating
@@ -164,12 +180,28 @@ def load_profile(
     return ClientProfile.from_mapping(data, source=str(path))
 
 
+def _roster_entries(
+    name_or_path: str, seen: tuple[str, ...] = ()
+) -> list[tuple[str, dict[str, Any]]]:
+    """(profile, merged nested overrides) per client, following ``extends``."""
+    path = _resolve(name_or_path, "clients/rosters")
+    if str(path) in seen:
+        raise ConfigError(f"roster {path}: 'extends' loops back to itself")
+    roster = validate(Roster, read_toml(path), f"roster {path}")
+    common = unflatten(roster.set)
+    entries = []
+    if roster.extends:
+        base = _roster_entries(roster.extends, (*seen, str(path)))
+        entries = [(name, deep_merge(over, common)) for name, over in base]
+    for entry in roster.clients:
+        entries.append((entry.profile, deep_merge(common, unflatten(entry.set))))
+    return entries
+
+
 @cache
 def load_roster(name_or_path: str) -> tuple[ClientProfile, ...]:
     """All profiles of a roster, in partition-id order; names made unique."""
-    path = _resolve(name_or_path, "clients/rosters")
-    roster = validate(Roster, read_toml(path), f"roster {path}")
-    profiles = [load_profile(e.profile, e.set) for e in roster.clients]
+    profiles = [load_profile(p, o) for p, o in _roster_entries(name_or_path)]
     names = [p.name for p in profiles]
     return tuple(
         p.model_copy(update={"name": f"{p.name}-{i}"}) if names.count(p.name) > 1 else p
@@ -197,6 +229,80 @@ def resolve_profile(node_config: Mapping[str, Any], roster: str) -> ClientProfil
             f"partition-id={pid} outside roster {roster!r} ({len(profiles)})"
         )
     return profiles[pid]
+
+
+def check_federation(
+    run: RunConfig, *, build_models: bool = True
+) -> tuple[ClientProfile, ...]:
+    """Check, before any training, that the run's roster fits together.
+
+    First what needs no data: each task kind against its dataset's metadata,
+    then the public set (present, large enough, holding every modality the
+    clients read). Then per client its private data share (loaded and cut) and,
+    with ``build_models``, its model (backbone, options, LoRA,
+    ``projection-dim`` = ``muscle.dim``, modality, spatial map).
+
+    Raises
+    ------
+    ConfigError
+        Naming the client and the profile field at fault.
+    DataUnavailableError
+        A dataset is missing; the message holds ``fedmuscle data prepare NAME``.
+    """
+    from fedmuscle_flwr.data.registry import check_public
+
+    roster = run.federation.roster
+    profiles = load_roster(roster)
+    where = {p.name: f"client {p.name!r} (roster {roster!r})" for p in profiles}
+    reads: dict[str, Modality] = {}
+    for profile in profiles:
+        with _field(where[profile.name]):
+            reads[profile.name] = _check_task(profile).modality
+    with _field("run config"):
+        check_public(run.public.dataset, run.public.size, reads)
+    for profile in profiles:
+        with _field(where[profile.name]):
+            _check_client(profile, run.muscle.dim, build_models)
+    return profiles
+
+
+def _check_task(profile: ClientProfile) -> DatasetInfo:
+    """The task kind against the dataset's metadata (no data loaded)."""
+    from fedmuscle_flwr.data.registry import dataset_info
+    from fedmuscle_flwr.tasks.registry import get_task
+
+    with _field("task"):
+        task = get_task(profile.task.kind, profile.task.options)
+    with _field("data"):
+        info = dataset_info(profile.data.dataset)
+    with _field("task.kind"):
+        task.check_data(info)
+    return info
+
+
+def _check_client(profile: ClientProfile, dim: int, build_models: bool) -> None:
+    """Load and cut the client's data share; build its model (optionally)."""
+    from fedmuscle_flwr.data.registry import check_private
+    from fedmuscle_flwr.models.client_model import build_client_model
+    from fedmuscle_flwr.tasks.registry import get_task
+
+    with _field("data"):
+        info = check_private(profile.data)
+    if build_models:
+        task = get_task(profile.task.kind, profile.task.options)
+        with _field("model"):
+            build_client_model(profile.model, task, info.num_classes, dim)
+
+
+@contextmanager
+def _field(name: str) -> Iterator[None]:
+    """Turn a ``ValueError`` into a ConfigError naming ``name`` (if it does not)."""
+    try:
+        yield
+    except ValueError as exc:
+        text = str(exc)
+        named = text.startswith(name) or f" {name}." in text
+        raise ConfigError(text if named else f"{name}: {text}") from None
 
 
 def load_preset(name_or_path: str) -> dict[str, Any]:

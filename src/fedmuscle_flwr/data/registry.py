@@ -10,11 +10,12 @@ keyed by their source folder), and so are partition tables, so a second
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 
 import numpy as np
 
-from fedmuscle_flwr.data.base import DatasetInfo, PrivateData, Split
+from fedmuscle_flwr.data.base import DatasetInfo, Modality, PrivateData, Split
 from fedmuscle_flwr.data.catalog import PRIVATE, PUBLIC, PrivateEntry
 from fedmuscle_flwr.data.partitioning import (
     partition_table,
@@ -29,6 +30,8 @@ __all__ = [
     "PRIVATE",
     "PUBLIC",
     "DataUnavailableError",
+    "check_private",
+    "check_public",
     "dataset_info",
     "list_datasets",
     "load_private",
@@ -44,7 +47,9 @@ def _private_entry(name: str) -> PrivateEntry:
     if name in PRIVATE:
         return PRIVATE[name]
     kind = "a public (unlabelled) set" if name in PUBLIC else "unknown"
-    raise ValueError(f"private dataset {name!r} is {kind}; known: {sorted(PRIVATE)}")
+    raise ValueError(
+        f"data.dataset: private dataset {name!r} is {kind}; known: {sorted(PRIVATE)}"
+    )
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -105,7 +110,8 @@ def load_private(spec: DataSpec) -> PrivateData:
     entry = _private_entry(spec.dataset)
     if spec.options:
         raise ValueError(
-            f"dataset {spec.dataset!r} takes no options, got {spec.options}"
+            f"data.options: dataset {spec.dataset!r} takes no options, "
+            f"got {spec.options}"
         )
     data = entry.load()
     p = spec.partition
@@ -120,6 +126,85 @@ def load_private(spec: DataSpec) -> PrivateData:
         _finish(data.train.take(rows), entry.info),
         _finish(data.test.take(test_rows), entry.info),
     )
+
+
+def require_sources(name: str) -> None:
+    """Raise if a raw source of dataset ``name`` is missing here.
+
+    Sources with a download fallback (torchvision) are left to the loader,
+    which knows whether downloading is allowed.
+
+    Raises
+    ------
+    DataUnavailableError
+        Naming ``name`` in the exact ``fedmuscle data prepare`` command.
+    """
+    entry = PRIVATE.get(name) or PUBLIC.get(name)
+    if entry is None:
+        raise ValueError(f"unknown dataset {name!r}")
+    for source in entry.sources:
+        downloadable = source.kind == "torchvision" or source.fallback
+        if not downloadable and not source.available():
+            raise DataUnavailableError(name, source.hint(name))
+
+
+def check_private(spec: DataSpec) -> DatasetInfo:
+    """Check before training that a client's data exists and can be partitioned.
+
+    Loads (and caches, so that clients do not race to build derived sets) the
+    dataset and cuts this client's share, exactly as :func:`load_private` does.
+
+    Raises
+    ------
+    ValueError
+        Unknown dataset, options, or a partition that cannot be cut.
+    DataUnavailableError
+        A source is missing (the message holds the ``fedmuscle data prepare``
+        command).
+    """
+    _private_entry(spec.dataset)
+    require_sources(spec.dataset)
+    return load_private(spec).info
+
+
+def check_public(name: str, size: int, needs: Mapping[str, Modality]) -> None:
+    """Check before training that public set ``name`` serves every client.
+
+    Parameters
+    ----------
+    name : str
+        The run's ``public.dataset``.
+    size : int
+        The run's ``public.size``.
+    needs : Mapping[str, Modality]
+        Client name -> the modality its encoder reads.
+
+    Raises
+    ------
+    ValueError
+        Unknown set, a modality it lacks, or ``size`` beyond its samples.
+    DataUnavailableError
+        A source is missing (with the ``fedmuscle data prepare`` command).
+    """
+    if name not in PUBLIC:
+        raise ValueError(
+            f"public.dataset: unknown public set {name!r}; known: {sorted(PUBLIC)}"
+        )
+    entry = PUBLIC[name]
+    lacking = {c: m for c, m in needs.items() if m not in entry.modalities}
+    if lacking:
+        pairs = sorted(n for n, e in PUBLIC.items() if len(e.modalities) > 1)
+        raise ValueError(
+            f"public.dataset {name!r} has only {sorted(entry.modalities)} samples "
+            f"but clients {lacking} read other modalities; image-caption sets: "
+            f"{pairs}"
+        )
+    require_sources(name)
+    available = len(entry.load())
+    if size > available:
+        raise ValueError(
+            f"public.size={size} exceeds the {available} samples of {name!r}"
+        )
 
 
 def load_public(name: str, size: int) -> InMemoryPublicData:

@@ -173,8 +173,9 @@ def build_client_model(
     Raises
     ------
     ValueError
-        ``model.projection-dim`` != ``dim``; a spatial task on an encoder without a
-        spatial map; an unknown backbone or option.
+        ``model.projection-dim`` != ``dim``; an encoder of another modality than
+        the task's; a spatial task on an encoder without a spatial map; an
+        unknown backbone or option.
     """
     if spec.projection_dim is not None and spec.projection_dim != dim:
         raise ValueError(
@@ -184,6 +185,11 @@ def build_client_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         encoder = build_encoder(spec)
+        if task.modality is not None and encoder.modality != task.modality:
+            raise ValueError(
+                f"model.backbone {spec.backbone!r} reads {encoder.modality} but "
+                f"task.kind {task.kind!r} needs {task.modality} inputs"
+            )
         if task.needs_spatial and encoder.spatial_dim is None:
             raise ValueError(
                 f"model.backbone {spec.backbone!r} has no spatial feature map, "

@@ -185,4 +185,83 @@ def main() -> None:
 cli_deploy.register(cli)
 
 
+@cli.command()
+def experiment(
+    preset: Annotated[str, typer.Argument(help="server/<preset>.toml")],
+    algorithms: Annotated[
+        str, typer.Option(help="comma list; 'local' is the Δ reference")
+    ] = "fedmuscle,pairwise,local",
+    seeds: Annotated[int, typer.Option(help="seeds 0 … N-1", min=1)] = 3,
+    rounds: Annotated[int | None, typer.Option(help="number of rounds")] = None,
+    engine: Annotated[
+        str, typer.Option(help="simulation (Flower + Ray) | inprocess (no Ray)")
+    ] = "simulation",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="dotted key=value, repeatable")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option(help="parent folder of the experiment")
+    ] = Path("runs"),
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="continue this experiment folder (finished runs skipped)"),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run every algorithm × seed of PRESET on the same clients, then report.
+
+    Results go to ``OUTPUT/<stamp>-<preset>-experiment/seed-<s>/<algorithm>/``;
+    ``--resume FOLDER`` skips finished runs and continues the others.
+    """
+    from fedmuscle_flwr.engines import get_engine
+    from fedmuscle_flwr.experiment import (
+        Plan,
+        experiment_configs,
+        run_experiment,
+        write_plan,
+    )
+    from fedmuscle_flwr.report import write_report
+
+    _setup_logging(verbose)
+    overrides = _parse_set(set_ or [])
+    if rounds is not None:
+        overrides["num-rounds"] = rounds
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = resume or output / f"{stamp}-{Path(preset).stem}-experiment"
+    names = tuple(a.strip() for a in algorithms.split(",") if a.strip())
+    plan = Plan(preset, names, tuple(range(seeds)))
+    try:
+        if resume is not None and not resume.is_dir():
+            raise ConfigError(f"--resume {resume}: no such experiment folder")
+        runner = get_engine(engine)
+        configs = experiment_configs(
+            plan,
+            folder,
+            lambda run: build_run_config(preset, None, {**overrides, **run}),
+            resume is not None,
+        )
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    write_plan(folder, plan)
+    run_experiment(configs, folder, runner.run)
+    write_report(folder, console)
+
+
+@cli.command()
+def report(
+    run_dir: Annotated[
+        Path, typer.Argument(help="a `fedmuscle run` session or experiment folder")
+    ],
+) -> None:
+    """Write RUN_DIR/report.md (the paper's table) and RUN_DIR/plots/*.png."""
+    from fedmuscle_flwr.report import write_report
+
+    _setup_logging(False)
+    if not run_dir.is_dir():
+        console.print(f"[red]{run_dir}: no such folder[/red]")
+        raise typer.Exit(2)
+    write_report(run_dir, console)
+
+
 __all__ = ["build_run_config", "cli", "list_entries", "main"]

@@ -190,3 +190,41 @@ def test_report_of_missing_folder_is_refused(tmp_path):
     result = CliRunner().invoke(cli, ["report", str(tmp_path / "nope")])
     assert result.exit_code == 2
     assert "no such folder" in " ".join(result.output.split())
+
+
+def test_experiment_runs_only_unfinished_runs(tmp_path):
+    from fedmuscle_flwr.cli import build_run_config
+    from fedmuscle_flwr.config import ConfigError
+    from fedmuscle_flwr.experiment import experiment_configs, run_experiment
+
+    # Prepare: 2 seeds x 2 algorithms; seed-0/local finished before, seed-1/fedmuscle
+    # interrupted (a folder, no summary)
+    folder = tmp_path / "exp"
+    plan = Plan("tiny", ("fedmuscle", "local"), (0, 1))
+    make_run(folder / "seed-0" / "local", FINALS[0, "local"])
+    make_run(folder / "seed-1" / "fedmuscle", FINALS[1, "fedmuscle"], finish=False)
+    configs = experiment_configs(
+        plan, folder, lambda o: build_run_config("tiny", None, {**o}), resume=True
+    )
+    ran = []
+
+    def execute(run):
+        ran.append((run.seed, run.algorithm, run.checkpoint.resume))
+        out = Path(run.output_dir) / run.run_name
+        make_run(out, FINALS[run.seed, run.algorithm])
+        return out
+
+    # Execute
+    done = run_experiment(configs, folder, execute)
+    # Assert: each run got its seed and folder; the finished one was skipped
+    assert configs[RunKey(1, "local")].output_dir == str(folder / "seed-1")
+    assert ran == [(0, "fedmuscle", True), (1, "fedmuscle", True), (1, "local", True)]
+    assert done == [RunKey(0, "fedmuscle"), RunKey(1, "fedmuscle"), RunKey(1, "local")]
+    assert run_experiment(configs, folder, execute) == []
+    assert load_results(folder).missing == ()
+    # a fresh (not resumed) experiment refuses a folder that already holds a run
+    (folder / "seed-0" / "local" / "checkpoint.json").write_text("{}")
+    with pytest.raises(ConfigError):
+        experiment_configs(
+            plan, folder, lambda o: build_run_config("tiny", None, {**o}), resume=False
+        )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 PLAN = "experiment.json"
 SEED_PREFIX = "seed-"
 SUMMARY = "summary.json"
+PLOTS = "plots"  # written by the report, not a run
 
 
 @dataclass(frozen=True, order=True)
@@ -172,19 +173,22 @@ class Results:
 
 
 def _subfolders(folder: Path) -> list[str]:
-    return (
-        sorted(p.name for p in folder.iterdir() if p.is_dir())
-        if folder.is_dir()
-        else []
-    )
+    """Sub-folders that hold a run or a seed's runs (not ``plots``)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name != PLOTS)
 
 
 def expected_runs(folder: Path) -> list[RunKey]:
     """The runs an experiment or session folder should hold (finished or not)."""
     plan = read_plan(folder)
-    seeds = [n for n in _subfolders(folder) if n.startswith(SEED_PREFIX)]
+    seeds = [
+        n
+        for n in _subfolders(folder)
+        if n.startswith(SEED_PREFIX) and n.removeprefix(SEED_PREFIX).isdigit()
+    ]
     if plan is None and not seeds:  # a `fedmuscle run` session
-        return [RunKey(None, a) for a in _subfolders(folder) if a != "plots"]
+        return [RunKey(None, a) for a in _subfolders(folder)]
     keys = set(plan.runs() if plan else [])
     for name in seeds:
         seed = int(name.removeprefix(SEED_PREFIX))
@@ -211,7 +215,7 @@ def load_results(folder: Path) -> Results:
     )
 
 
-def _unique(items: Sequence[Any] | Any) -> tuple[Any, ...]:
+def _unique(items: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(dict.fromkeys(items))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from fedmuscle_flwr.experiment import PLOTS
 from fedmuscle_flwr.metrics import SERVER_ROW, read_rows
 
-PLOTS = "plots"
 Rows = list[dict[str, Any]]
 #: algorithm -> group (client or "mean") -> (mean Δ %, std)
 Deltas = Mapping[str, Mapping[str, tuple[float, float]]]
@@ -98,30 +98,22 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _clients(runs: Mapping[str, Sequence[Rows]]) -> list[str]:
-    return sorted(
-        {
-            r["client"]
-            for seeds in runs.values()
-            for rows in seeds
-            for r in rows
-            if "metric" in r
-        }
-        - {SERVER_ROW}
-    )
+def _evaluations(runs: Mapping[str, Sequence[Rows]]) -> Iterator[dict[str, Any]]:
+    """Every client evaluation row of every run."""
+    for seeds in runs.values():
+        for rows in seeds:
+            yield from (r for r in rows if "metric" in r and r["client"] != SERVER_ROW)
 
 
 def plot_metric(runs: Mapping[str, Sequence[Rows]], path: Path) -> Path:
     """Each client's metric per round, one line per algorithm."""
-    clients = _clients(runs) or ["(no evaluations)"]
+    clients = sorted({r["client"] for r in _evaluations(runs)}) or ["(none)"]
     fig, axes = _figure(len(clients), "task metric per round (mean ± std over seeds)")
     for ax, client in zip(axes, clients, strict=True):
         names = {
             str(r.get("metric-name", "metric"))
-            for s in runs.values()
-            for rows in s
-            for r in rows
-            if r["client"] == client and "metric" in r
+            for r in _evaluations(runs)
+            if r["client"] == client
         }
         for algorithm, seeds in runs.items():
             _line(ax, seeds, client, "metric", algorithm)

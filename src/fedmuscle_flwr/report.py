@@ -19,9 +19,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fedmuscle_flwr.experiment import Results, RunKey, load_results
+from fedmuscle_flwr.experiment import PLOTS, Results, RunKey, load_results
 from fedmuscle_flwr.metrics import DeltaRow, delta_rows, mean_delta
-from fedmuscle_flwr.plots import PLOTS, write_plots
 
 
 def delta_table(rows: Sequence[DeltaRow], ours: str = "fedmuscle") -> Table:
@@ -207,6 +206,8 @@ def paper_rich(table: PaperTable) -> Table:
 
 def write_report(folder: Path, console: Console | None = None) -> Path:
     """``report.md`` and ``plots/*.png`` for an experiment or run session folder."""
+    from fedmuscle_flwr.plots import write_plots  # matplotlib: only when plotting
+
     results = load_results(folder)
     table = paper_table(results)
     deltas = {

@@ -98,7 +98,7 @@ def _stack(bank: Bank, nodes: Sequence[int]) -> np.ndarray:
 def _offdiag_grams(z: np.ndarray) -> np.ndarray:
     """Upper off-diagonal Gram entries: z (N, K, B, d) -> (N, K, B(B-1)/2)."""
     b = z.shape[2]
-    grams = np.einsum("nkid,nkjd->nkij", z, z)  # (N, K, B, B)
+    grams = z @ z.swapaxes(-1, -2)  # (N, K, B, B)
     iu, ju = np.triu_indices(b, k=1)
     return grams[:, :, iu, ju]  # (N, K, P)
 
@@ -112,17 +112,19 @@ def gram_agreement(z: np.ndarray) -> np.ndarray:
     g = g - g.mean(axis=-1, keepdims=True)
     norm = np.linalg.norm(g, axis=-1, keepdims=True)  # (N, K, 1)
     flat = norm < _FLAT * math.sqrt(g.shape[-1])
-    g = np.where(flat, 0.0, g / np.where(flat, 1.0, norm))
-    return np.einsum("nkp,mkp->nmk", g, g).mean(axis=-1)  # (N, N)
+    g = np.where(flat, 0.0, g / np.where(flat, 1.0, norm)).swapaxes(0, 1)  # (K, N, P)
+    return (g @ g.swapaxes(-1, -2)).mean(axis=0)  # (K, N, N) -> (N, N)
 
 
 def cross_alignment(z: np.ndarray) -> np.ndarray:
     """c_nm: matching-row minus non-matching-row similarity, batch mean; (N, N)."""
-    b = z.shape[2]
-    sims = np.einsum("nkid,mkjd->nmkij", z, z)  # (N, N, K, B, B)
-    diag = np.trace(sims, axis1=-2, axis2=-1) / b  # (N, N, K)
-    off = (sims.sum(axis=(-2, -1)) - diag * b) / (b * (b - 1))  # (N, N, K)
-    return (diag - off).mean(axis=-1)  # (N, N)
+    n, k, b, d = z.shape
+    rows = z.swapaxes(0, 1).reshape(k, n, b * d)  # (K, N, B·d)
+    matching = rows @ rows.swapaxes(-1, -2)  # (K, N, N): sum_i z_i^n.z_i^m
+    sums = z.sum(axis=2).swapaxes(0, 1)  # (K, N, d)
+    every = sums @ sums.swapaxes(-1, -2)  # (K, N, N): sum_ij z_i^n.z_j^m
+    off = (every - matching) / (b * (b - 1))  # (K, N, N)
+    return (matching / b - off).mean(axis=0)  # (N, N)
 
 
 def loo_outliers(
@@ -137,11 +139,12 @@ def loo_outliers(
     ``floor`` is a lower bound on the scale besides ``robust.mad-floor``.
     """
     n = len(nodes)
+    rows, cols = np.triu_indices(n, k=1)
+    pairs = pairwise[rows, cols]  # (N(N-1)/2,)
     found = []
     for i in range(n):
-        others = [j for j in range(n) if j != i]
-        score = float(np.median(pairwise[i, others]))
-        ref = np.array([pairwise[a, b] for a in others for b in others if a < b])
+        score = float(np.median(np.delete(pairwise[i], i)))
+        ref = pairs[(rows != i) & (cols != i)]  # pairs among the others
         center = float(np.median(ref))
         mad = float(np.median(np.abs(ref - center)))
         scale = max(_MAD_TO_SIGMA * mad, cfg.mad_floor, floor)

@@ -101,9 +101,12 @@ class RobustConfig(_Schema):
     Detectors (``robust.py``) compare each client's representations of the
     round's public batches with the others'; a flagged client is excluded from
     partners for the rest of the round (logged, counted in the round metrics).
+    Off by default: it assumes the clients' representations share a similarity
+    structure, which clients of different modalities (images vs captions) may
+    not show before alignment (docs/reliability.md).
     """
 
-    enabled: bool = True
+    enabled: bool = False
     detectors: str = Field(
         "norm,collapse,gram,alignment", description="detector names, in order"
     )

@@ -261,6 +261,7 @@ def federate(tmp: Path, name: str, entries, poison: str = "", **flat) -> dict:
         "federation.roster": str(write_roster(tmp / f"{name}.toml", entries)),
         "federation.min-clients": len(entries),
         "federation.poll-s": 0.01,
+        "robust.enabled": True,
         "output-dir": str(tmp),
         "run-name": name,
         "device": "cpu",

@@ -6,7 +6,7 @@ import pytest
 from fedmuscle_flwr import robust
 from fedmuscle_flwr.config import ConfigError, RobustConfig, RunConfig
 
-CFG = RobustConfig()
+CFG = RobustConfig(enabled=True)
 K, B, D, D0 = 4, 16, 32, 12
 
 
@@ -92,7 +92,7 @@ def test_too_few_clients_or_disabled_means_no_screen():
     assert robust.screen(bank, CFG) == []
     bank, _ = attacked(3, "random", seed=0)
     assert robust.screen(bank, CFG.model_copy(update={"enabled": False})) == []
-    only_norm = RobustConfig(detectors="norm")
+    only_norm = RobustConfig(enabled=True, detectors="norm")
     assert robust.screen(bank, only_norm) == []
 
 

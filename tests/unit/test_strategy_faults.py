@@ -30,6 +30,7 @@ BASE = {
     "federation.min-clients": 2,
     "federation.poll-s": 0.001,
     "federation.phase-timeout-s": 0.2,
+    "robust.enabled": True,
     "run-name": "t",
 }
 
@@ -212,7 +213,8 @@ def test_poisoning_client_is_quarantined(tmp_path, caplog, attack):
     assert all(r["quarantined"] == 1 for r in server_rows(rec)[1:])
 
 
-def test_screen_can_be_switched_off(tmp_path):
+def test_screen_is_off_by_default(tmp_path):
+    assert not RunConfig().robust.enabled
     client = Structured(bad={2: "random"})
     _, _, _, history = federate(tmp_path, client, nodes=5, **{"robust.enabled": False})
     assert all(history[r]["quarantined"] == 0 for r in (1, 2, 3))

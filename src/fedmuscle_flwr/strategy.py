@@ -301,7 +301,12 @@ class FedMuscle(Strategy):
     ) -> MetricRecord | None:
         """Per-client metrics, probe alignment and the round's byte counts."""
         good = self._replies(replies, server_round, "evaluate")
-        probe = {n: r.z[0] for n, r in good.items() if r.z is not None}
+        quarantined = self.incidents.quarantined  # not part of the alignment figures
+        probe = {
+            n: r.z[0]
+            for n, r in good.items()
+            if r.z is not None and n not in quarantined
+        }
         for node, reply in good.items():
             self.recorder.record(
                 server_round,

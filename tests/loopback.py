@@ -1,5 +1,12 @@
-"""The in-process Flower Grid used by tests (see :mod:`fedmuscle_flwr.inprocess`)."""
+"""The in-process Flower Grid used by tests (see :mod:`fedmuscle_flwr.inprocess`),
+with fixed node ids 101, 102, ... so that tests can name nodes."""
 
-from fedmuscle_flwr.inprocess import InProcessGrid as LoopbackGrid
+from fedmuscle_flwr.inprocess import InProcessGrid
+
+
+class LoopbackGrid(InProcessGrid):
+    def __init__(self, handler, num_nodes, run_config=None, first_id=101):
+        super().__init__(handler, num_nodes, run_config=run_config, first_id=first_id)
+
 
 __all__ = ["LoopbackGrid"]

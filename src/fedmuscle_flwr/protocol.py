@@ -158,7 +158,13 @@ def decode_reply(
     metrics_rec = content.metric_records.get(METRICS)
     if metrics_rec is None:
         raise ProtocolError(f"{where}: missing record {METRICS!r}")
-    metrics = {str(k): float(v) for k, v in metrics_rec.items()}  # type: ignore[arg-type]
+    metrics: dict[str, float] = {}
+    for key, value in metrics_rec.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ProtocolError(
+                f"{where}: metric {key!r} must be a number, got {type(value).__name__}"
+            )
+        metrics[str(key)] = float(value)
     if not all(np.isfinite(v) for v in metrics.values()):
         raise ProtocolError(f"{where}: non-finite metric")
     identity = {str(k): str(v) for k, v in _config(content, CLIENT, where).items()}

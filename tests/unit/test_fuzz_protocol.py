@@ -9,7 +9,6 @@ result or raises :class:`ProtocolError`; any other exception is a bug.
 import io
 
 import numpy as np
-import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -192,12 +191,6 @@ def test_random_instructions(run_config, server_round, step, kind, arrays):
     only_protocol_errors(p.decode_instruction, content, kind)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="decode_reply calls float() on list-valued metrics (protocol.py, reported;"
-    " the strategy rejects such replies meanwhile: test_strategy_faults.py)",
-)
 def test_list_valued_metric_is_a_protocol_error():
     content = valid_reply()
     content[p.METRICS] = MetricRecord({"task-loss": [1.0, 2.0]})

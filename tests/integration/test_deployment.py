@@ -249,6 +249,7 @@ def network(hosts: list[str]) -> Iterator[dict[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.root
 @pytest.mark.timeout(RUN_TIMEOUT_S + 180)
 def test_multi_host_network_namespaces(tmp_path: Path, certs: Path, procs: Procs):

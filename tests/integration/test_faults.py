@@ -147,6 +147,7 @@ def fleet_procs(tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(1500)
 def test_real_processes_kill_clients_bad_client_server_restart(tmp_path, fleet_procs):
     procs, t_start = fleet_procs, time.monotonic()

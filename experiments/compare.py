@@ -22,7 +22,6 @@ def final(folder: Path) -> dict[str, float] | None:
     return {name: float(c["metric"]) for name, c in clients.items()}
 
 
-
 def main(root: Path, rules: dict[str, str]) -> None:
     tags = sorted(p.name for p in root.iterdir() if p.is_dir())
     print("| run | reference | mean Δ % | per client: metric (Δ %) |")
@@ -38,9 +37,7 @@ def main(root: Path, rules: dict[str, str]) -> None:
             continue
         deltas = {c: (ours[c] - local[c]) / local[c] * 100 for c in ours}
         mean = sum(deltas.values()) / len(deltas)
-        cells = ", ".join(
-            f"{c} {ours[c]:.3f} ({deltas[c]:+.1f})" for c in sorted(ours)
-        )
+        cells = ", ".join(f"{c} {ours[c]:.3f} ({deltas[c]:+.1f})" for c in sorted(ours))
         print(f"| {tag} | {ref} | {mean:+.1f} | {cells} |")
 
 

@@ -93,7 +93,7 @@ def test_reason_texts(tmp_path, caplog):
         "shape": "shape",
         "oversize": "oversized",
         "indices": "other public indices",
-        "list-metric": "undecodable reply \\(TypeError",
+        "list-metric": "metric 'task-loss' must be a number, got list",
         "missing": "missing array 'z'",
     }
     for mode, needle in needles.items():

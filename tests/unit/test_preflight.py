@@ -12,10 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from fedmuscle_flwr import training
 from fedmuscle_flwr.config import ConfigError, RunConfig, flatten
+from fedmuscle_flwr.data.cache import cached_arrays
+from fedmuscle_flwr.data.captions import CAPTIONS_VERSION
 from fedmuscle_flwr.data.registry import check_public
 from fedmuscle_flwr.data.sources import DataUnavailableError
 from fedmuscle_flwr.profiles import check_federation
@@ -141,7 +144,8 @@ def test_text_clients_need_captions() -> None:
 def test_missing_caption_set_names_the_prepare_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Prepare: the emoji source points at an empty folder
+    # Prepare: an empty cache, and the emoji source points at an empty folder
+    monkeypatch.setenv("FEDMUSCLE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("FEDMUSCLE_EMOJI_DIR", str(tmp_path / "empty"))
     public = {"public": {"dataset": "emoji-tuxpaint-captions", "size": 100}}
     run = federation(tmp_path, {}, **public)
@@ -150,3 +154,22 @@ def test_missing_caption_set_names_the_prepare_command(
         check_federation(run)
     assert "`fedmuscle data prepare emoji-tuxpaint-captions`" in str(err.value)
     assert err.value.name == "emoji-tuxpaint-captions"
+
+
+def test_decoded_caption_cache_is_enough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: only the emoji set's decoded cache, no unpacked sources
+    monkeypatch.setenv("FEDMUSCLE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FEDMUSCLE_EMOJI_DIR", str(tmp_path / "empty"))
+    images = np.zeros((40, 64, 64, 3), np.uint8)
+    captions = np.asarray([f"emoji {i}" for i in range(40)])
+    cached_arrays(
+        "emoji-captions",
+        CAPTIONS_VERSION,
+        lambda: {"images": images, "captions": captions},
+    )
+    # Execute / Assert: the public set loads from the cache; the check passes
+    check_public("emoji-captions", 40, {"cnn": "image", "noun": "text"})
+    with pytest.raises(ValueError, match=r"public\.size=41 exceeds the 40"):
+        check_public("emoji-captions", 41, {})

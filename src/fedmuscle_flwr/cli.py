@@ -13,7 +13,13 @@ from rich.logging import RichHandler
 
 from fedmuscle_flwr import cli_deploy
 from fedmuscle_flwr.config import ConfigError, RunConfig, deep_merge, unflatten
-from fedmuscle_flwr.profiles import list_entries, load_preset, read_toml
+from fedmuscle_flwr.data.sources import DataUnavailableError
+from fedmuscle_flwr.profiles import (
+    check_federation,
+    list_entries,
+    load_preset,
+    read_toml,
+)
 
 cli = typer.Typer(add_completion=False, no_args_is_help=False, help=__doc__)
 data_cli = typer.Typer(help="Datasets: prepare what a dataset needs.")
@@ -139,7 +145,9 @@ def run(
             from fedmuscle_flwr.checkpoint import check_session
 
             check_session(runs, session)
-    except ConfigError as exc:
+        # the whole roster against its data and public set, before any training
+        check_federation(next(iter(runs.values())), build_models=False)
+    except (ConfigError, DataUnavailableError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     from fedmuscle_flwr.runner import run_and_report

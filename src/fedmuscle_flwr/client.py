@@ -27,6 +27,7 @@ from fedmuscle_flwr.protocol import (
     AGGREGATE,
     CLIENT_NAME,
     ENCODE_INDICES,
+    LABEL_SPACE,
     LOG_ALPHA,
     METRIC_NAME,
     MODEL_NAME,
@@ -90,9 +91,13 @@ class ClientRuntime:
             lr=run.train.lr,
             weight_decay=run.train.weight_decay,
         )
-        align_opt = torch.optim.Adam(
-            model.representation_parameters(), lr=run.muscle.lr
+        space = get_algorithm(run.algorithm).space
+        align_params = (
+            model.representation_parameters()
+            if space == "representation"
+            else model.task_parameters()
         )
+        align_opt = torch.optim.Adam(align_params, lr=run.muscle.lr)
         public = load_public(run.public.dataset, run.public.size)
         return cls(profile, run, model, task, data, public, task_opt, align_opt, device)
 
@@ -121,21 +126,48 @@ class ClientRuntime:
             TASK_KIND: self.task.kind,
             MODEL_NAME: self.profile.model.backbone,
             METRIC_NAME: self.task.primary_metric,
+            LABEL_SPACE: self.label_space(),
         }
+
+    def label_space(self) -> str:
+        """Task kind/dataset/classes, or '' when the logits are no label distribution.
+
+        Logit-space baselines pair only clients with equal label spaces.
+        """
+        if self.task.soft_labels is None:
+            return ""
+        classes = self.data.info.num_classes
+        return f"{self.task.kind}/{self.profile.data.dataset}/{classes}"
 
     def _encode(self, ins: Instruction, metrics: dict[str, float], phase: int) -> Reply:
         idx = ins.arrays[ENCODE_INDICES]
         if idx.shape[0] == 0:
             return Reply(metrics, self.identity())
-        z = training.encode_public(self.model, self.public, idx, self.device)
-        return Reply(metrics, self.identity(), self._upload(z, ins, phase), idx)
+        space = get_algorithm(ins.run.algorithm).space
+        readout = training.READOUTS[space]
+        z = training.encode_public(self.model, self.public, idx, self.device, readout)
+        return Reply(metrics, self.identity(), self._upload(z, ins, phase, space), idx)
 
-    def _upload(self, z: np.ndarray, ins: Instruction, phase: int) -> np.ndarray:
+    def _upload(
+        self,
+        z: np.ndarray,
+        ins: Instruction,
+        phase: int,
+        space: str = "representation",
+    ) -> np.ndarray:
         """``privacy``: clip + noise + renormalise what leaves the client.
 
         ``phase`` (0 train, 1 evaluate, 2 align) keeps the noise of different
-        uploads independent: reused noise would cancel in differences.
+        uploads independent: reused noise would cancel in differences. The
+        knobs are defined for unit-row representations only.
         """
+        if space != "representation":
+            if privacy.is_active(ins.run.privacy):
+                raise ValueError(
+                    f"privacy clipping/noise applies to representations; algorithm "
+                    f"{ins.run.algorithm!r} uploads {space}"
+                )
+            return z
         key = (client_seed(self.profile), ins.server_round, ins.step, phase)
         rng = rng_for(ins.run.seed, _PRIVACY_SEED, *key)
         return privacy.perturb(z, ins.run.privacy, rng)
@@ -177,8 +209,9 @@ class ClientRuntime:
             payloads,
             self.align_opt,
             loss_fn=training.ALIGN_LOSSES[algorithm.align_loss],
-            cfg=ins.run.muscle,
+            ctx=training.AlignContext(ins.run.muscle, self.task),
             device=self.device,
+            readout=training.READOUTS[algorithm.space],
         )
         metrics = {
             "align-loss": stats.loss,

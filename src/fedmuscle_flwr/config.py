@@ -66,6 +66,9 @@ class MuscleConfig(_Schema):
     max_tuples: int = Field(
         2**26, gt=0, description="B^(M+1) above which the loss is chunked"
     )
+    kd_temperature: float = Field(
+        2.0, gt=0, description="T of the feddf baseline's ensemble distillation"
+    )
 
     @model_validator(mode="after")
     def _gamma_non_negative(self) -> MuscleConfig:

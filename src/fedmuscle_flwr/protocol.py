@@ -23,6 +23,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, MessageType, MetricRecord, RecordDict
 from pydantic import ValidationError
 
+from fedmuscle_flwr.algorithms import get_algorithm
 from fedmuscle_flwr.codec import ArraySpec, ProtocolError, decode, encode
 from fedmuscle_flwr.config import RunConfig
 
@@ -48,13 +49,17 @@ PARTNERS = "partners"  # (S, M, B, d): compact downlink
 AGGREGATE = "aggregate"  # (S, B^M, d): the paper's S^n
 LOG_ALPHA = "log-alpha"  # (S, B^M)
 PROBE_INDICES = "probe-indices"  # (P,) int64
-Z = "z"  # (K, B, d) representations
+Z = "z"  # (K, B, d) representations, or (K, B, C) logits (logit-space algorithms)
 INDICES = "indices"  # (K, B) echo of the encoded indices
 # client identity
 CLIENT_NAME = "client-name"
 TASK_KIND = "task"
 MODEL_NAME = "model"
 METRIC_NAME = "metric-name"
+LABEL_SPACE = "label-space"  # task/dataset/classes; '' = no (B, C) label distribution
+
+#: widest logits (C) a logit-space reply may carry
+MAX_LOGITS = 4096
 
 _INDEX = ("int64",)
 _FLOAT = ("float16", "float32")
@@ -121,7 +126,10 @@ def instruction_specs(
         return {PROBE_INDICES: ArraySpec((run.eval.probe_size,), _INDEX)}
     if kind == ALIGN:
         specs[STEP_INDICES] = ArraySpec((None, b), _INDEX)
-        if run.muscle.downlink == "compact":
+        algorithm = get_algorithm(run.algorithm)
+        if algorithm.space == "logits":
+            specs[PARTNERS] = ArraySpec((None, None, b, None), _FLOAT)
+        elif algorithm.downlink(run.muscle) == "compact":
             specs[PARTNERS] = ArraySpec((None, None, b, d), _FLOAT, unit_rows=True)
         else:
             specs[AGGREGATE] = ArraySpec((None, None, d), _FLOAT)
@@ -148,10 +156,17 @@ def encode_reply(reply: Reply, precision: str) -> RecordDict:
 
 
 def decode_reply(
-    content: RecordDict, run: RunConfig, sent_indices: np.ndarray, *, where: str
+    content: RecordDict,
+    run: RunConfig,
+    sent_indices: np.ndarray,
+    *,
+    where: str,
+    space: str = "representation",
 ) -> Reply:
     """Validate a reply against what was asked (the ``sent_indices`` (K, B)).
 
+    ``space`` is what the reply carries: ``representation`` (K, B, d) unit rows,
+    or ``logits`` (K, B, C), C <= :data:`MAX_LOGITS`, any finite values.
     Raises :class:`ProtocolError` on a missing key, a shape or dtype mismatch,
     non-finite or non-unit representations, or indices other than those sent.
     """
@@ -174,11 +189,15 @@ def decode_reply(
     if record is None:
         raise ProtocolError(f"{where}: missing record {REPS!r}")
     k, b = sent_indices.shape  # (K, B): B is the probe size for evaluations
-    specs = {
-        Z: ArraySpec((k, b, run.muscle.dim), _FLOAT, unit_rows=True),
-        INDICES: ArraySpec((k, b), _INDEX),
-    }
-    got = decode(record, specs, where=where)
+    if space == "logits":
+        z_spec = ArraySpec((k, b, None), _FLOAT)
+    else:
+        z_spec = ArraySpec((k, b, run.muscle.dim), _FLOAT, unit_rows=True)
+    got = decode(record, {Z: z_spec, INDICES: ArraySpec((k, b), _INDEX)}, where=where)
+    if got[Z].shape[2] > MAX_LOGITS:
+        raise ProtocolError(
+            f"{where}: {Z!r} has {got[Z].shape[2]} columns, over {MAX_LOGITS}"
+        )
     if not np.array_equal(got[INDICES], sent_indices):
         raise ProtocolError(f"{where}: representations of other public indices")
     return Reply(metrics, identity, got[Z], got[INDICES])

@@ -36,7 +36,7 @@ from fedmuscle_flwr import protocol as p
 from fedmuscle_flwr import robust
 from fedmuscle_flwr.algorithms import get_algorithm
 from fedmuscle_flwr.codec import ProtocolError, record_nbytes
-from fedmuscle_flwr.config import RunConfig
+from fedmuscle_flwr.config import ConfigError, RunConfig
 from fedmuscle_flwr.incidents import Incidents
 from fedmuscle_flwr.metrics import SERVER_ROW, RunRecorder
 
@@ -67,6 +67,11 @@ class FedMuscle(Strategy):
     def __init__(self, run: RunConfig, recorder: RunRecorder) -> None:
         self.run = run
         self.algorithm = get_algorithm(run.algorithm)
+        if self.algorithm.space != "representation" and run.privacy.noise > 0:
+            raise ConfigError(
+                f"privacy.noise applies to representations; algorithm "
+                f"{run.algorithm!r} uploads {self.algorithm.space}"
+            )
         self.recorder = recorder
         self.names: dict[int, str] = {}  # node -> client name
         self.identity: dict[int, Mapping[str, str]] = {}
@@ -89,7 +94,8 @@ class FedMuscle(Strategy):
             "FedMuscle[%s]: rounds=%d E=%d T=%d B=%d d=%d M=%d τ=%.3g τ'=%.3g "
             "downlink=%s sync=%s wire=%s robust=%s privacy-noise=%g",
             self.algorithm.name, run.num_rounds, run.train.epochs, self.align_steps,
-            m.batch_size, m.dim, m.partners, m.tau, m.tau_partners, m.downlink,
+            m.batch_size, m.dim, m.partners, m.tau, m.tau_partners,
+            self.algorithm.downlink(m),
             m.sync, m.precision, run.robust.detectors if run.robust.enabled else "off",
             run.privacy.noise,
         )  # fmt: skip
@@ -143,7 +149,7 @@ class FedMuscle(Strategy):
             name = self.names.get(node, "?")
             who = f"round {server_round} {phase} node {node} ({name})"
             try:
-                reply = self._decode(msg, node, who, good)
+                reply = self._decode(msg, node, who, good, phase)
             except ProtocolError as exc:
                 self.incidents.rejected(phase, node, self.names, str(exc))
                 continue
@@ -158,18 +164,20 @@ class FedMuscle(Strategy):
         return good
 
     def _decode(
-        self, msg: Message, node: int, who: str, good: dict[int, p.Reply]
+        self, msg: Message, node: int, who: str, good: dict[int, p.Reply], phase: str
     ) -> p.Reply:
         """Size limit before decoding, then the protocol, then a unique name."""
         sent = self._sent.indices.get(node, np.zeros((0, 0), np.int64))
         k, b = sent.shape if sent.size else (0, 0)
-        limit = k * b * (4 * self.run.muscle.dim + 12) + REPLY_SLACK_BYTES
+        space = "representation" if phase == "evaluate" else self.algorithm.space
+        width = self.run.muscle.dim if space == "representation" else p.MAX_LOGITS
+        limit = k * b * (4 * width + 12) + REPLY_SLACK_BYTES
         size = sum(record_nbytes(r) for r in msg.content.array_records.values())
         if size > limit:
             raise ProtocolError(
                 f"{who}: {size} bytes of arrays, over the {limit} expected (oversized)"
             )
-        reply = p.decode_reply(msg.content, self.run, sent, where=who)
+        reply = p.decode_reply(msg.content, self.run, sent, where=who, space=space)
         name = reply.identity.get(p.CLIENT_NAME, str(node))
         if any(self.names.get(other) == name for other in good):
             raise ProtocolError(f"{who}: client name {name!r} already answered")
@@ -178,7 +186,12 @@ class FedMuscle(Strategy):
         return reply
 
     def _screen(self, phase: str) -> None:
-        """Poisoning screen of the fresh bank; flagged nodes leave the partners."""
+        """Poisoning screen of the fresh bank; flagged nodes leave the partners.
+
+        The detectors assume unit-row representations: logit banks are not screened.
+        """
+        if self.algorithm.space != "representation":
+            return
         findings = robust.screen(self.bank, self.run.robust)
         self.incidents.quarantine(phase, findings, self.names)
 
@@ -186,6 +199,22 @@ class FedMuscle(Strategy):
         """Nodes in the bank minus the quarantined, in a stable (name) order."""
         pool = [n for n in self.bank if n not in self.incidents.quarantined]
         return sorted(pool, key=lambda n: (self.names.get(n, ""), n))
+
+    def partner_groups(self) -> list[list[int]]:
+        """The pool split by the algorithm's grouping (each in the pool's order).
+
+        ``label-space``: clients with equal label spaces (reply identity); a
+        client without one ('') is in no group and gets no phase 2.
+        """
+        pool = self.partner_pool()
+        if self.algorithm.partners == "all":
+            return [pool]
+        groups: dict[str, list[int]] = {}
+        for node in pool:
+            key = self.identity.get(node, {}).get(p.LABEL_SPACE, "")
+            if key:
+                groups.setdefault(key, []).append(node)
+        return list(groups.values())
 
     # ------------------------------------------------------ phase 1: train
     def configure_train(
@@ -236,21 +265,21 @@ class FedMuscle(Strategy):
         per_round = self.run.muscle.sync == "per-round"
         steps = slice(0, self.align_steps) if per_round else slice(step, step + 1)
         nxt = self.batches[0:0] if per_round else self.batches[step + 1 : step + 2]
-        order = self.partner_pool()
-        sampled = [
-            agg.sample_partners(
-                order, self.run.muscle.partners, self.run.seed, server_round, s
-            )
-            for s in range(steps.start, steps.stop)
-        ]
+        groups = self.partner_groups()
+        m, seed = self.run.muscle.partners, self.run.seed
+        span = range(steps.start, steps.stop)
+        sampled: list[dict[int, list[int]]] = [{} for _ in span]
+        for group in groups:
+            for choice, s in zip(sampled, span, strict=True):
+                choice.update(agg.sample_partners(group, m, seed, server_round, s))
         rng = agg.rng_for(self.run.seed, 0x5F1E, server_round, step)
-        for node in order:
+        for node in (n for group in groups for n in group):
             partners = [choice[node] for choice in sampled]
             if not partners[0]:
                 continue  # alone this round: nothing to align with
-            compact = agg.compact_payload(self.bank, partners, rng)  # (S, M, B, d)
+            compact = agg.compact_payload(self.bank, partners, rng)  # (S, M, B, D)
             arrays = {p.STEP_INDICES: self.batches[steps], p.ENCODE_INDICES: nxt}
-            if self.run.muscle.downlink == "compact":
+            if self.algorithm.downlink(self.run.muscle) == "compact":
                 arrays[p.PARTNERS] = compact
             else:
                 arrays[p.AGGREGATE], arrays[p.LOG_ALPHA] = agg.aggregated_payload(

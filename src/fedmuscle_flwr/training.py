@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fedmuscle_flwr import baseline_losses as bl
 from fedmuscle_flwr.config import MuscleConfig
 from fedmuscle_flwr.data.base import PublicData, Split
 from fedmuscle_flwr.losses import (
@@ -26,20 +27,42 @@ from fedmuscle_flwr.losses import (
     muscle_loss_from_aggregate,
     pairwise_infonce,
 )
-from fedmuscle_flwr.models.base import move_to
+from fedmuscle_flwr.models.base import ModelInput, move_to
 from fedmuscle_flwr.models.client_model import ClientModel
 from fedmuscle_flwr.tasks.base import Task
+from fedmuscle_flwr.tasks.soft import SOFT_LABELS, SoftLabels
 
-#: one alignment step's payload: partners (M, B, d), or (S (B^M, d), log α (B^M,))
+#: one alignment step's payload: partners (M, B, D), or (S (B^M, d), log α (B^M,))
 StepPayload = Mapping[str, Tensor]
-AlignLoss = Callable[[Tensor, StepPayload, MuscleConfig], Tensor]
 
 
-def _muscle(anchor: Tensor, payload: StepPayload, cfg: MuscleConfig) -> Tensor:
+@dataclass(frozen=True)
+class AlignContext:
+    """What an alignment loss may need besides anchor and payload."""
+
+    cfg: MuscleConfig
+    task: Task
+
+    @property
+    def soft(self) -> SoftLabels:
+        """The task's soft labels; ``ValueError`` for tasks without (B, C) labels."""
+        if self.task.soft_labels is None:
+            raise ValueError(
+                f"task {self.task.kind!r} has no per-sample label distribution: "
+                "it cannot take part in logit distillation"
+            )
+        return SOFT_LABELS[self.task.soft_labels]
+
+
+AlignLoss = Callable[[Tensor, StepPayload, AlignContext], Tensor]
+
+
+def _muscle(anchor: Tensor, payload: StepPayload, ctx: AlignContext) -> Tensor:
     if "aggregate" in payload:  # the paper's downlink: S^n and log α^n
         return muscle_loss_from_aggregate(
             anchor, payload["aggregate"], payload["log-alpha"]
         )
+    cfg = ctx.cfg
     return muscle_loss(
         anchor,
         payload["partners"],
@@ -49,12 +72,65 @@ def _muscle(anchor: Tensor, payload: StepPayload, cfg: MuscleConfig) -> Tensor:
     )
 
 
-def _pairwise(anchor: Tensor, payload: StepPayload, cfg: MuscleConfig) -> Tensor:
-    return pairwise_infonce(anchor, payload["partners"], cfg.tau)
+def _pairwise(anchor: Tensor, payload: StepPayload, ctx: AlignContext) -> Tensor:
+    return pairwise_infonce(anchor, payload["partners"], ctx.cfg.tau)
+
+
+def _cka(anchor: Tensor, payload: StepPayload, ctx: AlignContext) -> Tensor:
+    return bl.cka_distance(anchor, payload["partners"])
+
+
+def _gramian(anchor: Tensor, payload: StepPayload, ctx: AlignContext) -> Tensor:
+    return bl.gramian_loss(anchor, payload["partners"], ctx.cfg.tau)
+
+
+def _consensus_l1(anchor: Tensor, payload: StepPayload, ctx: AlignContext) -> Tensor:
+    return bl.consensus_l1(anchor, payload["partners"])
+
+
+def _ensemble_kd(anchor: Tensor, payload: StepPayload, ctx: AlignContext) -> Tensor:
+    soft = ctx.soft
+    temperature = ctx.cfg.kd_temperature
+    return bl.ensemble_kd(
+        anchor, payload["partners"], temperature, soft.probs, soft.soft_loss
+    )
+
+
+def _pseudo_label(anchor: Tensor, payload: StepPayload, ctx: AlignContext) -> Tensor:
+    soft = ctx.soft
+    return bl.pseudo_label_loss(
+        anchor, payload["partners"], soft.probs, soft.hard_targets, ctx.task.loss
+    )
 
 
 #: alignment losses by name; algorithms pick one (registry, no elif on names)
-ALIGN_LOSSES: dict[str, AlignLoss] = {"muscle": _muscle, "pairwise": _pairwise}
+ALIGN_LOSSES: dict[str, AlignLoss] = {
+    "muscle": _muscle,
+    "pairwise": _pairwise,
+    "cka": _cka,
+    "gramian": _gramian,
+    "consensus-l1": _consensus_l1,
+    "ensemble-kd": _ensemble_kd,
+    "pseudo-label": _pseudo_label,
+}
+
+#: what a client uploads of a public batch: (model, inputs) -> (B, D)
+Readout = Callable[[ClientModel, ModelInput], Tensor]
+
+
+def _representation(model: ClientModel, inputs: ModelInput) -> Tensor:
+    return model.represent(inputs)
+
+
+def _logits(model: ClientModel, inputs: ModelInput) -> Tensor:
+    logits = model(inputs).logits
+    assert logits is not None
+    # per-pixel (B, K, h, w) -> image-level (B, K); such tasks never get partners
+    return logits.flatten(2).mean(-1) if logits.dim() > 2 else logits
+
+
+#: the spaces an algorithm can align in (``algorithms.Algorithm.space``)
+READOUTS: dict[str, Readout] = {"representation": _representation, "logits": _logits}
 
 
 @dataclass(frozen=True)
@@ -116,12 +192,16 @@ def public_inputs(
 
 @torch.no_grad()
 def encode_public(
-    model: ClientModel, public: PublicData, indices: np.ndarray, device: torch.device
+    model: ClientModel,
+    public: PublicData,
+    indices: np.ndarray,
+    device: torch.device,
+    readout: Readout = _representation,
 ) -> np.ndarray:
-    """Z^n for each batch of ``indices`` (K, B), K >= 1 -> (K, B, d) float32."""
+    """Z^n (or logits) of each batch of ``indices`` (K, B), K >= 1 -> (K, B, D)."""
     model.eval()
     out = [
-        model.represent(public_inputs(model, public, row, device)).float().cpu()  # type: ignore[arg-type]
+        readout(model, public_inputs(model, public, row, device)).float().cpu()  # type: ignore[arg-type]
         for row in indices
     ]
     return torch.stack(out).numpy()  # (K, B, d)
@@ -135,20 +215,22 @@ def align(
     optimizer: torch.optim.Optimizer,
     *,
     loss_fn: AlignLoss,
-    cfg: MuscleConfig,
+    ctx: AlignContext,
     device: torch.device,
+    readout: Readout = _representation,
 ) -> PhaseStats:
-    """Phase 2: one step per public batch in ``step_indices`` (S, B) on w^n only.
+    """Phase 2: one step per public batch in ``step_indices`` (S, B).
 
     ``payloads[s]`` holds what the server sent for step s (already on ``device``).
-    Only the representation parameters are in ``optimizer``; the task head is
-    neither evaluated nor updated (frozen, fedmuscle.md §3 step 2c).
+    In representation space only w^n is in ``optimizer``: the task head is
+    neither evaluated nor updated (frozen, fedmuscle.md §3 step 2c); logit-space
+    baselines pass the task parameters.
     """
     model.train()
     t0, losses = time.perf_counter(), []
     for row, payload in zip(step_indices, payloads, strict=True):
-        anchor = model.represent(public_inputs(model, public, row, device))  # type: ignore[arg-type]
-        loss = loss_fn(anchor, payload, cfg)  # (B, d) -> scalar
+        anchor = readout(model, public_inputs(model, public, row, device))  # type: ignore[arg-type]
+        loss = loss_fn(anchor, payload, ctx)  # (B, D) -> scalar
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -287,3 +287,71 @@ def test_int8_wrong_shape_of_the_values():
     record = encode({"z": unit(5, 32, 255)}, "int8")
     with pytest.raises(ProtocolError, match=r"'z' \(int8\): shape"):
         decode(record, {"z": UNIT_SPEC}, where="n")
+
+
+# ------------------------------------------------ logit-space baselines (fedmd, ...)
+RUN_LOGITS = RUN.model_copy(update={"algorithm": "feddf"})
+
+
+def _logits(*shape, seed=0):
+    return (5 * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+
+
+def test_logit_reply_round_trips_any_width_without_unit_rows():
+    z = _logits(2, 4, 10)
+    got = p.decode_reply(
+        reply_content(z, IDX), RUN_LOGITS, IDX, where="t", space="logits"
+    )
+    assert got.z.shape == (2, 4, 10)
+    np.testing.assert_allclose(got.z, z, rtol=2e-3, atol=1e-2)
+    with pytest.raises(ProtocolError, match="unit-norm"):  # representations still are
+        p.decode_reply(reply_content(_logits(2, 4, 8), IDX), RUN_LOGITS, IDX, where="t")
+
+
+def _bad_logit_records():
+    nan = _logits(2, 4, 10)
+    nan[1, 2, 3] = np.inf
+    return {
+        "wrong batch": (_logits(2, 3, 10), IDX, "shape"),
+        "wrong rank": (_logits(2, 4, 10, 1), IDX, "shape"),
+        "non-finite": (nan, IDX, "non-finite"),
+        "too wide": (_logits(1, 4, p.MAX_LOGITS + 1), IDX[:1], "columns, over"),
+        "other indices": (_logits(2, 4, 10), IDX + 1, "other public indices"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_logit_records()))
+def test_bad_logit_replies_are_rejected_clearly(case):
+    z, idx, needle = _bad_logit_records()[case]
+    sent = IDX[: len(idx)]
+    with pytest.raises(ProtocolError, match=needle):
+        p.decode_reply(
+            reply_content(z, idx), RUN_LOGITS, sent, where="node 7", space="logits"
+        )
+
+
+def test_logit_reply_wrong_dtype_and_missing_key():
+    content = reply_content(_logits(2, 4, 10), IDX)
+    content.array_records[p.REPS][p.Z] = Array(np.zeros((2, 4, 10), np.int64))
+    with pytest.raises(ProtocolError, match="dtype int64"):
+        p.decode_reply(content, RUN_LOGITS, IDX, where="n", space="logits")
+    content = reply_content(_logits(2, 4, 10), IDX)
+    del content.array_records[p.REPS][p.Z]
+    with pytest.raises(ProtocolError, match="missing array 'z'"):
+        p.decode_reply(content, RUN_LOGITS, IDX, where="n", space="logits")
+
+
+def test_logit_align_instruction_carries_partner_logits():
+    partners = _logits(3, 2, 4, 10)  # (S, M, B, C): not unit rows, C != d
+    arrays = {
+        p.ENCODE_INDICES: IDX[:0],
+        p.STEP_INDICES: np.vstack([IDX, IDX[:1]]),
+        p.PARTNERS: partners,
+    }
+    content = p.encode_instruction(p.Instruction(RUN_LOGITS, 1, 0, arrays))
+    ins = p.decode_instruction(content, p.ALIGN)
+    np.testing.assert_allclose(ins.arrays[p.PARTNERS], partners, rtol=2e-3, atol=1e-2)
+    bad = dict(arrays, **{p.PARTNERS: _logits(3, 2, 5, 10)})
+    content = p.encode_instruction(p.Instruction(RUN_LOGITS, 1, 0, bad))
+    with pytest.raises(ProtocolError, match="shape"):
+        p.decode_instruction(content, p.ALIGN)

@@ -64,6 +64,8 @@ class Task(ABC):
     target_kind: ClassVar[TargetKind]
     modality: ClassVar[Modality | None] = None  # required modality; None = any
     needs_spatial: ClassVar[bool] = False  # head consumes the spatial map
+    #: ``tasks.soft.SOFT_LABELS`` entry for logit distillation; None = no (B, C) labels
+    soft_labels: ClassVar[str | None] = None
 
     def check_data(self, info: DatasetInfo) -> None:
         """Raise ``ValueError`` naming the dataset when it does not fit this task.

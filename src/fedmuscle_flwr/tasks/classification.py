@@ -85,6 +85,7 @@ class ClassificationTask(Task):
     description = "single-label image classification (cross-entropy; accuracy)"
     primary_metric = "accuracy"
     target_kind = "class"
+    soft_labels = "softmax"
     modality: ClassVar[Modality | None] = "image"  # text.py overrides it
 
     def __post_init__(self) -> None:

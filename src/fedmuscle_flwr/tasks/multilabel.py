@@ -105,6 +105,7 @@ class MultiLabelTask(Task):
     description = "multi-label image classification (BCE-with-logits; mAP)"
     primary_metric = "mAP"
     target_kind = "multilabel"
+    soft_labels = "sigmoid"
     modality = "image"
 
     def __post_init__(self) -> None:

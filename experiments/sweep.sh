@@ -22,7 +22,8 @@ export -f one; export WORK
 # SWEEP_BUDGET_S (optional): stop launching and kill runs after that many seconds, so that
 # the finished runs still come back within the device tool's 10-minute command limit.
 LIMIT=(); [ -n "${SWEEP_BUDGET_S:-}" ] && LIMIT=(timeout "$SWEEP_BUDGET_S")
-grep -v '^\s*#' "$SPEC" | grep -v '^\s*$' | "${LIMIT[@]}" xargs -P "$PAR" -L 1 bash -c 'one "$@"' _
+# (trailing blanks are stripped: xargs -L would join such a line with the next one)
+grep -v '^\s*#' "$SPEC" | grep -v '^\s*$' | sed 's/[[:space:]]*$//' | "${LIMIT[@]}" xargs -P "$PAR" -L 1 bash -c 'one "$@"' _
 if [ ${#LIMIT[@]} -gt 0 ]; then pkill -f 'from fedmuscle_flwr.cli import main' && sleep 2; fi
 cat "$WORK/status.txt"
 tar -czf "$DEST/sweep.tar.gz" -C "$WORK" .

@@ -66,6 +66,11 @@ class MuscleConfig(_Schema):
     max_tuples: int = Field(
         2**26, gt=0, description="B^(M+1) above which the loss is chunked"
     )
+    freeze_norm_stats: bool = Field(
+        False,
+        description="phase 2 keeps BatchNorm running statistics of the private data "
+        "(an ablation: worse on the default federation, docs/results.md §5)",
+    )
     kd_temperature: float = Field(
         2.0, gt=0, description="T of the feddf baseline's ensemble distillation"
     )

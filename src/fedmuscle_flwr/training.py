@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from fedmuscle_flwr import baseline_losses as bl
 from fedmuscle_flwr.config import MuscleConfig
@@ -225,8 +226,13 @@ def align(
     In representation space only w^n is in ``optimizer``: the task head is
     neither evaluated nor updated (frozen, fedmuscle.md §3 step 2c); logit-space
     baselines pass the task parameters.
+
+    With ``ctx.cfg.freeze_norm_stats`` the normalisation layers keep the running
+    statistics of the private data (see :func:`freeze_norm_statistics`).
     """
     model.train()
+    if ctx.cfg.freeze_norm_stats:
+        freeze_norm_statistics(model)
     t0, losses = time.perf_counter(), []
     for row, payload in zip(step_indices, payloads, strict=True):
         anchor = readout(model, public_inputs(model, public, row, device))  # type: ignore[arg-type]
@@ -239,6 +245,23 @@ def align(
     mean = float(np.mean(losses)) if losses else float("nan")
     first = losses[0] if losses else float("nan")
     return PhaseStats(mean, n, time.perf_counter() - t0, first_loss=first)
+
+
+def freeze_norm_statistics(model: torch.nn.Module) -> int:
+    """Put every BatchNorm layer in eval mode; return how many there are.
+
+    Phase 2 sees public data only: in train mode a BatchNorm layer normalises
+    with, and moves its running statistics towards, the *public* data's
+    statistics, which the frozen task head then meets at test time. Frozen
+    statistics keep the private data's normalisation (the affine weights still
+    train). Measured as an ablation (``muscle.freeze-norm-stats``, off by
+    default): it does not stop the accuracy loss of off-domain clients and is
+    worse on the default federation (docs/results.md §5).
+    """
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    for m in norms:
+        m.eval()
+    return len(norms)
 
 
 @torch.no_grad()

@@ -7,7 +7,11 @@ SITE=/tmp/fm-site
 if [ ! -d "$SITE/flwr" ]; then
   python3 -m pip install -q --no-deps --no-index --target "$SITE" "$ROOT"/.gpu-bundle/wheels/*.whl
 fi
+if [ -d "$ROOT/.gpu-assets-4/wheels" ] && [ ! -d /tmp/fm-site4/pyarrow ]; then
+  python3 -m pip install -q --no-deps --no-index --target /tmp/fm-site4 "$ROOT"/.gpu-assets-4/wheels/*.whl
+fi
 EXTRA=""
+[ -d /tmp/fm-site4 ] && EXTRA=":/tmp/fm-site4"
 for a in "$ROOT"/.gpu-assets-*; do [ -d "$a/site" ] && EXTRA="$EXTRA:$a/site"; done
 export PYTHONPATH="$ROOT/src:$SITE$EXTRA${PYTHONPATH:+:$PYTHONPATH}"
 export FEDMUSCLE_FASHION_MNIST_DIR="$ROOT/.gpu-bundle/fashion-mnist"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +48,7 @@ from fedmuscle_flwr.tasks.registry import get_task
 log = logging.getLogger(__name__)
 _TRAIN_SEED = 0x7A11
 _PRIVACY_SEED = 0x9D1C  # + (client, round, step, phase): upload noise
+_TORCH_SEED = 0x70C4  # + (client, round, step, phase): dropout, augmentation
 
 
 def client_seed(profile: ClientProfile) -> int:
@@ -268,10 +271,29 @@ def run_phase(
     if saved is not None:
         runtime.load_state_dict(saved)
     phase = PHASES[kind]
-    reply = phase(runtime, ins)
+    with seeded_torch(ins, profile, kind, runtime.device):
+        reply = phase(runtime, ins)
     if kind != "evaluate":
         store.save(key, slot, runtime.state_dict())
     return reply
+
+
+@contextmanager
+def seeded_torch(
+    ins: Instruction, profile: ClientProfile, kind: str, device: torch.device
+) -> Iterator[None]:
+    """Torch's RNG (dropout, drop-connect) seeded per (run, client, round, step, phase).
+
+    Without it a client's dropout masks depend on which other clients ran
+    before it in the same process, so even ``local`` runs were not repeatable.
+    The caller's RNG state is restored afterwards.
+    """
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    key = (client_seed(profile), ins.server_round, ins.step, zlib.crc32(kind.encode()))
+    seed = int(rng_for(ins.run.seed, _TORCH_SEED, *key).integers(2**62))
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
 
 
 PHASES = {

@@ -75,6 +75,7 @@ POISON: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "permuted": lambda z, rng: z[..., rng.permutation(z.shape[-2]), :],
     "collapsed": lambda z, rng: np.broadcast_to(z[..., :1, :], z.shape).copy(),
     "negated": lambda z, rng: -z,
+    "scaled": lambda z, rng: 3.0 * z,  # not unit rows: the codec refuses them
 }
 
 

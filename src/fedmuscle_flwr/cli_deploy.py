@@ -152,6 +152,14 @@ def client(
     runtime_port: Annotated[
         int | None, typer.Option(help="local ClientAppIo port (default: a free one)")
     ] = None,
+    relaunch: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="relaunches in a row of a SuperNode that exited on its own "
+            "(e.g. the server was restarted); 0 = exit with it",
+        ),
+    ] = 5,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="profile override key=value")
     ] = None,
@@ -191,6 +199,7 @@ def client(
         max_wait_s=max_wait,
         runtime_port=runtime_port,
         overrides=overrides,
+        relaunches=relaunch,
     )
     try:
         code = run_client(opts)

@@ -31,6 +31,15 @@ log = logging.getLogger(__name__)
 EXIT_NODE_REFUSED = 305
 _REFUSED_MARK = "Exit Code: 305"
 _RELAUNCH_S = 5.0
+#: first wait before relaunching a SuperNode that exited on its own (doubles)
+_BACKOFF_S = 2.0
+_MAX_BACKOFF_S = 60.0
+#: a SuperNode that ran this long was up: its exit starts a fresh relaunch count
+_STABLE_S = 60.0
+#: what a 1.39 SuperNode logs when it stops itself (or is stopped)
+_LEAVING_MARK = "SuperNode terminated gracefully"
+#: seconds a SuperNode that logged _LEAVING_MARK may take to exit before it is stopped
+_EXIT_GRACE_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,11 @@ class ClientOptions:
         Local ClientAppIo port; a free one if ``None``.
     overrides : mapping
         Dotted profile overrides put into ``--node-config``.
+    relaunches : int
+        How often in a row a SuperNode that exited on its own (not stopped by
+        this process) is started again, with doubling waits from 2 s; a run of
+        at least a minute resets the count. Flower 1.39's SuperNode exits when a
+        restarted SuperLink does not know its node id. 0 = exit with it.
     """
 
     server: str
@@ -69,6 +83,7 @@ class ClientOptions:
     max_wait_s: float | None = None
     runtime_port: int | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    relaunches: int = 5
 
 
 def node_config(opts: ClientOptions) -> str:
@@ -128,25 +143,58 @@ def supernode_command(opts: ClientOptions, runtime_port: int) -> list[str]:
 
 
 class _Output:
-    """Echoes the SuperNode's output and notices Flower's refusal exit (305)."""
+    """Echoes the SuperNode's output; notices refusal (305) and self-termination."""
 
     def __init__(self) -> None:
         self.refused = False
+        self.leaving: float | None = None  # when it logged _LEAVING_MARK
 
     def __call__(self, line: str) -> None:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
         self.refused |= _REFUSED_MARK in line
+        if self.leaving is None and _LEAVING_MARK in line:
+            self.leaving = time.monotonic()
+
+
+def _run_once(node: Managed, output: _Output) -> int:
+    """Wait for the SuperNode to exit; stop it if it hangs after terminating.
+
+    Flower 1.39: when a SuperNode stops itself while it is pushing a reply, its
+    heartbeat thread can raise during shutdown and the process keeps retrying
+    connections forever instead of exiting (observed after a server restart).
+    """
+    while (code := node.poll()) is None:
+        if output.leaving is not None and (
+            time.monotonic() - output.leaving > _EXIT_GRACE_S
+        ):
+            log.warning(
+                "the SuperNode logged its termination %.0f s ago but still runs; "
+                "stopping it",
+                time.monotonic() - output.leaving,
+            )
+            stopped = node.stop()
+            return -1 if stopped is None else stopped
+        time.sleep(0.5)
+    return code
 
 
 def run_client(opts: ClientOptions, home: Path | None = None) -> int:
     """Run one SuperNode in the foreground until it exits; return its exit code.
 
     Flower 1.39's SuperNode retries while the server is unreachable, but exits
-    (status 1, logging "Exit Code: 305") when the SuperLink refuses its key, e.g.
-    because it connected before the server registered it. That case is relaunched
-    within the same budget (``max_retries`` launches, ``max_wait_s`` seconds).
-    Returns :data:`EXIT_NODE_REFUSED` if the node was refused in the end.
+
+    * with status 1, logging "Exit Code: 305", when the SuperLink refuses its
+      key, e.g. because it connected before the server registered it: relaunched
+      within the connection budget (``max_retries`` launches, ``max_wait_s`` s);
+      :data:`EXIT_NODE_REFUSED` is returned if it was refused in the end;
+    * "gracefully" when a restarted SuperLink does not know its node id (the
+      server crashed and was resumed): relaunched up to ``relaunches`` times in
+      a row with doubling waits, so that the node rejoins under a new id (its
+      state is keyed by profile, not by node id). One that logs its termination
+      but does not exit within 15 s is stopped and relaunched likewise.
+
+    Ctrl-C or SIGTERM to this process stops the SuperNode and is not relaunched.
     """
     if opts.tls_ca is None:
         log.warning("--insecure: TLS is OFF; this client talks plaintext to the server")
@@ -154,25 +202,45 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
     env = flower_env(home, data_env(opts.data_dir) if opts.data_dir else None)
     cmd = supernode_command(opts, opts.runtime_port or free_port())
     log.info("client %s -> %s (Flower home %s)", opts.profile, opts.server, home)
-    start, launches = time.monotonic(), 0
+    start, launches, in_a_row = time.monotonic(), 0, 0
     while True:
-        output = _Output()
+        output, began = _Output(), time.monotonic()
         with process_group() as procs:
             procs.append(Managed("supernode", cmd, env, home / "supernode.log", output))
-            code = procs[-1].wait()
+            code = _run_once(procs[-1], output)
         launches += 1
-        if not output.refused or _spent(opts, launches, start):
-            break
-        log.warning("not admitted by %s; retrying in %.0f s", opts.server, _RELAUNCH_S)
-        time.sleep(_RELAUNCH_S)
-    if output.refused:
-        log.error(
-            "REFUSED: the server at %s did not admit this client: is this node's "
-            "public key registered there (fedmuscle server --auth-keys)?",
-            opts.server,
+        if output.refused:
+            if _spent(opts, launches, start):
+                break
+            log.warning("not admitted by %s; retry in %.0f s", opts.server, _RELAUNCH_S)
+            time.sleep(_RELAUNCH_S)
+            continue
+        in_a_row = 1 if time.monotonic() - began >= _STABLE_S else in_a_row + 1
+        if in_a_row > opts.relaunches:
+            log.error(
+                "the SuperNode exited (status %s); not relaunched (%d relaunches "
+                "in a row allowed)",
+                code,
+                opts.relaunches,
+            )
+            return code
+        wait = min(_BACKOFF_S * 2 ** (in_a_row - 1), _MAX_BACKOFF_S)
+        log.warning(
+            "the SuperNode exited on its own (status %s, after %.0f s; a restarted "
+            "server does not know its node id); relaunch %d/%d in %.0f s",
+            code,
+            time.monotonic() - began,
+            in_a_row,
+            opts.relaunches,
+            wait,
         )
-        return EXIT_NODE_REFUSED
-    return code
+        time.sleep(wait)
+    log.error(
+        "REFUSED: the server at %s did not admit this client: is this node's "
+        "public key registered there (fedmuscle server --auth-keys)?",
+        opts.server,
+    )
+    return EXIT_NODE_REFUSED
 
 
 def _spent(opts: ClientOptions, launches: int, start: float) -> bool:

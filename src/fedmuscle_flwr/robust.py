@@ -20,7 +20,11 @@ each runs on the clients that the earlier ones did not flag):
 ``alignment``
     Cross-client alignment of matching rows: c_nm = mean_i z_i^n·z_i^m −
     mean_{i≠j} z_i^n·z_j^m. Once the honest clients are aligned (c > 0), a
-    negated client has c < 0 and a permuted one c ≈ 0. Before alignment every
+    negated client has c < 0. Only *anti*-alignment is flagged (the outlier
+    rule below and s_n < −``min-ratio`` · center): a client that is merely not
+    aligned yet (c ≈ 0: an honest late joiner, or one that fell behind) must
+    stay a partner, since a quarantined client gets no partners to align to
+    and would stay unaligned, and flagged, for good. Before alignment every
     c ≈ 0 and nobody is flagged.
 ``collapse``
     Mean cosine between distinct rows of one client above ``collapse-cosine``
@@ -162,7 +166,8 @@ def _gram(nodes: Sequence[int], z: np.ndarray, cfg: RobustConfig) -> list[Findin
 
 
 def _alignment(nodes: Sequence[int], z: np.ndarray, cfg: RobustConfig) -> list[Finding]:
-    return loo_outliers(nodes, cross_alignment(z), cfg, "alignment")
+    found = loo_outliers(nodes, cross_alignment(z), cfg, "alignment")
+    return [f for f in found if f.score < -cfg.min_ratio * f.reference]
 
 
 def _collapse(nodes: Sequence[int], z: np.ndarray, cfg: RobustConfig) -> list[Finding]:

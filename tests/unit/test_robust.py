@@ -125,3 +125,26 @@ def test_config_names_unknown_detectors():
         RunConfig.from_flat({"robust.detectors": "gram,nope"})
     with pytest.raises(ConfigError, match=r"robust.min-clients"):
         RunConfig.from_flat({"robust.min-clients": 2})
+
+
+def test_unaligned_newcomer_stays_a_partner_negated_one_does_not():
+    # Prepare: 4 aligned honest clients; a 5th has the same similarity
+    # structure in unrelated coordinates (a random rotation: an honest late
+    # joiner, c ≈ 0 with everybody)
+    for seed in range(10):
+        bank = honest_bank(4, seed, aligned=True)
+        rng = np.random.default_rng(seed + 500)
+        rotation, _ = np.linalg.qr(rng.standard_normal((D, D)))
+        newcomer = dict(bank)
+        newcomer[200] = bank[max(bank)] @ rotation
+        # Execute + Assert: an outlier of c (the old rule flagged it, and,
+        # quarantined, it could never align), but not anti-aligned: not flagged
+        z = np.stack([newcomer[n] for n in sorted(newcomer)])
+        outliers = robust.loo_outliers(
+            sorted(newcomer), robust.cross_alignment(z), CFG, "alignment"
+        )
+        assert 200 in {f.node for f in outliers}
+        assert robust.screen(newcomer, CFG) == []
+        negated = dict(bank)
+        negated[200] = -bank[max(bank)]
+        assert {f.node for f in robust.screen(negated, CFG)} == {200}

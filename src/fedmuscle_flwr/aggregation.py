@@ -89,6 +89,33 @@ def compact_payload(
     return np.stack(steps)  # (S, M, B, d)
 
 
+def partner_matrices(
+    bank: Mapping[int, np.ndarray],
+    groups: Sequence[Sequence[int]],
+    num_partners: int,
+    seed: int,
+    server_round: int,
+    step: int,
+    steps: range,
+) -> dict[int, np.ndarray]:
+    """Every grouped node's partner matrices (S, M, B, d) for the steps ``steps``.
+
+    Partners are sampled within each group (:func:`sample_partners`, per step);
+    a node alone in its group gets no entry.
+    """
+    sampled: list[dict[int, list[int]]] = [{} for _ in steps]
+    for group in groups:
+        for choice, s in zip(sampled, steps, strict=True):
+            choice.update(sample_partners(group, num_partners, seed, server_round, s))
+    rng = rng_for(seed, _SHUFFLE, server_round, step)
+    out: dict[int, np.ndarray] = {}
+    for node in (n for group in groups for n in group):
+        partners = [choice[node] for choice in sampled]
+        if partners[0]:
+            out[node] = compact_payload(bank, partners, rng)
+    return out
+
+
 def aggregated_payload(
     compact: np.ndarray, cfg: MuscleConfig
 ) -> tuple[np.ndarray, np.ndarray]:

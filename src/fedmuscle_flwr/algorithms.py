@@ -13,6 +13,8 @@ uploads of the same public batches; evaluation). An entry says
 * ``partners``: ``all`` = M partners among all clients; ``label-space`` = M
   partners among the clients of the same task kind, dataset and class count (a
   client alone in its label space gets no phase 2, as in FedMD's setting);
+  ``server`` = the server's own representation model is every client's single
+  partner (``server_model.py``);
 * ``aggregated_downlink``: whether the paper's S^n/log α downlink applies (only
   the Muscle loss can use it; the others always get the partners' matrices).
 
@@ -28,7 +30,7 @@ from typing import Literal
 from fedmuscle_flwr.config import ConfigError, MuscleConfig
 
 Space = Literal["representation", "logits"]
-Grouping = Literal["all", "label-space"]
+Grouping = Literal["all", "label-space", "server"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,16 @@ ALGORITHMS: dict[str, Algorithm] = {
             "same as fedmd",
             space="logits",
             partners="label-space",
+        ),
+        Algorithm(
+            "creamfl",
+            "pairwise",
+            "CreamFL (Yu et al., ICLR 2023), reduced: a global model on the server "
+            "learns the public data by InfoNCE to the clients' mean representations; "
+            "clients align to its representations (one modality, one contrastive "
+            "term, no agreement weighting: server_model.py)",
+            "up: Z^n (B, d) per batch; down: the global model's (B, d) per batch",
+            partners="server",
         ),
         Algorithm(
             "local",

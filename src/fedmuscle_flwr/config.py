@@ -151,6 +151,15 @@ class PrivacyConfig(_Schema):
     )
 
 
+class ServerModelConfig(_Schema):
+    """The server's own representation model (the ``creamfl`` baseline only)."""
+
+    backbone: str = Field("small-cnn", description="encoder registry name")
+    options: dict[str, Any] = Field(default_factory=dict)
+    lr: float = Field(1e-3, gt=0, description="Adam lr of the server model")
+    steps_per_batch: int = Field(1, ge=1, description="updates per public batch")
+
+
 class CheckpointConfig(_Schema):
     """Server checkpoints (``<run dir>/checkpoint.json``) and resuming from one."""
 
@@ -178,6 +187,7 @@ class RunConfig(_Schema):
     robust: RobustConfig = RobustConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    server_model: ServerModelConfig = ServerModelConfig()
 
     @model_validator(mode="after")
     def _probe_fits(self) -> RunConfig:

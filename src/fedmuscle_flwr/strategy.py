@@ -39,6 +39,7 @@ from fedmuscle_flwr.codec import ProtocolError, record_nbytes
 from fedmuscle_flwr.config import ConfigError, RunConfig
 from fedmuscle_flwr.incidents import Incidents
 from fedmuscle_flwr.metrics import SERVER_ROW, RunRecorder
+from fedmuscle_flwr.server_model import ServerRepresentationModel
 
 log = logging.getLogger(__name__)
 #: bytes a reply may carry beyond its expected arrays (metadata, small records)
@@ -73,6 +74,11 @@ class FedMuscle(Strategy):
                 f"{run.algorithm!r} uploads {self.algorithm.space}"
             )
         self.recorder = recorder
+        self.server_model = (
+            ServerRepresentationModel(run)
+            if self.algorithm.partners == "server"
+            else None
+        )
         self.names: dict[int, str] = {}  # node -> client name
         self.identity: dict[int, Mapping[str, str]] = {}
         self.bank: dict[int, np.ndarray] = {}  # node -> (K, B, d)
@@ -207,7 +213,7 @@ class FedMuscle(Strategy):
         client without one ('') is in no group and gets no phase 2.
         """
         pool = self.partner_pool()
-        if self.algorithm.partners == "all":
+        if self.algorithm.partners != "label-space":
             return [pool]
         groups: dict[str, list[int]] = {}
         for node in pool:
@@ -265,19 +271,7 @@ class FedMuscle(Strategy):
         per_round = self.run.muscle.sync == "per-round"
         steps = slice(0, self.align_steps) if per_round else slice(step, step + 1)
         nxt = self.batches[0:0] if per_round else self.batches[step + 1 : step + 2]
-        groups = self.partner_groups()
-        m, seed = self.run.muscle.partners, self.run.seed
-        span = range(steps.start, steps.stop)
-        sampled: list[dict[int, list[int]]] = [{} for _ in span]
-        for group in groups:
-            for choice, s in zip(sampled, span, strict=True):
-                choice.update(agg.sample_partners(group, m, seed, server_round, s))
-        rng = agg.rng_for(self.run.seed, 0x5F1E, server_round, step)
-        for node in (n for group in groups for n in group):
-            partners = [choice[node] for choice in sampled]
-            if not partners[0]:
-                continue  # alone this round: nothing to align with
-            compact = agg.compact_payload(self.bank, partners, rng)  # (S, M, B, D)
+        for node, compact in self._partner_matrices(server_round, step, steps).items():
             arrays = {p.STEP_INDICES: self.batches[steps], p.ENCODE_INDICES: nxt}
             if self.algorithm.downlink(self.run.muscle) == "compact":
                 arrays[p.PARTNERS] = compact
@@ -288,6 +282,26 @@ class FedMuscle(Strategy):
             self._sent.indices[node] = nxt
             self._message(node, p.ALIGN, server_round, step, arrays)
         return list(self._sent.messages)
+
+    def _partner_matrices(
+        self, server_round: int, step: int, steps: slice
+    ) -> dict[int, np.ndarray]:
+        """Partner matrices (S, M, B, D) per node; a node alone gets none."""
+        groups = self.partner_groups()
+        if self.server_model is not None:  # creamfl: the global model is the partner
+            pool = groups[0]
+            bank = {n: self.bank[n] for n in pool}
+            reps = (
+                self.server_model.fit_and_encode(bank, self.batches[steps])
+                if pool
+                else None
+            )
+            return {n: reps[:, None] for n in pool if reps is not None}
+        span = range(steps.start, steps.stop)
+        m, seed = self.run.muscle.partners, self.run.seed
+        return agg.partner_matrices(
+            self.bank, groups, m, seed, server_round, step, span
+        )
 
     def aggregate_align(
         self, server_round: int, step: int, replies: Iterable[Message]

@@ -116,6 +116,34 @@ def partner_matrices(
     return out
 
 
+def weights_signature(state: Mapping[str, np.ndarray]) -> str:
+    """Parameter names, shapes and dtypes as one string (equal = same architecture)."""
+    return ";".join(f"{k}:{v.shape}:{v.dtype}" for k, v in sorted(state.items()))
+
+
+def average_weights(
+    states: Sequence[Mapping[str, np.ndarray]], examples: Sequence[float]
+) -> dict[str, np.ndarray]:
+    """FedAvg: the ``examples``-weighted mean of same-signature ``states``.
+
+    Floating arrays are averaged in float64 and returned as float32; integer
+    buffers (BatchNorm's ``num_batches_tracked``) take the maximum.
+    """
+    if not states or len({weights_signature(s) for s in states}) != 1:
+        raise ValueError("average_weights needs states of one architecture")
+    w = np.asarray(examples, dtype=np.float64)
+    w = w / w.sum() if w.sum() > 0 else np.full(len(states), 1.0 / len(states))
+    out: dict[str, np.ndarray] = {}
+    for key, first in states[0].items():
+        stack = np.stack([s[key] for s in states])
+        if np.issubdtype(first.dtype, np.floating):
+            mean = np.tensordot(w, stack.astype(np.float64), axes=1)
+            out[key] = mean.astype(np.float32)
+        else:
+            out[key] = stack.max(axis=0)
+    return out
+
+
 def aggregated_payload(
     compact: np.ndarray, cfg: MuscleConfig
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -9,12 +9,14 @@ uploads of the same public batches; evaluation). An entry says
 * ``space``: what is uploaded for phase 2 (``training.READOUTS``):
   ``representation`` = Z^n (B, d) unit rows (phase 2 trains w^n only, the head is
   frozen), ``logits`` = the task head's class scores (B, C) (phase 2 trains the
-  task parameters);
+  task parameters), ``weights`` = the whole model's state after phase 1 (phase 2
+  loads the group's weighted mean instead of taking steps);
 * ``partners``: ``all`` = M partners among all clients; ``label-space`` = M
   partners among the clients of the same task kind, dataset and class count (a
   client alone in its label space gets no phase 2, as in FedMD's setting);
   ``server`` = the server's own representation model is every client's single
-  partner (``server_model.py``);
+  partner (``server_model.py``); ``identical`` = clients of the same label space
+  whose models have identical parameter names and shapes;
 * ``aggregated_downlink``: whether the paper's S^n/log α downlink applies (only
   the Muscle loss can use it; the others always get the partners' matrices).
 
@@ -29,8 +31,8 @@ from typing import Literal
 
 from fedmuscle_flwr.config import ConfigError, MuscleConfig
 
-Space = Literal["representation", "logits"]
-Grouping = Literal["all", "label-space", "server"]
+Space = Literal["representation", "logits", "weights"]
+Grouping = Literal["all", "label-space", "server", "identical"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,17 @@ ALGORITHMS: dict[str, Algorithm] = {
             "term, no agreement weighting: server_model.py)",
             "up: Z^n (B, d) per batch; down: the global model's (B, d) per batch",
             partners="server",
+        ),
+        Algorithm(
+            "fedavg",
+            None,
+            "FedAvg (McMahan et al., AISTATS 2017) within each group of clients with "
+            "the same label space and an identical architecture (a reference point; "
+            "a client without a twin trains locally)",
+            "up: the model's state (all parameters and buffers) after phase 1; "
+            "down: its group's mean, weighted by training examples",
+            space="weights",
+            partners="identical",
         ),
         Algorithm(
             "local",

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -98,7 +98,7 @@ class ClientRuntime:
         align_params = (
             model.representation_parameters()
             if space == "representation"
-            else model.task_parameters()
+            else model.task_parameters()  # logits (weights: no phase-2 steps)
         )
         align_opt = torch.optim.Adam(align_params, lr=run.muscle.lr)
         public = load_public(run.public.dataset, run.public.size)
@@ -196,11 +196,21 @@ class ClientRuntime:
             "train-seconds": stats.seconds,
             NUM_EXAMPLES: float(len(self.data.train)),
         }
-        return self._encode(ins, metrics, 0)
+        reply = self._encode(ins, metrics, 0)
+        if get_algorithm(ins.run.algorithm).space == "weights":
+            state = self.model.state_dict()
+            arrays = {k: v.detach().cpu().numpy() for k, v in state.items()}
+            reply = replace(reply, weights=arrays)
+        return reply
 
     def align(self, ins: Instruction) -> Reply:
-        """Phase 2: Muscle (or the algorithm's) steps on w^n, then encode."""
+        """Phase 2: Muscle (or the algorithm's) steps on w^n, then encode.
+
+        A weight-sharing algorithm (fedavg) loads its group's mean model instead.
+        """
         algorithm = get_algorithm(ins.run.algorithm)
+        if ins.weights is not None:
+            return self._load_weights(ins.weights)
         if algorithm.align_loss is None:
             raise ValueError(f"algorithm {algorithm.name!r} has no alignment phase")
         steps = ins.arrays[STEP_INDICES]
@@ -223,6 +233,17 @@ class ClientRuntime:
             NUM_EXAMPLES: float(stats.num_examples),
         }
         return self._encode(ins, metrics, 2)
+
+    def _load_weights(self, weights: Mapping[str, np.ndarray]) -> Reply:
+        """Load the group's mean model (strict: names and shapes must match)."""
+        state = {k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()}
+        try:
+            self.model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"the mean model does not fit this client: {exc}"
+            ) from None
+        return Reply({NUM_EXAMPLES: 0.0}, self.identity())
 
     def _payloads(self, ins: Instruction, steps: int) -> list[dict[str, torch.Tensor]]:
         keys = (PARTNERS,) if PARTNERS in ins.arrays else (AGGREGATE, LOG_ALPHA)

@@ -142,6 +142,26 @@ def decode(
     return out
 
 
+def decode_open(
+    record: ArrayRecord, dtypes: tuple[str, ...], max_bytes: int, *, where: str
+) -> dict[str, np.ndarray]:
+    """Check then decode *every* array of ``record`` (keys not known in advance).
+
+    For model weights: at least one array, at most ``max_bytes`` in all (checked
+    before anything is deserialised), each of one of ``dtypes``, finite.
+    """
+    if not record:
+        raise ProtocolError(f"{where}: no arrays")
+    size = record_nbytes(record)
+    if size > max_bytes:
+        raise ProtocolError(f"{where}: {size} bytes, over {max_bytes} (oversized)")
+    out: dict[str, np.ndarray] = {}
+    for key, arr in record.items():
+        spec = ArraySpec((None,) * len(arr.shape), dtypes)
+        out[key] = _decode_one(arr, spec, f"{where}: {key!r}")
+    return out
+
+
 def _takes_floats(spec: ArraySpec) -> bool:
     return any(np.issubdtype(np.dtype(name), np.floating) for name in spec.dtypes)
 

@@ -101,6 +101,9 @@ class FederationConfig(_Schema):
     wait_clients_s: float = Field(300.0, gt=0)
     phase_timeout_s: float = Field(3600.0, gt=0)
     poll_s: float = Field(0.05, gt=0)
+    max_weights_mb: float = Field(
+        1024.0, gt=0, description="largest model a weight-sharing baseline may send"
+    )
 
 
 class RobustConfig(_Schema):

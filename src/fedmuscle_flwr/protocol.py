@@ -24,7 +24,7 @@ from flwr.app import ArrayRecord, ConfigRecord, MessageType, MetricRecord, Recor
 from pydantic import ValidationError
 
 from fedmuscle_flwr.algorithms import get_algorithm
-from fedmuscle_flwr.codec import ArraySpec, ProtocolError, decode, encode
+from fedmuscle_flwr.codec import ArraySpec, ProtocolError, decode, decode_open, encode
 from fedmuscle_flwr.config import RunConfig
 
 # ---- message types
@@ -38,6 +38,7 @@ ARRAYS = "arrays"
 REPS = "reps"
 METRICS = "metrics"
 CLIENT = "client"
+WEIGHTS = "weights"  # model state (fedavg): up after phase 1, the group mean down
 RUN_CONFIG = "run-config"
 SERVER_ROUND = "server-round"
 STEP = "step"
@@ -63,6 +64,7 @@ MAX_LOGITS = 4096
 
 _INDEX = ("int64",)
 _FLOAT = ("float16", "float32")
+_WEIGHT_DTYPES = ("float16", "float32", "int64")  # parameters, buffers, counters
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Instruction:
     server_round: int
     step: int = 0
     arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
+    weights: Mapping[str, np.ndarray] | None = None  # fedavg: the group's mean model
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class Reply:
     identity: Mapping[str, str]
     z: np.ndarray | None = None  # (K, B, d) float32 after decoding
     indices: np.ndarray | None = None  # (K, B)
+    weights: Mapping[str, np.ndarray] | None = None  # fedavg: the model after phase 1
 
 
 # -------------------------------------------------------------- instructions
@@ -96,7 +100,10 @@ def encode_instruction(ins: Instruction) -> RecordDict:
         }
     )
     arrays = encode(ins.arrays, ins.run.muscle.precision)
-    return RecordDict({CONFIG: cfg, ARRAYS: arrays})
+    content = RecordDict({CONFIG: cfg, ARRAYS: arrays})
+    if ins.weights is not None:
+        content[WEIGHTS] = encode(ins.weights, "fp32")
+    return content
 
 
 def decode_instruction(content: RecordDict, kind: str) -> Instruction:
@@ -113,7 +120,21 @@ def decode_instruction(content: RecordDict, kind: str) -> Instruction:
         raise ProtocolError(f"{where}: missing record {ARRAYS!r}")
     specs = instruction_specs(run, kind, record)
     arrays = decode(record, specs, where=where)
-    return Instruction(run, server_round, step, arrays)
+    weights = None
+    if kind == ALIGN and get_algorithm(run.algorithm).space == "weights":
+        weights = decode_weights(content, run, where)
+    return Instruction(run, server_round, step, arrays, weights)
+
+
+def decode_weights(
+    content: RecordDict, run: RunConfig, where: str
+) -> dict[str, np.ndarray]:
+    """The :data:`WEIGHTS` record: any keys, float/int64, finite, size-capped."""
+    record = content.array_records.get(WEIGHTS)
+    if record is None:
+        raise ProtocolError(f"{where}: missing record {WEIGHTS!r}")
+    limit = int(run.federation.max_weights_mb * 2**20)
+    return decode_open(record, _WEIGHT_DTYPES, limit, where=f"{where}: {WEIGHTS!r}")
 
 
 def instruction_specs(
@@ -127,6 +148,8 @@ def instruction_specs(
     if kind == ALIGN:
         specs[STEP_INDICES] = ArraySpec((None, b), _INDEX)
         algorithm = get_algorithm(run.algorithm)
+        if algorithm.space == "weights":
+            return specs  # the mean model travels in its own record
         if algorithm.space == "logits":
             specs[PARTNERS] = ArraySpec((None, None, b, None), _FLOAT)
         elif algorithm.downlink(run.muscle) == "compact":
@@ -146,13 +169,16 @@ def encode_reply(reply: Reply, precision: str) -> RecordDict:
     arrays: dict[str, np.ndarray] = {}
     if reply.z is not None and reply.indices is not None:
         arrays = {Z: reply.z, INDICES: reply.indices}
-    return RecordDict(
+    content = RecordDict(
         {
             REPS: encode(arrays, precision),
             METRICS: metrics,
             CLIENT: ConfigRecord(dict(reply.identity)),
         }
     )
+    if reply.weights is not None:
+        content[WEIGHTS] = encode(reply.weights, "fp32")
+    return content
 
 
 def decode_reply(
@@ -166,7 +192,8 @@ def decode_reply(
     """Validate a reply against what was asked (the ``sent_indices`` (K, B)).
 
     ``space`` is what the reply carries: ``representation`` (K, B, d) unit rows,
-    or ``logits`` (K, B, C), C <= :data:`MAX_LOGITS`, any finite values.
+    ``logits`` (K, B, C), C <= :data:`MAX_LOGITS`, any finite values, or
+    ``weights``: a :data:`WEIGHTS` record (any keys; :func:`decode_weights`).
     Raises :class:`ProtocolError` on a missing key, a shape or dtype mismatch,
     non-finite or non-unit representations, or indices other than those sent.
     """
@@ -183,6 +210,8 @@ def decode_reply(
     if not all(np.isfinite(v) for v in metrics.values()):
         raise ProtocolError(f"{where}: non-finite metric")
     identity = {str(k): str(v) for k, v in _config(content, CLIENT, where).items()}
+    if space == "weights":
+        return Reply(metrics, identity, weights=decode_weights(content, run, where))
     if sent_indices.size == 0:
         return Reply(metrics, identity)
     record = content.array_records.get(REPS)

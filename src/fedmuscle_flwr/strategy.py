@@ -82,6 +82,7 @@ class FedMuscle(Strategy):
         self.names: dict[int, str] = {}  # node -> client name
         self.identity: dict[int, Mapping[str, str]] = {}
         self.bank: dict[int, np.ndarray] = {}  # node -> (K, B, d)
+        self.models: dict[int, p.Reply] = {}  # node -> train reply with its weights
         self.batches = np.zeros((0, run.muscle.batch_size), np.int64)
         self.probe = agg.probe_indices(run.seed, run.eval.probe_size, run.public.size)
         self.bytes = {"up": 0, "down": 0}
@@ -113,6 +114,8 @@ class FedMuscle(Strategy):
 
     def align_messages_per_round(self) -> int:
         """Round trips of phase 2: T (per-step sync), 1 (per-round) or 0."""
+        if self.algorithm.space == "weights":
+            return 1  # one message: the group's mean model
         if not self.align_steps:
             return 0
         return self.align_steps if self.run.muscle.sync == "per-step" else 1
@@ -125,10 +128,12 @@ class FedMuscle(Strategy):
         server_round: int,
         step: int,
         arrays: dict[str, np.ndarray],
+        weights: dict[str, np.ndarray] | None = None,
     ) -> Message:
-        ins = p.Instruction(self.run, server_round, step, arrays)
+        ins = p.Instruction(self.run, server_round, step, arrays, weights)
         content = p.encode_instruction(ins)
-        self.bytes["down"] += record_nbytes(content.array_records[p.ARRAYS])
+        for record in content.array_records.values():
+            self.bytes["down"] += record_nbytes(record)
         msg = Message(content, dst_node_id=node, message_type=kind)
         self._sent.messages.append(msg)
         return msg
@@ -175,9 +180,13 @@ class FedMuscle(Strategy):
         """Size limit before decoding, then the protocol, then a unique name."""
         sent = self._sent.indices.get(node, np.zeros((0, 0), np.int64))
         k, b = sent.shape if sent.size else (0, 0)
-        space = "representation" if phase == "evaluate" else self.algorithm.space
+        space = self.algorithm.space if phase != "evaluate" else "representation"
+        if space == "weights" and phase != "train":
+            space = "representation"  # only the train reply carries the model
         width = self.run.muscle.dim if space == "representation" else p.MAX_LOGITS
         limit = k * b * (4 * width + 12) + REPLY_SLACK_BYTES
+        if space == "weights":
+            limit += int(self.run.federation.max_weights_mb * 2**20)
         size = sum(record_nbytes(r) for r in msg.content.array_records.values())
         if size > limit:
             raise ProtocolError(
@@ -187,8 +196,9 @@ class FedMuscle(Strategy):
         name = reply.identity.get(p.CLIENT_NAME, str(node))
         if any(self.names.get(other) == name for other in good):
             raise ProtocolError(f"{who}: client name {name!r} already answered")
-        if p.REPS in msg.content.array_records:
-            self.bytes["up"] += record_nbytes(msg.content.array_records[p.REPS])
+        for key in (p.REPS, p.WEIGHTS):
+            if key in msg.content.array_records:
+                self.bytes["up"] += record_nbytes(msg.content.array_records[key])
         return reply
 
     def _screen(self, phase: str) -> None:
@@ -202,8 +212,10 @@ class FedMuscle(Strategy):
         self.incidents.quarantine(phase, findings, self.names)
 
     def partner_pool(self) -> list[int]:
-        """Nodes in the bank minus the quarantined, in a stable (name) order."""
-        pool = [n for n in self.bank if n not in self.incidents.quarantined]
+        """Nodes that uploaded (bank or weights) minus the quarantined, by name."""
+        pool = [
+            n for n in {*self.bank, *self.models} if n not in self.incidents.quarantined
+        ]
         return sorted(pool, key=lambda n: (self.names.get(n, ""), n))
 
     def partner_groups(self) -> list[list[int]]:
@@ -213,14 +225,25 @@ class FedMuscle(Strategy):
         client without one ('') is in no group and gets no phase 2.
         """
         pool = self.partner_pool()
-        if self.algorithm.partners != "label-space":
+        if self.algorithm.partners in ("all", "server"):
             return [pool]
         groups: dict[str, list[int]] = {}
         for node in pool:
             key = self.identity.get(node, {}).get(p.LABEL_SPACE, "")
             if key:
-                groups.setdefault(key, []).append(node)
+                groups.setdefault(key + self._signature(node), []).append(node)
         return list(groups.values())
+
+    def _signature(self, node: int) -> str:
+        """The architecture part of the group key (``identical`` grouping only)."""
+        if self.algorithm.partners != "identical":
+            return ""
+        reply = self.models.get(node)
+        return (
+            "|" + agg.weights_signature(reply.weights)
+            if reply and reply.weights
+            else ""
+        )
 
     # ------------------------------------------------------ phase 1: train
     def configure_train(
@@ -247,6 +270,7 @@ class FedMuscle(Strategy):
         """Fill the bank with the uploaded Z^n; record task losses."""
         good = self._replies(replies, server_round, "train")
         self.bank = {n: r.z for n, r in good.items() if r.z is not None}
+        self.models = {n: r for n, r in good.items() if r.weights is not None}
         self._screen("train")
         self.trained = len(good)
         for node, reply in good.items():
@@ -271,6 +295,8 @@ class FedMuscle(Strategy):
         per_round = self.run.muscle.sync == "per-round"
         steps = slice(0, self.align_steps) if per_round else slice(step, step + 1)
         nxt = self.batches[0:0] if per_round else self.batches[step + 1 : step + 2]
+        if self.algorithm.space == "weights":
+            return self._configure_mean_models(server_round, step)
         for node, compact in self._partner_matrices(server_round, step, steps).items():
             arrays = {p.STEP_INDICES: self.batches[steps], p.ENCODE_INDICES: nxt}
             if self.algorithm.downlink(self.run.muscle) == "compact":
@@ -281,6 +307,23 @@ class FedMuscle(Strategy):
                 )
             self._sent.indices[node] = nxt
             self._message(node, p.ALIGN, server_round, step, arrays)
+        return list(self._sent.messages)
+
+    def _configure_mean_models(self, server_round: int, step: int) -> list[Message]:
+        """FedAvg within each group of two or more: every member gets the mean."""
+        none = self.batches[0:0]
+        for group in self.partner_groups():
+            if len(group) < 2:
+                continue  # no twin: trains locally
+            replies = [self.models[n] for n in group]
+            mean = agg.average_weights(
+                [r.weights for r in replies if r.weights is not None],
+                [r.metrics.get(p.NUM_EXAMPLES, 1.0) for r in replies],
+            )
+            for node in group:
+                self._sent.indices[node] = none
+                arrays = {p.STEP_INDICES: none, p.ENCODE_INDICES: none}
+                self._message(node, p.ALIGN, server_round, step, arrays, mean)
         return list(self._sent.messages)
 
     def _partner_matrices(
@@ -318,11 +361,13 @@ class FedMuscle(Strategy):
                 step=step,
                 **reply.metrics,
             )
-        losses = [r.metrics.get("align-loss", np.nan) for r in good.values()]
+        losses = [
+            r.metrics["align-loss"] for r in good.values() if "align-loss" in r.metrics
+        ]
         return MetricRecord(
             {
                 "clients": float(len(good)),
-                "align-loss": float(np.nanmean(losses or [np.nan])),
+                "align-loss": float(np.mean(losses)) if losses else float("nan"),
             }
         )
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from fedmuscle_flwr import aggregation as agg
@@ -70,3 +71,18 @@ def test_alignment_identical_vs_random():
     assert aligned.muscle_loss < random.muscle_loss
     assert aligned.mi_lower_bound > random.mi_lower_bound
     assert agg.alignment({1: same}, cfg) is None
+
+
+def test_average_weights_is_the_example_weighted_mean():
+    from fedmuscle_flwr.aggregation import average_weights, weights_signature
+
+    a = {"w": np.array([1.0, 2.0], np.float32), "n": np.array(3, np.int64)}
+    b = {"w": np.array([3.0, 6.0], np.float32), "n": np.array(5, np.int64)}
+    mean = average_weights([a, b], [1.0, 3.0])
+    np.testing.assert_allclose(mean["w"], [0.25 * 1 + 0.75 * 3, 0.25 * 2 + 0.75 * 6])
+    assert mean["w"].dtype == np.float32 and int(mean["n"]) == 5
+    assert weights_signature(a) == weights_signature(b)
+    other = {"w": np.zeros(3, np.float32), "n": np.array(1, np.int64)}
+    assert weights_signature(other) != weights_signature(a)
+    with pytest.raises(ValueError, match="one architecture"):
+        average_weights([a, other], [1.0, 1.0])

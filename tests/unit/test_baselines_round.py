@@ -23,7 +23,10 @@ from fedmuscle_flwr.client_app import app as client_app
 from fedmuscle_flwr.config import ConfigError, RunConfig
 from fedmuscle_flwr.driver import run_federation
 from fedmuscle_flwr.metrics import SERVER_ROW, RunRecorder
+from fedmuscle_flwr.models.client_model import build_client_model
+from fedmuscle_flwr.profiles import load_profile
 from fedmuscle_flwr.strategy import FedMuscle
+from fedmuscle_flwr.tasks.registry import get_task
 from fedmuscle_flwr.training import ALIGN_LOSSES, READOUTS
 from tests.conftest import tiny_flat
 from tests.loopback import LoopbackGrid
@@ -112,3 +115,37 @@ def test_pairwise_with_aggregated_downlink_gets_partner_matrices(
     recorder, _ = _run(tmp_path, "pairwise", **{"muscle.downlink": "aggregated"})
     aligned = {r["client"] for r in recorder.rows if r.get("phase") == "align"}
     assert len(aligned) == 3
+
+
+def test_fedavg_averages_twins_and_leaves_the_others_local(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    # Two identical MLPs on the same digits (their names get -0/-1) and the plugin CNN
+    roster = tmp_path / "twins.toml"
+    roster.write_text(
+        f'[[clients]]\nprofile = "mnist5k-mlp"\nset = {{ {DIGITS} }}\n'
+        f'[[clients]]\nprofile = "mnist5k-mlp"\nset = {{ {DIGITS} }}\n'
+        f'[[clients]]\nprofile = "custom-plugin"\nset = {{ {DIGITS} }}\n'
+    )
+    flat = tiny_flat(roster, tmp_path, **{"num-rounds": 1, "algorithm": "fedavg"})
+    flat.update({"public.dataset": "digits-public", "public.size": 300})
+    flat.update({"eval.initial": False, "run-name": "fedavg"})
+    run = RunConfig.from_flat(flat)
+    recorder = RunRecorder(tmp_path / "fedavg")
+    run_federation(FedMuscle(run, recorder), LoopbackGrid(client_app, 3))
+    finals = recorder.final_metrics()
+    twins = sorted(n for n in finals if n.startswith("mnist5k-mlp"))
+    assert len(twins) == 2 and "custom-plugin" in finals
+    # the twins hold the same (mean) model and the same test set: equal metrics
+    assert finals[twins[0]]["metric"] == finals[twins[1]]["metric"]
+    assert finals[twins[0]]["test-loss"] == finals[twins[1]]["test-loss"]
+    got_mean = {r["client"] for r in recorder.rows if r.get("phase") == "align"}
+    assert got_mean == set(twins)  # the plugin client has no twin
+    server = [r for r in recorder.rows if r["client"] == SERVER_ROW][-1]
+    model = build_client_model(
+        load_profile("mnist5k-mlp").model, get_task("classification", {}), 10, 32
+    )
+    mlp_bytes = sum(v.numel() * v.element_size() for v in model.state_dict().values())
+    assert server["bytes-up"] >= 2 * mlp_bytes  # both twins' models went up ...
+    assert 2 * mlp_bytes <= server["bytes-down"] < 3 * mlp_bytes  # ... 2 means down
+    assert server["rejected"] == 0

@@ -355,3 +355,78 @@ def test_logit_align_instruction_carries_partner_logits():
     content = p.encode_instruction(p.Instruction(RUN_LOGITS, 1, 0, bad))
     with pytest.raises(ProtocolError, match="shape"):
         p.decode_instruction(content, p.ALIGN)
+
+
+# ------------------------------------------------------------- fedavg: weights
+RUN_AVG = RUN.model_copy(update={"algorithm": "fedavg"})
+
+
+def _weights_content(weights):
+    reply = p.Reply({"task-loss": 1.0}, {p.CLIENT_NAME: "c"}, weights=weights)
+    return p.encode_reply(reply, "fp16")
+
+
+def _state():
+    rng = np.random.default_rng(0)
+    return {
+        "encoder.w": rng.standard_normal((4, 3)).astype(np.float32),
+        "bn.running_var": np.ones(3, np.float32),
+        "bn.num_batches_tracked": np.array(7, np.int64),
+    }
+
+
+def test_weights_round_trip_exactly_in_fp32_whatever_the_precision():
+    got = p.decode_reply(
+        _weights_content(_state()), RUN_AVG, IDX[:0], where="t", space="weights"
+    )
+    assert got.weights.keys() == _state().keys()
+    for key, value in _state().items():
+        np.testing.assert_array_equal(got.weights[key], value)
+    assert got.weights["bn.num_batches_tracked"].dtype == np.int64
+
+
+def test_mean_model_instruction_round_trips():
+    none = IDX[:0]
+    arrays = {p.ENCODE_INDICES: none, p.STEP_INDICES: none}
+    content = p.encode_instruction(p.Instruction(RUN_AVG, 2, 0, arrays, _state()))
+    ins = p.decode_instruction(content, p.ALIGN)
+    np.testing.assert_array_equal(ins.weights["encoder.w"], _state()["encoder.w"])
+    del content[p.WEIGHTS]
+    with pytest.raises(ProtocolError, match="missing record 'weights'"):
+        p.decode_instruction(content, p.ALIGN)
+
+
+def _bad_weights():
+    nan = _state()
+    nan["encoder.w"][1, 1] = np.nan
+    wrong_dtype = _state() | {"mask": np.ones(3, np.uint8)}
+    return {
+        "NaN": (nan, "non-finite"),
+        "wrong dtype": (wrong_dtype, "dtype uint8"),
+        "empty": ({}, "no arrays"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_weights()))
+def test_bad_weights_are_rejected_clearly(case):
+    weights, needle = _bad_weights()[case]
+    with pytest.raises(ProtocolError, match=needle):
+        p.decode_reply(
+            _weights_content(weights), RUN_AVG, IDX[:0], where="node 7", space="weights"
+        )
+
+
+def test_missing_and_oversized_weights_are_rejected():
+    content = _weights_content(_state())
+    del content[p.WEIGHTS]
+    with pytest.raises(ProtocolError, match="missing record 'weights'"):
+        p.decode_reply(content, RUN_AVG, IDX[:0], where="n", space="weights")
+    small = RUN_AVG.model_copy(
+        update={
+            "federation": RUN.federation.model_copy(update={"max_weights_mb": 1e-5})
+        }
+    )
+    with pytest.raises(ProtocolError, match="oversized"):
+        p.decode_reply(
+            _weights_content(_state()), small, IDX[:0], where="n", space="weights"
+        )

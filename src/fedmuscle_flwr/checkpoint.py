@@ -125,14 +125,25 @@ def config_hash(run: RunConfig) -> str:
 
 
 def config_diff(saved: Mapping[str, Any], given: RunConfig) -> list[str]:
-    """``key: saved != given`` for every essential key that differs."""
+    """``key: saved != given`` for every essential key that differs.
+
+    A key the saved configuration lacks (written by a version without it)
+    counts with its default, and is named as such.
+    """
     old = _essential(RunConfig.from_mapping(saved))
     new = _essential(given)
+    absent = _absent_keys(saved, given)
     return [
-        f"{k}: {old.get(k)!r} (saved) != {new.get(k)!r} (given)"
+        f"{k}: {old.get(k)!r} ({'default, not saved' if k in absent else 'saved'})"
+        f" != {new.get(k)!r} (given)"
         for k in sorted(set(old) | set(new))
         if old.get(k) != new.get(k)
     ]
+
+
+def _absent_keys(saved: Mapping[str, Any], given: RunConfig) -> list[str]:
+    """Essential keys of ``given`` that the saved configuration does not hold."""
+    return sorted(set(_essential(given)) - set(flatten(dict(saved))))
 
 
 # --------------------------------------------------------------------- files
@@ -168,6 +179,9 @@ def check_resumable(run: RunConfig, run_dir: Path) -> Checkpoint | None:
     ResumeError
         Fresh run in a folder with a checkpoint; resumed run whose essential
         configuration differs from the checkpoint's (the differences listed).
+        Keys that the saved configuration lacks (it was written by a version
+        without them) take their defaults: resumed with a warning if ``run``
+        has the defaults too, refused otherwise.
     """
     ckpt = load_checkpoint(run_dir)
     if not run.checkpoint.resume:
@@ -178,12 +192,21 @@ def check_resumable(run: RunConfig, run_dir: Path) -> Checkpoint | None:
                 "another run name or output folder"
             )
         return None
-    if ckpt is not None and ckpt.config_hash != config_hash(run):
-        diff = "\n  ".join(config_diff(ckpt.config, run)) or "(hash only)"
+    if ckpt is None or ckpt.config_hash == config_hash(run):
+        return ckpt
+    diff = config_diff(ckpt.config, run)
+    if diff or config_hash(RunConfig.from_mapping(ckpt.config)) != config_hash(run):
         raise ResumeError(
             f"cannot resume {run_dir}: the configuration differs from the one "
-            f"it ran with:\n  {diff}"
+            "it ran with:\n  " + ("\n  ".join(diff) or "(hash only)")
         )
+    new = {k: v for k, v in flatten(run.model_dump(by_alias=True, mode="json")).items()
+           if k in _absent_keys(ckpt.config, run)}  # fmt: skip
+    log.warning(
+        "%s was saved by a version without %s; resuming with their defaults",
+        run_dir,
+        ", ".join(f"{k}={v!r}" for k, v in new.items()),
+    )
     return ckpt
 
 

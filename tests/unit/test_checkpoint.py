@@ -1,5 +1,6 @@
 """Checkpoint and resume (checkpoint.py + server_app.serve), scripted clients."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ from fedmuscle_flwr import protocol as p
 from fedmuscle_flwr.checkpoint import (
     CHECKPOINT,
     ResumeError,
+    _essential,
     check_resumable,
     config_hash,
     load_checkpoint,
@@ -168,3 +170,28 @@ def test_checkpoint_document(tmp_path):
     (run_dir / CHECKPOINT).write_text("{not json")
     with pytest.raises(ResumeError, match="unreadable checkpoint"):
         load_checkpoint(run_dir)
+
+
+def test_resume_across_a_version_that_added_a_config_key(tmp_path, caplog):
+    # Prepare: a checkpoint as a version without robust.norm-tolerance wrote it
+    # (its config lacks the key; its hash was taken without it)
+    run_dir, _ = serve_until(config(tmp_path, **{"num-rounds": 1}))
+    doc = json.loads((run_dir / CHECKPOINT).read_text())
+    del doc["config"]["robust"]["norm-tolerance"]
+    old = {k: v for k, v in _essential(config(tmp_path, **{"num-rounds": 1})).items()
+           if k != "robust.norm-tolerance"}  # fmt: skip
+    text = json.dumps(old, sort_keys=True, separators=(",", ":"))
+    doc["config-hash"] = hashlib.sha256(text.encode()).hexdigest()
+    (run_dir / CHECKPOINT).write_text(json.dumps(doc))
+
+    def resumed(**flat):
+        run = config(tmp_path, **{"num-rounds": 1, **flat})
+        update = {"checkpoint": run.checkpoint.model_copy(update={"resume": True})}
+        return run.model_copy(update=update)
+
+    # Execute + Assert: the default is accepted (with a warning naming the key),
+    # another value is refused naming the key as not saved
+    assert check_resumable(resumed(), run_dir).round == 1
+    assert "without robust.norm-tolerance=0.05" in caplog.text
+    with pytest.raises(ResumeError, match=r"norm-tolerance: 0.05 \(default, not saved"):
+        check_resumable(resumed(**{"robust.norm-tolerance": 0.2}), run_dir)

@@ -24,7 +24,14 @@ from flwr.app import ArrayRecord, ConfigRecord, MessageType, MetricRecord, Recor
 from pydantic import ValidationError
 
 from fedmuscle_flwr.algorithms import get_algorithm
-from fedmuscle_flwr.codec import ArraySpec, ProtocolError, decode, decode_open, encode
+from fedmuscle_flwr.codec import (
+    ArraySpec,
+    ProtocolError,
+    decode,
+    decode_open,
+    encode,
+    record_nbytes,
+)
 from fedmuscle_flwr.config import RunConfig
 
 # ---- message types
@@ -61,6 +68,8 @@ LABEL_SPACE = "label-space"  # task/dataset/classes; '' = no (B, C) label distri
 
 #: widest logits (C) a logit-space reply may carry
 MAX_LOGITS = 4096
+#: bytes a reply may carry beyond its expected arrays (metadata, small records)
+REPLY_SLACK_BYTES = 64 * 1024
 
 _INDEX = ("int64",)
 _FLOAT = ("float16", "float32")
@@ -179,6 +188,41 @@ def encode_reply(reply: Reply, precision: str) -> RecordDict:
     if reply.weights is not None:
         content[WEIGHTS] = encode(reply.weights, "fp32")
     return content
+
+
+def reply_space(run: RunConfig, phase: str) -> str:
+    """What a reply of ``phase`` (train | align | evaluate) carries under ``run``.
+
+    Evaluation replies carry probe representations whatever the algorithm; of a
+    weight-sharing algorithm only the train reply carries the model.
+    """
+    space = get_algorithm(run.algorithm).space
+    if phase == "evaluate" or (space == "weights" and phase != "train"):
+        return "representation"
+    return space
+
+
+def decode_reply_checked(
+    content: RecordDict,
+    run: RunConfig,
+    sent_indices: np.ndarray,
+    *,
+    where: str,
+    phase: str,
+) -> Reply:
+    """The size limit, checked before anything is decoded, then :func:`decode_reply`."""
+    k, b = sent_indices.shape if sent_indices.size else (0, 0)
+    space = reply_space(run, phase)
+    width = run.muscle.dim if space == "representation" else MAX_LOGITS
+    limit = k * b * (4 * width + 12) + REPLY_SLACK_BYTES
+    if space == "weights":
+        limit += int(run.federation.max_weights_mb * 2**20)
+    size = sum(record_nbytes(r) for r in content.array_records.values())
+    if size > limit:
+        raise ProtocolError(
+            f"{where}: {size} bytes of arrays, over the {limit} expected (oversized)"
+        )
+    return decode_reply(content, run, sent_indices, where=where, space=space)
 
 
 def decode_reply(

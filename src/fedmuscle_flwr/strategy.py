@@ -8,7 +8,9 @@ Muscle steps), which :func:`fedmuscle_flwr.driver.run_federation` calls with a
 fast poll. Shared mechanics live in :mod:`fedmuscle_flwr.aggregation`.
 
 The server keeps a *representation bank*: node -> (K, B, d) representations of
-the batches of the current step; it never sees weights or private data. Every
+the batches of the current step (the logit baselines: (K, B, C) class scores;
+fedavg: the models of clients with an architecture twin); it never sees private
+data. Who gets which partners is :mod:`fedmuscle_flwr.phase2`'s business. Every
 reply is size-checked and validated before it reaches the bank; every bank is
 screened for poisoning (:mod:`fedmuscle_flwr.robust`); what goes wrong is
 logged and counted by :class:`~fedmuscle_flwr.incidents.Incidents`.
@@ -39,11 +41,9 @@ from fedmuscle_flwr.codec import ProtocolError, record_nbytes
 from fedmuscle_flwr.config import ConfigError, RunConfig
 from fedmuscle_flwr.incidents import Incidents
 from fedmuscle_flwr.metrics import SERVER_ROW, RunRecorder
-from fedmuscle_flwr.server_model import ServerRepresentationModel
+from fedmuscle_flwr.phase2 import Phase2Planner, Uploads
 
 log = logging.getLogger(__name__)
-#: bytes a reply may carry beyond its expected arrays (metadata, small records)
-REPLY_SLACK_BYTES = 64 * 1024
 
 
 @dataclass
@@ -74,11 +74,7 @@ class FedMuscle(Strategy):
                 f"{run.algorithm!r} uploads {self.algorithm.space}"
             )
         self.recorder = recorder
-        self.server_model = (
-            ServerRepresentationModel(run)
-            if self.algorithm.partners == "server"
-            else None
-        )
+        self.phase2 = Phase2Planner(run, self.algorithm)
         self.names: dict[int, str] = {}  # node -> client name
         self.identity: dict[int, Mapping[str, str]] = {}
         self.bank: dict[int, np.ndarray] = {}  # node -> (K, B, d)
@@ -179,20 +175,9 @@ class FedMuscle(Strategy):
     ) -> p.Reply:
         """Size limit before decoding, then the protocol, then a unique name."""
         sent = self._sent.indices.get(node, np.zeros((0, 0), np.int64))
-        k, b = sent.shape if sent.size else (0, 0)
-        space = self.algorithm.space if phase != "evaluate" else "representation"
-        if space == "weights" and phase != "train":
-            space = "representation"  # only the train reply carries the model
-        width = self.run.muscle.dim if space == "representation" else p.MAX_LOGITS
-        limit = k * b * (4 * width + 12) + REPLY_SLACK_BYTES
-        if space == "weights":
-            limit += int(self.run.federation.max_weights_mb * 2**20)
-        size = sum(record_nbytes(r) for r in msg.content.array_records.values())
-        if size > limit:
-            raise ProtocolError(
-                f"{who}: {size} bytes of arrays, over the {limit} expected (oversized)"
-            )
-        reply = p.decode_reply(msg.content, self.run, sent, where=who, space=space)
+        reply = p.decode_reply_checked(
+            msg.content, self.run, sent, where=who, phase=phase
+        )
         name = reply.identity.get(p.CLIENT_NAME, str(node))
         if any(self.names.get(other) == name for other in good):
             raise ProtocolError(f"{who}: client name {name!r} already answered")
@@ -200,6 +185,20 @@ class FedMuscle(Strategy):
             if key in msg.content.array_records:
                 self.bytes["up"] += record_nbytes(msg.content.array_records[key])
         return reply
+
+    def _record(
+        self,
+        server_round: int,
+        good: Mapping[int, p.Reply],
+        identity: bool = False,
+        **extra: object,
+    ) -> None:
+        """One metrics row per client reply (with its identity, for evaluations)."""
+        for node, reply in good.items():
+            who = dict(reply.identity) if identity else {}
+            self.recorder.record(
+                server_round, self.names[node], **extra, **who, **reply.metrics
+            )
 
     def _screen(self, phase: str) -> None:
         """Poisoning screen of the fresh bank; flagged nodes leave the partners.
@@ -218,31 +217,15 @@ class FedMuscle(Strategy):
         ]
         return sorted(pool, key=lambda n: (self.names.get(n, ""), n))
 
-    def partner_groups(self) -> list[list[int]]:
-        """The pool split by the algorithm's grouping (each in the pool's order).
-
-        ``label-space``: clients with equal label spaces (reply identity); a
-        client without one ('') is in no group and gets no phase 2.
-        """
-        pool = self.partner_pool()
-        if self.algorithm.partners in ("all", "server"):
-            return [pool]
-        groups: dict[str, list[int]] = {}
-        for node in pool:
-            key = self.identity.get(node, {}).get(p.LABEL_SPACE, "")
-            if key:
-                groups.setdefault(key + self._signature(node), []).append(node)
-        return list(groups.values())
-
-    def _signature(self, node: int) -> str:
-        """The architecture part of the group key (``identical`` grouping only)."""
-        if self.algorithm.partners != "identical":
-            return ""
-        reply = self.models.get(node)
-        return (
-            "|" + agg.weights_signature(reply.weights)
-            if reply and reply.weights
-            else ""
+    def uploads(self) -> Uploads:
+        """The partner pool's uploads of the round, for :class:`Phase2Planner`."""
+        models = {n: r.weights for n, r in self.models.items() if r.weights is not None}
+        return Uploads(
+            self.partner_pool(),
+            self.bank,
+            {n: i.get(p.LABEL_SPACE, "") for n, i in self.identity.items()},
+            models,
+            {n: r.metrics.get(p.NUM_EXAMPLES, 1.0) for n, r in self.models.items()},
         )
 
     # ------------------------------------------------------ phase 1: train
@@ -273,16 +256,10 @@ class FedMuscle(Strategy):
         self.models = {n: r for n, r in good.items() if r.weights is not None}
         self._screen("train")
         self.trained = len(good)
-        for node, reply in good.items():
-            self.recorder.record(
-                server_round, self.names[node], phase="train", **reply.metrics
-            )
-        losses = [
-            r.metrics["task-loss"] for r in good.values() if "task-loss" in r.metrics
-        ]
+        self._record(server_round, good, phase="train")
         metrics: dict[str, MetricRecordValues] = {
             "clients": float(len(good)),
-            "task-loss": float(np.mean(losses)) if losses else float("nan"),
+            "task-loss": _mean(good, "task-loss"),
         }
         return None, MetricRecord(metrics)
 
@@ -295,9 +272,17 @@ class FedMuscle(Strategy):
         per_round = self.run.muscle.sync == "per-round"
         steps = slice(0, self.align_steps) if per_round else slice(step, step + 1)
         nxt = self.batches[0:0] if per_round else self.batches[step + 1 : step + 2]
-        if self.algorithm.space == "weights":
-            return self._configure_mean_models(server_round, step)
-        for node, compact in self._partner_matrices(server_round, step, steps).items():
+        if self.algorithm.space == "weights":  # fedavg: the group's mean model
+            for node, mean in self.phase2.mean_models(self.uploads()).items():
+                self._sent.indices[node] = nxt
+                arrays = {p.STEP_INDICES: nxt, p.ENCODE_INDICES: nxt}
+                self._message(node, p.ALIGN, server_round, step, arrays, mean)
+            return list(self._sent.messages)
+        span = range(steps.start, steps.stop)
+        matrices = self.phase2.partner_matrices(
+            self.uploads(), self.batches[steps], server_round, step, span
+        )
+        for node, compact in matrices.items():
             arrays = {p.STEP_INDICES: self.batches[steps], p.ENCODE_INDICES: nxt}
             if self.algorithm.downlink(self.run.muscle) == "compact":
                 arrays[p.PARTNERS] = compact
@@ -309,43 +294,6 @@ class FedMuscle(Strategy):
             self._message(node, p.ALIGN, server_round, step, arrays)
         return list(self._sent.messages)
 
-    def _configure_mean_models(self, server_round: int, step: int) -> list[Message]:
-        """FedAvg within each group of two or more: every member gets the mean."""
-        none = self.batches[0:0]
-        for group in self.partner_groups():
-            if len(group) < 2:
-                continue  # no twin: trains locally
-            replies = [self.models[n] for n in group]
-            mean = agg.average_weights(
-                [r.weights for r in replies if r.weights is not None],
-                [r.metrics.get(p.NUM_EXAMPLES, 1.0) for r in replies],
-            )
-            for node in group:
-                self._sent.indices[node] = none
-                arrays = {p.STEP_INDICES: none, p.ENCODE_INDICES: none}
-                self._message(node, p.ALIGN, server_round, step, arrays, mean)
-        return list(self._sent.messages)
-
-    def _partner_matrices(
-        self, server_round: int, step: int, steps: slice
-    ) -> dict[int, np.ndarray]:
-        """Partner matrices (S, M, B, D) per node; a node alone gets none."""
-        groups = self.partner_groups()
-        if self.server_model is not None:  # creamfl: the global model is the partner
-            pool = groups[0]
-            bank = {n: self.bank[n] for n in pool}
-            reps = (
-                self.server_model.fit_and_encode(bank, self.batches[steps])
-                if pool
-                else None
-            )
-            return {n: reps[:, None] for n in pool if reps is not None}
-        span = range(steps.start, steps.stop)
-        m, seed = self.run.muscle.partners, self.run.seed
-        return agg.partner_matrices(
-            self.bank, groups, m, seed, server_round, step, span
-        )
-
     def aggregate_align(
         self, server_round: int, step: int, replies: Iterable[Message]
     ) -> MetricRecord:
@@ -353,22 +301,9 @@ class FedMuscle(Strategy):
         good = self._replies(replies, server_round, "align")
         self.bank = {n: r.z for n, r in good.items() if r.z is not None}
         self._screen("align")
-        for node, reply in good.items():
-            self.recorder.record(
-                server_round,
-                self.names[node],
-                phase="align",
-                step=step,
-                **reply.metrics,
-            )
-        losses = [
-            r.metrics["align-loss"] for r in good.values() if "align-loss" in r.metrics
-        ]
+        self._record(server_round, good, phase="align", step=step)
         return MetricRecord(
-            {
-                "clients": float(len(good)),
-                "align-loss": float(np.mean(losses)) if losses else float("nan"),
-            }
+            {"clients": float(len(good)), "align-loss": _mean(good, "align-loss")}
         )
 
     # ---------------------------------------------------------- evaluate
@@ -395,14 +330,7 @@ class FedMuscle(Strategy):
             for n, r in good.items()
             if r.z is not None and n not in quarantined
         }
-        for node, reply in good.items():
-            self.recorder.record(
-                server_round,
-                self.names[node],
-                phase="evaluate",
-                **reply.identity,
-                **reply.metrics,
-            )
+        self._record(server_round, good, phase="evaluate", identity=True)
         align = agg.alignment(probe, self.run.muscle)
         row: dict[str, MetricRecordValues] = dict(align.as_dict()) if align else {}
         row |= {"clients": float(len(good)), **self.incidents.take_window()}
@@ -410,7 +338,12 @@ class FedMuscle(Strategy):
             "bytes-up": float(self.bytes["up"]),
             "bytes-down": float(self.bytes["down"]),
         }
-        values = [r.metrics["metric"] for r in good.values()]
-        row["mean-metric"] = float(np.mean(values)) if values else float("nan")
+        row["mean-metric"] = _mean(good, "metric")
         self.recorder.record(server_round, SERVER_ROW, phase="round", **row)
         return MetricRecord(row)
+
+
+def _mean(good: Mapping[int, p.Reply], key: str) -> float:
+    """Mean of metric ``key`` over the replies that have it (NaN if none)."""
+    values = [r.metrics[key] for r in good.values() if key in r.metrics]
+    return float(np.mean(values)) if values else float("nan")

@@ -75,4 +75,4 @@ def test_unknown_server_backbone_is_a_config_error(tmp_path: Path) -> None:
 
 def test_other_algorithms_build_no_server_model(tmp_path: Path) -> None:
     strategy = FedMuscle(_run(algorithm="fedmuscle"), RunRecorder(tmp_path))
-    assert strategy.server_model is None
+    assert strategy.phase2.server_model is None

@@ -66,9 +66,9 @@ def registries() -> dict[str, Callable[[], Mapping[str, str]]]:
     """The listable registries, loaded lazily."""
 
     def models() -> Mapping[str, str]:
-        from fedmuscle_flwr.models.registry import list_models
+        from fedmuscle_flwr.models.registry import SCHEMES, list_models
 
-        return list_models()
+        return {**list_models(), **SCHEMES}  # registered names, then the open forms
 
     def tasks() -> Mapping[str, str]:
         from fedmuscle_flwr.tasks.registry import list_tasks

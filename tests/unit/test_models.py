@@ -415,3 +415,13 @@ def test_minilm_full_and_truncated() -> None:
     # the kept layers are the pretrained ones (LoRA adapts query/value only)
     key = "encoder.backbone.encoder.layer.1.output.dense.weight"
     torch.testing.assert_close(full.state_dict()[key], short.state_dict()[key])
+
+
+def test_cli_model_list_shows_the_open_backbone_forms() -> None:
+    from fedmuscle_flwr.models.registry import SCHEMES
+    from fedmuscle_flwr.runner import registries
+
+    listed = registries()["models"]()
+    assert set(ENCODERS) <= set(listed)
+    assert {"tv:<name>", "hf:<id|path>", "package.module:callable"} <= set(listed)
+    assert all(listed[k] == v for k, v in SCHEMES.items())

@@ -1,6 +1,9 @@
 """One client's test accuracy after phase 1 and after phase 2 (docs/results.md §5).
 
-    python experiments/diag_phase2.py PROFILE FREEZE_NORM_STATS(0|1) MUSCLE_LR
+    python experiments/diag_phase2.py PROFILE FREEZE_NORM_STATS(0|1) MUSCLE_LR [REFIT]
+
+REFIT > 0: after phase 2, that many epochs of the task loss on the head only (a remedy
+tried in docs/results.md §5; not part of FedMuscle).
 
 The client (capped at 300/300 samples) alternates E = 3 task epochs and T = 20 Muscle
 steps against a Fashion-MNIST CNN's representations of random public batches (M = 1).
@@ -22,6 +25,7 @@ torch.manual_seed(0)
 name = sys.argv[1]
 freeze = sys.argv[2] == "1"
 lr = float(sys.argv[3])
+refit = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 prof = load_profile(name)
 prof = prof.model_copy(
     update={"data": prof.data.model_copy(update={"max_train": 300, "max_test": 300})}
@@ -35,6 +39,7 @@ other = build_client_model(
 )
 topt = torch.optim.Adam(model.task_parameters(), lr=1e-3)
 aopt = torch.optim.Adam(model.representation_parameters(), lr=lr)
+hopt = torch.optim.Adam(model.head_parameters(), lr=1e-3)
 cfg = MuscleConfig(dim=256, batch_size=32, partners=1, freeze_norm_stats=freeze)
 dev = torch.device("cpu")
 rng = np.random.default_rng(0)
@@ -74,8 +79,21 @@ for r in range(4):
         ctx=training.AlignContext(cfg, task),
         device=dev,
     )
+    b = ev()
+    if refit:
+        training.train_task(
+            model,
+            task,
+            data.train,
+            hopt,
+            epochs=refit,
+            batch_size=32,
+            rng=rng,
+            device=dev,
+        )
     print(
         f"{name} freeze={freeze} lr={lr} round {r + 1}: "
-        f"after task {a}  after align {ev()}",
+        f"after task {a}  after align {b}"
+        + (f"  after head refit {ev()}" if refit else ""),
         flush=True,
     )

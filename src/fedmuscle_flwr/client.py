@@ -48,6 +48,7 @@ from fedmuscle_flwr.tasks.registry import get_task
 log = logging.getLogger(__name__)
 _TRAIN_SEED = 0x7A11
 _PRIVACY_SEED = 0x9D1C  # + (client, round, step, phase): upload noise
+_REFIT_SEED = 0x4EAD  # + (client, round): batch order of the head re-fit
 _TORCH_SEED = 0x70C4  # + (client, round, step, phase): dropout, augmentation
 
 
@@ -196,8 +197,11 @@ class ClientRuntime:
             "train-seconds": stats.seconds,
             NUM_EXAMPLES: float(len(self.data.train)),
         }
+        algorithm = get_algorithm(ins.run.algorithm)
+        if cfg.head_refit_epochs and algorithm.align_loss is None:
+            metrics["refit-loss"] = self._refit_head(ins)  # same head epochs as others
         reply = self._encode(ins, metrics, 0)
-        if get_algorithm(ins.run.algorithm).space == "weights":
+        if algorithm.space == "weights":
             state = self.model.state_dict()
             arrays = {k: v.detach().cpu().numpy() for k, v in state.items()}
             reply = replace(reply, weights=arrays)
@@ -232,7 +236,39 @@ class ClientRuntime:
             "align-seconds": stats.seconds,
             NUM_EXAMPLES: float(stats.num_examples),
         }
+        last = (
+            ins.run.muscle.sync == "per-round" or ins.step == ins.run.muscle.steps - 1
+        )
+        if ins.run.train.head_refit_epochs and last:
+            metrics["refit-loss"] = self._refit_head(ins)
         return self._encode(ins, metrics, 2)
+
+    def _refit_head(self, ins: Instruction) -> float:
+        """Task epochs on the head only, after the round's last phase-2 step.
+
+        Not in the paper: phase 2 moves the encoder under a frozen head, which
+        costs off-domain clients most of their accuracy; re-fitting the head on
+        the private data recovers it (docs/results.md §5). Algorithms without
+        phase-2 steps (local, fedavg) re-fit after phase 1, so that every
+        algorithm gets the same head epochs. A fresh Adam each time.
+        """
+        cfg = ins.run.train
+        opt = torch.optim.Adam(self.model.head_parameters(), lr=cfg.lr)
+        rng = rng_for(
+            ins.run.seed, _REFIT_SEED, client_seed(self.profile), ins.server_round
+        )
+        stats = training.train_task(
+            self.model,
+            self.task,
+            self.data.train,
+            opt,
+            epochs=cfg.head_refit_epochs,
+            batch_size=cfg.batch_size,
+            rng=rng,
+            device=self.device,
+            max_batches=cfg.max_batches,
+        )
+        return stats.loss
 
     def _load_weights(self, weights: Mapping[str, np.ndarray]) -> Reply:
         """Load the group's mean model (strict: names and shapes must match)."""

@@ -46,6 +46,12 @@ class TrainConfig(_Schema):
     batch_size: int = Field(64, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     max_batches: int = Field(0, ge=0, description="cap per epoch; 0 = whole epoch")
+    head_refit_epochs: int = Field(
+        0,
+        ge=0,
+        description="after phase 2: task epochs on the head only (not in the paper; "
+        "docs/results.md §5)",
+    )
 
 
 class MuscleConfig(_Schema):

@@ -1,6 +1,8 @@
-"""Phase 2 keeps the private data's BatchNorm statistics (``muscle.freeze-norm-stats``)."""
+"""Phase 2 and the client's private head: frozen BatchNorm statistics, head re-fit."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from fedmuscle_flwr import training
-from fedmuscle_flwr.config import MuscleConfig
+from fedmuscle_flwr.config import MuscleConfig, RunConfig
 from fedmuscle_flwr.data.registry import load_public
 from fedmuscle_flwr.models.client_model import build_client_model
 from fedmuscle_flwr.profiles import load_profile
@@ -57,3 +59,49 @@ def test_align_keeps_or_moves_batchnorm_statistics(freeze: bool) -> None:
     ]
     assert all(moved)  # conv, BatchNorm affine and projector weights all train
     assert training.freeze_norm_statistics(model) == len(before) // 2
+
+
+def _two_clients(tmp_path: Path, **extra: object) -> list[dict]:
+    """One round of two digits clients through the real strategy and ClientApp."""
+    from fedmuscle_flwr.client_app import app as client_app
+    from fedmuscle_flwr.driver import run_federation
+    from fedmuscle_flwr.metrics import RunRecorder
+    from fedmuscle_flwr.strategy import FedMuscle
+    from tests.conftest import tiny_flat
+    from tests.loopback import LoopbackGrid
+
+    digits = '"data.dataset" = "digits", "data.partition.scheme" = "whole", '
+    digits += '"data.max-train" = 64, "data.max-test" = 40'
+    roster = tmp_path / "two.toml"
+    roster.write_text(
+        f'[[clients]]\nprofile = "mnist5k-mlp"\nset = {{ {digits} }}\n'
+        f'[[clients]]\nprofile = "custom-plugin"\nset = {{ {digits} }}\n'
+    )
+    flat = tiny_flat(roster, tmp_path, **{"num-rounds": 1, "run-name": "refit"})
+    flat.update({"public.dataset": "digits-public", "public.size": 300})
+    flat.update({"train.head-refit-epochs": 1, "eval.initial": False, **extra})
+    recorder = RunRecorder(tmp_path / "refit")
+    run_federation(
+        FedMuscle(RunConfig.from_flat(flat), recorder), LoopbackGrid(client_app, 2)
+    )
+    return recorder.rows
+
+
+def test_head_refit_runs_after_the_last_phase2_step_only(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    rows = _two_clients(tmp_path, **{"muscle.sync": "per-step", "muscle.steps": 3})
+    align = [r for r in rows if r.get("phase") == "align"]
+    assert len(align) == 2 * 3  # two clients, three per-step messages
+    refit = [(r["client"], r["step"]) for r in align if "refit-loss" in r]
+    assert sorted(refit) == [("custom-plugin", 2), ("mnist5k-mlp", 2)]
+    assert all(r["refit-loss"] > 0 for r in align if "refit-loss" in r)
+    assert not any("refit-loss" in r for r in rows if r.get("phase") == "train")
+
+
+def test_local_gets_the_same_head_epochs_after_phase_1(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    rows = _two_clients(tmp_path, algorithm="local")
+    train = [r for r in rows if r.get("phase") == "train"]
+    assert len(train) == 2 and all(r["refit-loss"] > 0 for r in train)

@@ -36,6 +36,7 @@ from fedmuscle_flwr.protocol import (
     NUM_EXAMPLES,
     PARTNERS,
     PROBE_INDICES,
+    SOFT_LABELS,
     STEP_INDICES,
     TASK_KIND,
     Instruction,
@@ -131,15 +132,11 @@ class ClientRuntime:
             MODEL_NAME: self.profile.model.backbone,
             METRIC_NAME: self.task.primary_metric,
             LABEL_SPACE: self.label_space(),
+            SOFT_LABELS: self.task.soft_labels or "",
         }
 
     def label_space(self) -> str:
-        """Task kind/dataset/classes, or '' when the logits are no label distribution.
-
-        Logit-space baselines pair only clients with equal label spaces.
-        """
-        if self.task.soft_labels is None:
-            return ""
+        """Task kind/dataset/classes: who may share logits (or weights, same model)."""
         classes = self.data.info.num_classes
         return f"{self.task.kind}/{self.profile.data.dataset}/{classes}"
 

@@ -35,7 +35,8 @@ class Uploads:
 
     pool: Sequence[int]  # nodes in a stable order (quarantined ones left out)
     bank: Mapping[int, np.ndarray]  # node -> (K, B, D) of the step batches
-    label_spaces: Mapping[int, str]  # node -> label space ('' = none)
+    label_spaces: Mapping[int, str]  # node -> task kind/dataset/classes
+    soft_labels: Mapping[int, str]  # node -> softmax | sigmoid | '' (no distribution)
     models: Mapping[int, State] = field(default_factory=dict)  # fedavg only
     examples: Mapping[int, float] = field(default_factory=dict)  # fedavg only
 
@@ -57,12 +58,12 @@ class Phase2Planner:
         groups: dict[str, list[int]] = {}
         for node in up.pool:
             key = up.label_spaces.get(node, "")
-            if not key:
-                continue  # no label distribution: no logit or weight partners
-            if self.algorithm.partners == "identical":
+            if self.algorithm.partners == "identical":  # fedavg: one model, any task
                 if node not in up.models:
                     continue
                 key += "|" + agg.weights_signature(up.models[node])
+            elif not up.soft_labels.get(node, ""):
+                continue  # no per-sample label distribution: no logit partners
             groups.setdefault(key, []).append(node)
         return list(groups.values())
 

@@ -64,7 +64,8 @@ CLIENT_NAME = "client-name"
 TASK_KIND = "task"
 MODEL_NAME = "model"
 METRIC_NAME = "metric-name"
-LABEL_SPACE = "label-space"  # task/dataset/classes; '' = no (B, C) label distribution
+LABEL_SPACE = "label-space"  # task kind/dataset/classes
+SOFT_LABELS = "soft-labels"  # softmax | sigmoid | '' (no (B, C) label distribution)
 
 #: widest logits (C) a logit-space reply may carry
 MAX_LOGITS = 4096

@@ -224,6 +224,7 @@ class FedMuscle(Strategy):
             self.partner_pool(),
             self.bank,
             {n: i.get(p.LABEL_SPACE, "") for n, i in self.identity.items()},
+            {n: i.get(p.SOFT_LABELS, "") for n, i in self.identity.items()},
             models,
             {n: r.metrics.get(p.NUM_EXAMPLES, 1.0) for n, r in self.models.items()},
         )

@@ -1,6 +1,6 @@
 """Shared helpers of the loss benchmarks: inputs, timing, memory estimates, tables.
 
-Imports only torch/numpy and fedmuscle_flwr.losses (no flwr, no pydantic), so the
+Imports only torch/numpy and fedmuscle_flwr.method.losses (no flwr, no pydantic), so the
 scripts run on the GPU machine from a bare working tree.
 """
 
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from fedmuscle_flwr.losses import (
+from fedmuscle_flwr.method.losses import (
     build_aggregate,
     muscle_loss,
     muscle_loss_from_aggregate,

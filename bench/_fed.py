@@ -1,15 +1,15 @@
 """Shared machinery of the federation benchmarks (flower_overhead.py, scaling.py).
 
 * :func:`plain_federation`: FedMuscle rounds in a plain in-process Python loop. The
-  server side is :mod:`fedmuscle_flwr.aggregation` (public batches, partner
+  server side is :mod:`fedmuscle_flwr.method.planner` (public batches, partner
   sampling, compact/aggregated payloads, probe alignment), the client side is the
-  flwr-free :func:`fedmuscle_flwr.client.run_phase` (ClientRuntime build, state
-  restore, phase, state save). Instructions and replies go through the project's
+  flwr-free :func:`fedmuscle_flwr.clientapp.runtime.run_phase` (ClientRuntime build,
+  state restore, phase, state save). Instructions and replies go through the project's
   codec (``protocol.encode_*``/``decode_*``: the same bytes, checks and precision
   effects as a Flower run) but no Flower Message, Grid, SuperLink or Ray is used.
   Bytes are counted as the strategy counts them. Message order and every seed
-  follow ``driver.run_federation`` + ``strategy.FedMuscle``.
-* :func:`simulate_timed`: one Flower simulation (``fedmuscle_flwr.simulation``,
+  follow ``FedMuscle.start`` (serverapp/strategy.py).
+* :func:`simulate_timed`: one Flower simulation (``fedmuscle_flwr.launch.simulation``,
   Ray backend) with the driver's per-round and per-phase log records captured
   (their arguments carry the unrounded seconds).
 * :func:`write_roster`: a roster TOML of N tiny clients.
@@ -32,14 +32,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from fedmuscle_flwr import aggregation as agg
-from fedmuscle_flwr import protocol as p
-from fedmuscle_flwr.algorithms import get_algorithm
-from fedmuscle_flwr.client import run_phase
-from fedmuscle_flwr.codec import record_nbytes
-from fedmuscle_flwr.config import RunConfig
-from fedmuscle_flwr.profiles import ClientProfile, load_preset, load_roster
-from fedmuscle_flwr.state import open_store
+from fedmuscle_flwr.clientapp.runtime import run_phase
+from fedmuscle_flwr.clientapp.state import open_store
+from fedmuscle_flwr.config.files import load_preset, load_roster
+from fedmuscle_flwr.config.profile import ClientProfile
+from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.method import planner as agg
+from fedmuscle_flwr.method.algorithms import get_algorithm
+from fedmuscle_flwr.method.alignment import alignment
+from fedmuscle_flwr.method.seeds import rng_for
+from fedmuscle_flwr.wire import protocol as p
+from fedmuscle_flwr.wire.codec import record_nbytes
 
 #: the two tiny profiles the scaling benchmarks cycle through
 TINY_PROFILES = ("fmnist-cnn", "mosaic-mlp")
@@ -86,7 +89,7 @@ def write_roster(
 
 def run_config(preset: str, **flat: Any) -> RunConfig:
     """A preset with dotted overrides (as ``fedmuscle run --set`` applies them)."""
-    from fedmuscle_flwr.config import deep_merge, unflatten
+    from fedmuscle_flwr.config.schema import deep_merge, unflatten
 
     return RunConfig.from_mapping(deep_merge(load_preset(preset), unflatten(flat)))
 
@@ -130,7 +133,7 @@ def _evaluate(wire: _Wire, rnd: int, probe: np.ndarray) -> dict[str, Any]:
         for n in range(len(wire.profiles))
     }
     reps = {n: r.z[0] for n, r in replies.items() if r.z is not None}
-    align = agg.alignment(reps, wire.run.muscle)
+    align = alignment(reps, wire.run.muscle)
     clients = {wire.profiles[n].name: dict(r.metrics) for n, r in replies.items()}
     return {"alignment": align.as_dict() if align else {}, "clients": clients}
 
@@ -148,7 +151,7 @@ def _align(
     sampled = [
         agg.sample_partners(order, run.muscle.partners, run.seed, rnd, s) for s in steps
     ]
-    rng = agg.rng_for(run.seed, 0x5F1E, rnd, step)
+    rng = rng_for(run.seed, 0x5F1E, rnd, step)
     new_bank = {}
     for node in order:
         partners = [choice[node] for choice in sampled]
@@ -183,7 +186,7 @@ def plain_federation(
     wire = _Wire(run, profiles)
     nodes = range(len(profiles))
     algorithm = get_algorithm(run.algorithm)
-    t_align = run.muscle.steps if algorithm.align_loss else 0
+    t_align = algorithm.align_steps(run)
     messages = (1 if run.muscle.sync == "per-round" else t_align) if t_align else 0
     probe = agg.probe_indices(run.seed, run.eval.probe_size, run.public.size)
     rows: list[dict[str, Any]] = []
@@ -228,7 +231,7 @@ def tree_cpu_seconds(root: int | None = None) -> float:
     Robust to other users' load, unlike wall time. Ray's daemons and actors and
     Flower's processes are descendants of the process that started them.
     """
-    from fedmuscle_flwr.processes import descendants
+    from fedmuscle_flwr.launch.deploy.processes import descendants
 
     root = os.getpid() if root is None else root
     tick = os.sysconf("SC_CLK_TCK")
@@ -244,7 +247,7 @@ def tree_cpu_seconds(root: int | None = None) -> float:
 
 def actor_threads() -> list[dict[str, str]]:
     """OMP_NUM_THREADS and OS thread count of the Ray ClientApp actors."""
-    from fedmuscle_flwr.processes import descendants
+    from fedmuscle_flwr.launch.deploy.processes import descendants
 
     out = []
     for pid in descendants(os.getpid()):
@@ -281,8 +284,8 @@ class _DriverLog(logging.Handler):
 
 @contextmanager
 def driver_records() -> Iterator[_DriverLog]:
-    """Capture ``fedmuscle_flwr.driver`` records (the ServerApp runs in-process)."""
-    logger = logging.getLogger("fedmuscle_flwr.driver")
+    """Capture the round records of the strategy (the ServerApp runs in-process)."""
+    logger = logging.getLogger("fedmuscle_flwr.serverapp.strategy")
     handler, level = _DriverLog(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
@@ -329,8 +332,8 @@ def rounds_from_records(records: Sequence[logging.LogRecord]) -> dict[str, Any]:
 
 def simulate_timed(run: RunConfig, cpus_per_client: float) -> dict[str, Any]:
     """One Flower simulation; wall time split into startup, rounds and the rest."""
-    from fedmuscle_flwr.metrics import read_summary
-    from fedmuscle_flwr.simulation import simulate
+    from fedmuscle_flwr.launch.simulation import simulate
+    from fedmuscle_flwr.runs.metrics import read_summary
 
     t0 = time.time()
     with driver_records() as log:

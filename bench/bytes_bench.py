@@ -8,7 +8,7 @@ B x d representations (the same in both modes). Precisions: fp32, fp16 and int8
 with one float32 scale per row (symmetric, max-abs; log alpha stays fp32 under
 int8). Bytes are computed analytically and, where the payload is at most
 --max-serialise-mb, measured by encoding the arrays with the project's codec
-(fedmuscle_flwr.codec.encode, the wire format of every run; flwr's Array holds
+(fedmuscle_flwr.wire.codec.encode, the wire format of every run; flwr's Array holds
 .npy bytes, ~128 B of header per array). Writes bytes_bench.json/.md to --out
 (default $OUT or ./bench-out).
 """
@@ -20,7 +20,7 @@ import argparse
 import numpy as np
 from _common import out_dir, write
 
-from fedmuscle_flwr.codec import encode, record_nbytes
+from fedmuscle_flwr.wire.codec import encode, record_nbytes
 
 PRECISIONS = {"fp32": np.float32, "fp16": np.float16, "int8": np.int8}
 
@@ -109,7 +109,7 @@ def main() -> None:
     ]
     md = (
         f"Bytes per client per step, B = {args.b}, d = {args.d}: analytic payload"
-        " (bytes as encoded by fedmuscle_flwr.codec in parentheses;"
+        " (bytes as encoded by fedmuscle_flwr.wire.codec in parentheses;"
         " 'analytic': too large to build).\n\n"
     )
     write(

@@ -9,7 +9,7 @@ no compute). A round's wall time is therefore pure deployment overhead.
     python bench/deployment_latency.py --nodes 10 --rounds 8
     python bench/deployment_latency.py --nodes 10 --superexec-poll 0.05
 
-It also reports the import time of ``fedmuscle_flwr.client_app``, which every
+It also reports the import time of ``fedmuscle_flwr.clientapp.app``, which every
 FedMuscle message pays again (one ClientApp process per message).
 """
 
@@ -25,13 +25,13 @@ import textwrap
 import time
 from pathlib import Path
 
-from fedmuscle_flwr.flwr_control import (
+from fedmuscle_flwr.launch.deploy.control import (
     CONNECTION,
     flwr_json,
     wait_run,
     write_connection,
 )
-from fedmuscle_flwr.processes import (
+from fedmuscle_flwr.launch.deploy.processes import (
     Managed,
     flower_env,
     free_port,
@@ -193,7 +193,7 @@ def main() -> None:
         "per_round": rows,
         "import_s": {
             m: round(import_seconds(m), 2)
-            for m in ("flwr.clientapp", "torch", "fedmuscle_flwr.client_app")
+            for m in ("flwr.clientapp", "torch", "fedmuscle_flwr.clientapp.app")
         },
     }
     json.dump(result, sys.stdout, indent=1)

@@ -10,7 +10,7 @@
 
 The plain loop (``_fed.plain_federation``) runs the flwr-free client runtime and the
 server math of ``aggregation.py`` with the project's codec, in one process, one
-client after the other. The simulation is ``fedmuscle_flwr.simulation.simulate``
+client after the other. The simulation is ``fedmuscle_flwr.launch.simulation.simulate``
 (Ray backend; ``--cpus-per-client 2`` on 2 cores runs one client at a time, like the
 plain loop; 1 runs two in parallel). The deployment is ``fedmuscle server`` plus one
 ``fedmuscle client`` per roster entry on loopback (insecure), i.e. SuperLink,
@@ -85,7 +85,7 @@ def echo_simulation(nodes: int, rounds: int, poll: float, cpus: float) -> dict:
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
 
-    from fedmuscle_flwr.driver import send_and_collect
+    from fedmuscle_flwr.serverapp.rounds import send_and_collect
 
     walls: list[float] = []
     server, client = ServerApp(), ClientApp()
@@ -131,9 +131,14 @@ def deploy_timed(run: Any, profiles: Any, tmp: Path, timeout: float) -> dict[str
     """``fedmuscle server`` + one ``fedmuscle client`` per profile, on loopback."""
     from _fed import server_rows
 
-    from fedmuscle_flwr.deployment import write_run_config
-    from fedmuscle_flwr.metrics import read_summary
-    from fedmuscle_flwr.processes import Managed, flower_env, free_port, process_group
+    from fedmuscle_flwr.launch.deploy.processes import (
+        Managed,
+        flower_env,
+        free_port,
+        process_group,
+    )
+    from fedmuscle_flwr.launch.deploy.server import write_run_config
+    from fedmuscle_flwr.runs.metrics import read_summary
 
     fleet, control = free_port(), free_port()
     preset = write_run_config(run, tmp / "preset.toml")
@@ -176,8 +181,8 @@ def deploy_timed(run: Any, profiles: Any, tmp: Path, timeout: float) -> dict[str
 
 def _profile_file(profile: Any, tmp: Path) -> str:
     """The resolved profile (overrides applied, unique name) as a TOML file."""
-    from fedmuscle_flwr.config import flatten
-    from fedmuscle_flwr.processes import toml_value
+    from fedmuscle_flwr.config.schema import flatten
+    from fedmuscle_flwr.launch.deploy.processes import toml_value
 
     path = tmp / "profiles" / f"{profile.name}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@
     python bench/gpu_bench.py --checks-only
 
 Needs torch + CUDA (+ triton for the fused kernel); imports nothing else of the
-project than fedmuscle_flwr.losses/kernels. Step 1 checks the Triton kernel and
+project than fedmuscle_flwr.method.losses/kernels. Step 1 checks the Triton kernel and
 the torch kernels on CUDA against float64 references (values and gradients) and
 stops with exit code 1 if any check fails. Step 2 times fwd+bwd (median of
 --repeats) for M = 1..5, B = 32, 64, d = 256, and rates the issue-7 targets.
@@ -22,7 +22,7 @@ import torch
 from _common import loss_fns, make_inputs, muscle_loss, out_dir, time_fwd_bwd, write
 from loss_bench import run_one, table
 
-from fedmuscle_flwr.kernels import muscle_triton
+from fedmuscle_flwr.method.kernels import muscle_triton
 
 CHECKS = [(2, 32), (3, 32), (4, 16), (5, 8), (3, 48), (2, 64), (4, 32), (5, 32)]
 NAMES = ["muscle", "online", "factorised", "triton", "grid", "pairwise", "aggregated"]

@@ -34,19 +34,18 @@ os.environ.setdefault("FEDMUSCLE_STATE_DIR", tempfile.mkdtemp(prefix="fm-state-"
 
 from tests.faulty import ATTACKER, HONEST, poisoning, write_roster  # noqa: E402
 
-from fedmuscle_flwr.cli import build_run_config  # noqa: E402
-from fedmuscle_flwr.client_app import app as client_app  # noqa: E402
-from fedmuscle_flwr.config import RunConfig  # noqa: E402
-from fedmuscle_flwr.driver import run_federation  # noqa: E402
-from fedmuscle_flwr.inprocess import InProcessGrid  # noqa: E402
-from fedmuscle_flwr.metrics import (  # noqa: E402
+from fedmuscle_flwr.cli.common import build_run_config  # noqa: E402
+from fedmuscle_flwr.clientapp.app import app as client_app  # noqa: E402
+from fedmuscle_flwr.config.files import load_roster  # noqa: E402
+from fedmuscle_flwr.config.run import RunConfig  # noqa: E402
+from fedmuscle_flwr.launch.inprocess import InProcessGrid  # noqa: E402
+from fedmuscle_flwr.runs.metrics import (  # noqa: E402
     SERVER_ROW,
     RunRecorder,
     delta_rows,
     mean_delta,
 )
-from fedmuscle_flwr.profiles import load_roster  # noqa: E402
-from fedmuscle_flwr.strategy import FedMuscle  # noqa: E402
+from fedmuscle_flwr.serverapp.strategy import FedMuscle  # noqa: E402
 
 
 def federate(run: RunConfig, attacker: int = -1, poison: str = "") -> dict[str, Any]:
@@ -58,9 +57,8 @@ def federate(run: RunConfig, attacker: int = -1, poison: str = "") -> dict[str, 
     history: dict[int, Any] = {}
     t0 = time.perf_counter()
     grid = InProcessGrid(handler, n, first_id=101)
-    run_federation(
-        FedMuscle(run, rec), grid, on_round=lambda r, s, _: history.update({r: s})
-    )
+    strategy = FedMuscle(run, rec, on_round=lambda r, s, _: history.update({r: s}))
+    strategy.start(grid=grid)
     server = [r for r in rec.rows if r["client"] == SERVER_ROW]
     return {
         "final": rec.final_metrics(),

@@ -14,11 +14,13 @@ import sys
 import numpy as np
 import torch
 
-from fedmuscle_flwr import training
-from fedmuscle_flwr.config import MuscleConfig
+from fedmuscle_flwr.clientapp import trainer as training
+from fedmuscle_flwr.config.files import load_profile
+from fedmuscle_flwr.config.run import MuscleConfig
 from fedmuscle_flwr.data.registry import load_private, load_public
+from fedmuscle_flwr.method.algorithms import get_algorithm
+from fedmuscle_flwr.method.algorithms.base import AlignContext
 from fedmuscle_flwr.models.client_model import build_client_model
-from fedmuscle_flwr.profiles import load_profile
 from fedmuscle_flwr.tasks.registry import get_task
 
 torch.manual_seed(0)
@@ -75,8 +77,8 @@ for r in range(4):
         steps,
         payloads,
         aopt,
-        loss_fn=training.ALIGN_LOSSES["muscle"],
-        ctx=training.AlignContext(cfg, task),
+        algorithm=get_algorithm("fedmuscle"),
+        ctx=AlignContext(cfg, task),
         device=dev,
     )
     b = ev()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from flwr.app import Array, Context, Error, Message, MetricRecord, RecordDict
 
-from fedmuscle_flwr import protocol as p
+from fedmuscle_flwr.wire import protocol as p
 
 D0 = 12  # latent dimension of the public samples
 

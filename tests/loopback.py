@@ -1,7 +1,7 @@
-"""The in-process Flower Grid used by tests (see :mod:`fedmuscle_flwr.inprocess`),
+"""The in-process Flower Grid used by tests (see :mod:`fedmuscle_flwr.launch.inprocess`),
 with fixed node ids 101, 102, ... so that tests can name nodes."""
 
-from fedmuscle_flwr.inprocess import InProcessGrid
+from fedmuscle_flwr.launch.inprocess import InProcessGrid
 
 
 class LoopbackGrid(InProcessGrid):

@@ -25,7 +25,7 @@ if os.environ.get("FEDMUSCLE_TEST_FAULT"):
     import numpy as np
     from tests.faulty import MALFORM, POISON
 
-    import fedmuscle_flwr.protocol as _protocol
+    import fedmuscle_flwr.wire.protocol as _protocol
 
     _MODES = os.environ["FEDMUSCLE_TEST_FAULT"].split(",")
     _COUNTER = Path(os.environ["FEDMUSCLE_TEST_FAULT_COUNTER"])

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fedmuscle_flwr.cli import cli
-from fedmuscle_flwr.metrics import SERVER_ROW, read_rows
+from fedmuscle_flwr.runs.metrics import SERVER_ROW, read_rows
 
 pytestmark = [pytest.mark.integration]
 

@@ -20,8 +20,9 @@ import pytest
 import typer
 import yaml
 
-from fedmuscle_flwr import certs, cli_deploy
-from fedmuscle_flwr.deployment import (
+from fedmuscle_flwr.cli import deploy as cli_deploy
+from fedmuscle_flwr.launch.deploy import certs
+from fedmuscle_flwr.launch.deploy.server import (
     ClientOptions,
     ServerOptions,
     superlink_command,

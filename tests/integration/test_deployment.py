@@ -25,19 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from fedmuscle_flwr.certs import generate
-from fedmuscle_flwr.processes import free_port
+from fedmuscle_flwr.launch.deploy.certs import generate
+from fedmuscle_flwr.launch.deploy.processes import free_port
 
 pytestmark = [pytest.mark.integration]
 
-#: runs the main CLI with the deployment commands registered (idempotent)
-LAUNCH = (
-    "from fedmuscle_flwr.cli import cli\n"
-    "from fedmuscle_flwr import cli_deploy\n"
-    "names = {c.name or c.callback.__name__ for c in cli.registered_commands}\n"
-    "'server' in names or cli_deploy.register(cli)\n"
-    "cli()\n"
-)
+#: runs the main CLI (the ``fedmuscle`` console script may not be on PATH)
+LAUNCH = "from fedmuscle_flwr.cli import main\nmain()\n"
 FM = [sys.executable, "-c", LAUNCH]
 TINY = ["--set", "data.max-train=160", "--set", "data.max-test=200"]
 PROFILES = ["fmnist-cnn", "fmnist-vit", "mosaic-mlp"]

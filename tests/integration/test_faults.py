@@ -33,15 +33,14 @@ from pathlib import Path
 
 import pytest
 
-from fedmuscle_flwr.checkpoint import load_checkpoint
-from fedmuscle_flwr.client_app import app as client_app
-from fedmuscle_flwr.config import RunConfig
-from fedmuscle_flwr.driver import run_federation
-from fedmuscle_flwr.inprocess import InProcessGrid
-from fedmuscle_flwr.metrics import SERVER_ROW, RunRecorder, delta_rows, mean_delta
-from fedmuscle_flwr.metrics import read_rows as read_metric_rows
-from fedmuscle_flwr.processes import descendants, free_port
-from fedmuscle_flwr.strategy import FedMuscle
+from fedmuscle_flwr.clientapp.app import app as client_app
+from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.launch.deploy.processes import descendants, free_port
+from fedmuscle_flwr.launch.inprocess import InProcessGrid
+from fedmuscle_flwr.runs.checkpoint import load_checkpoint
+from fedmuscle_flwr.runs.metrics import SERVER_ROW, RunRecorder, delta_rows, mean_delta
+from fedmuscle_flwr.runs.metrics import read_rows as read_metric_rows
+from fedmuscle_flwr.serverapp.strategy import FedMuscle
 from tests.faulty import ATTACKER, HONEST, poisoning, write_roster
 from tests.integration.test_deployment import FM
 
@@ -411,8 +410,8 @@ def federate(tmp: Path, name: str, entries, poison: str = "", **flat) -> dict:
     grid = InProcessGrid(handler, len(entries), first_id=101)
     rec = RunRecorder(tmp / name)
     history: dict[int, dict] = {}
-    strategy = FedMuscle(run, rec)
-    run_federation(strategy, grid, on_round=lambda r, s, _: history.update({r: s}))
+    strategy = FedMuscle(run, rec, on_round=lambda r, s, _: history.update({r: s}))
+    strategy.start(grid=grid)
     return {"final": rec.final_metrics(), "history": history, "rows": rec.rows}
 
 

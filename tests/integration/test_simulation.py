@@ -2,15 +2,15 @@
 
 import pytest
 
-from fedmuscle_flwr.config import RunConfig
-from fedmuscle_flwr.metrics import SERVER_ROW, read_rows, read_summary
+from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.runs.metrics import SERVER_ROW, read_rows, read_summary
 from tests.conftest import tiny_flat
 
 pytestmark = [pytest.mark.integration]
 
 
 def test_simulation_aligns_heterogeneous_clients(tmp_path, tiny_roster, state_dir):
-    from fedmuscle_flwr.simulation import simulate
+    from fedmuscle_flwr.launch.simulation import simulate
 
     # Prepare
     run = RunConfig.from_flat(tiny_flat(tiny_roster, tmp_path, **{"run-name": "sim"}))

@@ -16,6 +16,7 @@ from functools import cache
 
 import numpy as np
 
+from fedmuscle_flwr.config.profile import DataSpec
 from fedmuscle_flwr.data.base import DatasetInfo, Modality, PrivateData, Split
 from fedmuscle_flwr.data.catalog import PRIVATE, PUBLIC, PrivateEntry
 from fedmuscle_flwr.data.partitioning import (
@@ -25,7 +26,6 @@ from fedmuscle_flwr.data.partitioning import (
 )
 from fedmuscle_flwr.data.public import InMemoryPublicData
 from fedmuscle_flwr.data.sources import DataUnavailableError
-from fedmuscle_flwr.profiles import DataSpec
 
 __all__ = [
     "PRIVATE",

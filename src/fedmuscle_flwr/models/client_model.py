@@ -11,17 +11,18 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fedmuscle_flwr.data.base import Modality, RawBatch
-from fedmuscle_flwr.models.base import ClientModelOutput, Encoder, ModelInput
+from fedmuscle_flwr.config.profile import ModelSpec
+from fedmuscle_flwr.data.base import Modality, PublicData, RawBatch
+from fedmuscle_flwr.models.base import ClientModelOutput, Encoder, ModelInput, move_to
 from fedmuscle_flwr.models.common import count_parameters
 from fedmuscle_flwr.models.lora import apply_lora
 from fedmuscle_flwr.models.projector import build_projector
 from fedmuscle_flwr.models.registry import build_encoder
-from fedmuscle_flwr.profiles import ModelSpec
 from fedmuscle_flwr.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -219,3 +220,18 @@ def build_client_model(
         count_parameters(model, trainable_only=True),
     )
     return model
+
+
+def public_inputs(
+    model: ClientModel, public: PublicData, indices: np.ndarray, device: torch.device
+) -> object:
+    """Model inputs for public samples ``indices`` (B,) in the client's modality."""
+    raw = public.batch(indices, model.encoder.modality)
+    return move_to(model.prepare(raw), device)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -6,8 +6,8 @@ import logging
 
 from torch import nn
 
+from fedmuscle_flwr.config.profile import LoraConfig
 from fedmuscle_flwr.models.base import Encoder
-from fedmuscle_flwr.profiles import LoraConfig
 
 log = logging.getLogger(__name__)
 

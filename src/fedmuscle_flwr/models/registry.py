@@ -16,12 +16,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from fedmuscle_flwr.config.profile import ModelSpec
 from fedmuscle_flwr.models import efficientnet, text, transformer, vision
 from fedmuscle_flwr.models.base import Encoder
 from fedmuscle_flwr.models.hf import build_hf
 from fedmuscle_flwr.models.plugin import build_plugin
 from fedmuscle_flwr.models.tv import build_torchvision
-from fedmuscle_flwr.profiles import ModelSpec
 
 ENCODERS: dict[str, Callable[..., Encoder]] = {
     "small-cnn": vision.build_small_cnn,

@@ -1,0 +1,244 @@
+"""``fedmuscle server | client | certs``: deployment across machines (Flower 1.39).
+
+Register on the main app with ``cli_deploy.register(cli)``. The commands only
+parse and validate; :mod:`fedmuscle_flwr.launch.deploy.server` runs Flower's processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fedmuscle_flwr.cli.common import build_run_config, parse_set, setup_logging
+
+log = logging.getLogger("fedmuscle_flwr")
+
+_TLS_HELP = "folder with ca.crt, server.pem, server.key (fedmuscle certs)"
+_INSECURE_HELP = "plaintext gRPC/HTTP; only for trusted networks"
+
+
+def _setup(verbose: bool) -> None:
+    setup_logging(verbose)
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, Any]:
+    return parse_set(pairs or [])
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    log.error("%s", message)
+    return typer.Exit(code)
+
+
+def server(
+    preset: Annotated[
+        str, typer.Option(help="server/<preset>.toml or a path")
+    ] = "default",
+    config: Annotated[
+        Path | None, typer.Option(help="TOML overriding the preset")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="dotted key=value, repeatable")
+    ] = None,
+    address: Annotated[
+        str, typer.Option(help="Fleet API (gRPC) bind address, where clients connect")
+    ] = "0.0.0.0:9092",
+    control_address: Annotated[
+        str, typer.Option(help="Control/ServerAppIo HTTP(S) bind address")
+    ] = "127.0.0.1:8000",
+    tls_dir: Annotated[Path | None, typer.Option(help=_TLS_HELP)] = None,
+    insecure: Annotated[bool, typer.Option(help=_INSECURE_HELP)] = False,
+    auth_keys: Annotated[
+        Path | None,
+        typer.Option(
+            help="authorised node public keys: a key list or a folder of .pub"
+        ),
+    ] = None,
+    output: Annotated[Path, typer.Option(help="parent folder of the run")] = Path(
+        "runs"
+    ),
+    workdir: Annotated[
+        Path | None, typer.Option(help="Flower home + logs (default: a temp folder)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="max run duration, seconds")] = 86400.0,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="continue the run in this run folder (same options)"),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Start the SuperLink, run the federation through `flwr run`, write results.
+
+    ``--resume RUN_DIR`` continues a run after a crash from its last checkpoint
+    (the run folder, e.g. runs/20261130-010203-fedmuscle); the preset, config
+    and --set options must give the same configuration as before.
+    """
+    _setup(verbose)
+    from fedmuscle_flwr.config.schema import ConfigError
+    from fedmuscle_flwr.launch.deploy.server import (
+        DeploymentError,
+        ServerOptions,
+        run_server,
+    )
+
+    if (tls_dir is None) == (not insecure):
+        raise _fail("give exactly one of --tls-dir DIR (default choice) or --insecure")
+    if auth_keys is not None and tls_dir is None:
+        raise _fail("--auth-keys needs TLS (Flower refuses node auth without it)")
+    try:
+        overrides = {"output-dir": str(output), **_overrides(set_)}
+        if resume is not None:
+            overrides |= _resume_overrides(resume)
+        run = build_run_config(preset, config, overrides)
+        if resume is not None:
+            from fedmuscle_flwr.runs.checkpoint import check_resumable
+
+            check_resumable(run, resume)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    opts = ServerOptions(
+        fleet_address=address,
+        control_address=control_address,
+        tls_dir=tls_dir,
+        auth_keys=auth_keys,
+        workdir=workdir,
+        timeout_s=timeout,
+    )
+    try:
+        run_dir = run_server(run, opts)
+    except DeploymentError as exc:
+        raise _fail(str(exc), 1) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; all server processes stopped", 130) from None
+    log.info("results: %s", run_dir)
+
+
+def _resume_overrides(run_dir: Path) -> dict[str, Any]:
+    """Where a resumed run lives: its folder's parent and name."""
+    from fedmuscle_flwr.runs.checkpoint import ResumeError
+
+    if not run_dir.is_dir():
+        raise ResumeError(f"--resume {run_dir}: no such run folder")
+    run_dir = run_dir.resolve()
+    return {
+        "output-dir": str(run_dir.parent),
+        "run-name": run_dir.name,
+        "checkpoint.resume": True,
+    }
+
+
+def client(
+    server: Annotated[str, typer.Option(help="server's Fleet API address HOST:PORT")],
+    profile: Annotated[str, typer.Option(help="clients/NAME.toml, a path, or NAME")],
+    data_dir: Annotated[
+        Path | None, typer.Option(help="private data root: <dir>/<dataset-key>/...")
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="where model/optimiser state persists")
+    ] = None,
+    tls_ca: Annotated[Path | None, typer.Option(help="CA certificate (ca.crt)")] = None,
+    insecure: Annotated[bool, typer.Option(help=_INSECURE_HELP)] = False,
+    auth_key: Annotated[
+        Path | None, typer.Option(help="this node's private key (fedmuscle certs)")
+    ] = None,
+    max_retries: Annotated[
+        int | None, typer.Option(help="connection attempts (default: forever)")
+    ] = None,
+    max_wait: Annotated[
+        float | None, typer.Option(help="seconds of retrying (default: forever)")
+    ] = None,
+    runtime_port: Annotated[
+        int | None, typer.Option(help="local ClientAppIo port (default: a free one)")
+    ] = None,
+    relaunch: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="relaunches in a row of a SuperNode that exited on its own "
+            "(e.g. the server was restarted); 0 = exit with it",
+        ),
+    ] = 5,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="profile override key=value")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Join a federation: Flower's SuperNode with this client's profile and data.
+
+    Exit status: 0 when the SuperNode ended cleanly, 3 when the server refused
+    this node (key not registered), 1 on other failures, 130 on Ctrl-C.
+    """
+    _setup(verbose)
+    from fedmuscle_flwr.config.files import load_profile
+    from fedmuscle_flwr.config.schema import ConfigError
+    from fedmuscle_flwr.launch.deploy.node import EXIT_NODE_REFUSED
+    from fedmuscle_flwr.launch.deploy.server import ClientOptions, run_client
+
+    if (tls_ca is None) == (not insecure):
+        raise _fail("give exactly one of --tls-ca FILE (default choice) or --insecure")
+    if auth_key is not None and tls_ca is None:
+        raise _fail("--auth-key needs TLS (--tls-ca)")
+    try:
+        overrides = _overrides(set_)
+        checked = load_profile(profile, overrides)  # fail here, not in the ClientApp
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    log.info(
+        "profile %s: %s / %s", checked.name, checked.model.backbone, checked.task.kind
+    )
+    opts = ClientOptions(
+        server=server,
+        profile=profile,
+        data_dir=data_dir,
+        state_dir=state_dir,
+        tls_ca=tls_ca,
+        auth_key=auth_key,
+        max_retries=max_retries,
+        max_wait_s=max_wait,
+        runtime_port=runtime_port,
+        overrides=overrides,
+        relaunches=relaunch,
+    )
+    try:
+        code = run_client(opts)
+    except KeyboardInterrupt:
+        raise _fail("interrupted; the SuperNode stopped", 130) from None
+    if code == EXIT_NODE_REFUSED:
+        raise typer.Exit(3)  # refused by the server (not admitted)
+    if code not in (0, -2, 130):
+        raise typer.Exit(1)
+
+
+def certs(
+    out: Annotated[Path, typer.Option(help="output folder")],
+    host: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="server DNS name or IP for the SANs, repeatable"),
+    ] = None,
+    nodes: Annotated[int, typer.Option(help="SuperNode key pairs to create")] = 0,
+    days: Annotated[int, typer.Option(help="certificate validity")] = 365,
+) -> None:
+    """Demo CA, server certificate (SANs) and SuperNode ECDSA keys."""
+    _setup(False)
+    from fedmuscle_flwr.launch.deploy.certs import generate
+
+    bundle = generate(out, host or [], nodes=nodes, days=days)
+    log.info(
+        "server:  fedmuscle server --tls-dir %s%s",
+        out,
+        f" --auth-keys {bundle.key_list}" if nodes else "",
+    )
+    for key in bundle.node_keys:
+        log.info(
+            "client:  fedmuscle client --tls-ca %s --auth-key %s ...", bundle.ca, key
+        )
+
+
+def register(cli: typer.Typer) -> None:
+    """Add the ``server``, ``client`` and ``certs`` commands to ``cli``."""
+    cli.command()(server)
+    cli.command()(client)
+    cli.command()(certs)

@@ -1,0 +1,182 @@
+"""The local trainer: plain PyTorch, no Flower (fedmuscle.md §3, client side).
+
+One round of a client is (Algorithm 1 of the paper, client lines):
+
+1. ``train_task``: E epochs of the task loss on private data (whole model θ^n);
+2. ``encode_public``: Z^n = normalize(w^n(P[idx])) for the public batches asked;
+3. ``align``: T steps minimising the alignment loss (Muscle by default) against
+   the partners' representations, updating w^n only (task head φ^n frozen);
+4. ``evaluate``: the task metric on the client's own test split.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from fedmuscle_flwr.data.base import PublicData, Split
+from fedmuscle_flwr.method.algorithms.base import Algorithm, AlignContext, StepPayload
+from fedmuscle_flwr.models.base import ModelInput, move_to
+from fedmuscle_flwr.models.client_model import ClientModel, public_inputs
+from fedmuscle_flwr.tasks.base import Task
+
+#: what a client uploads of a public batch: (model, inputs) -> (B, D)
+Readout = Callable[[ClientModel, ModelInput], Tensor]
+
+
+def _representation(model: ClientModel, inputs: ModelInput) -> Tensor:
+    return model.represent(inputs)
+
+
+@dataclass(frozen=True)
+class PhaseStats:
+    """What a phase reports: mean loss, examples seen, wall seconds."""
+
+    loss: float
+    num_examples: int
+    seconds: float
+    first_loss: float = float("nan")
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    order = rng.permutation(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def train_task(
+    model: ClientModel,
+    task: Task,
+    split: Split,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    device: torch.device,
+    max_batches: int = 0,
+) -> PhaseStats:
+    """Phase 1: ``epochs`` epochs of the task loss over ``split`` (θ^n)."""
+    model.train()
+    t0, total, seen = time.perf_counter(), 0.0, 0
+    for _ in range(epochs):
+        for i, idx in enumerate(_batches(len(split), batch_size, rng)):
+            if max_batches and i >= max_batches:
+                break
+            batch = split.take(idx)
+            inputs = move_to(model.prepare(batch.x), device)  # type: ignore[arg-type]
+            targets = task.targets(batch.y).to(device)
+            out = model(inputs)
+            assert out.logits is not None
+            loss = task.loss(out.logits, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+            seen += len(idx)
+    return PhaseStats(total / max(seen, 1), seen, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def encode_public(
+    model: ClientModel,
+    public: PublicData,
+    indices: np.ndarray,
+    device: torch.device,
+    readout: Readout = _representation,
+) -> np.ndarray:
+    """Z^n (or logits) of each batch of ``indices`` (K, B), K >= 1 -> (K, B, D)."""
+    model.eval()
+    out = [
+        readout(model, public_inputs(model, public, row, device)).float().cpu()  # type: ignore[arg-type]
+        for row in indices
+    ]
+    return torch.stack(out).numpy()  # (K, B, d)
+
+
+def align(
+    model: ClientModel,
+    public: PublicData,
+    step_indices: np.ndarray,
+    payloads: Sequence[StepPayload],
+    optimizer: torch.optim.Optimizer,
+    *,
+    algorithm: Algorithm,
+    ctx: AlignContext,
+    device: torch.device,
+) -> PhaseStats:
+    """Phase 2: one step per public batch in ``step_indices`` (S, B).
+
+    ``payloads[s]`` holds what the server sent for step s (already on ``device``).
+    In representation space only w^n is in ``optimizer``: the task head is
+    neither evaluated nor updated (frozen, fedmuscle.md §3 step 2c); logit-space
+    baselines pass the task parameters.
+
+    With ``ctx.cfg.freeze_norm_stats`` the normalisation layers keep the running
+    statistics of the private data (see :func:`freeze_norm_statistics`).
+    """
+    model.train()
+    if ctx.cfg.freeze_norm_stats:
+        freeze_norm_statistics(model)
+    t0, losses = time.perf_counter(), []
+    for row, payload in zip(step_indices, payloads, strict=True):
+        anchor = algorithm.readout(model, public_inputs(model, public, row, device))  # type: ignore[arg-type]
+        loss = algorithm.align_loss(anchor, payload, ctx)  # (B, D) -> scalar
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    n = int(step_indices.size)
+    mean = float(np.mean(losses)) if losses else float("nan")
+    first = losses[0] if losses else float("nan")
+    return PhaseStats(mean, n, time.perf_counter() - t0, first_loss=first)
+
+
+def freeze_norm_statistics(model: torch.nn.Module) -> int:
+    """Put every BatchNorm layer in eval mode; return how many there are.
+
+    Phase 2 sees public data only: in train mode a BatchNorm layer normalises
+    with, and moves its running statistics towards, the *public* data's
+    statistics, which the frozen task head then meets at test time. Frozen
+    statistics keep the private data's normalisation (the affine weights still
+    train). Measured as an ablation (``muscle.freeze-norm-stats``, off by
+    default): it does not stop the accuracy loss of off-domain clients and is
+    worse on the default federation (docs/results.md §5).
+    """
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    for m in norms:
+        m.eval()
+    return len(norms)
+
+
+@torch.no_grad()
+def evaluate(
+    model: ClientModel,
+    task: Task,
+    split: Split,
+    *,
+    batch_size: int,
+    device: torch.device,
+    num_outputs: int,
+) -> dict[str, float]:
+    """The task metrics on ``split`` plus the mean task loss."""
+    model.eval()
+    meter = task.meter(num_outputs)
+    total = 0.0
+    for start in range(0, len(split), batch_size):
+        batch = split.take(np.arange(start, min(start + batch_size, len(split))))
+        inputs = move_to(model.prepare(batch.x), device)  # type: ignore[arg-type]
+        targets = task.targets(batch.y).to(device)
+        logits = model(inputs).logits
+        assert logits is not None
+        total += float(task.loss(logits, targets)) * len(batch)
+        meter.update(logits, targets)
+    metrics = meter.compute()
+    metrics["test-loss"] = total / max(len(split), 1)
+    return metrics

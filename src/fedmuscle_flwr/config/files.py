@@ -1,0 +1,137 @@
+"""Finding the config files: client profiles, rosters and server presets.
+
+A *profile* is a TOML file under ``clients/`` (shipped inside the package as
+``fedmuscle_flwr/_profiles/clients``). A *roster* (``clients/rosters/<name>.toml``)
+lists the clients of a simulated federation in partition-id order, each a profile
+name plus optional dotted overrides::
+
+    [[clients]]
+    profile = "fmnist-cnn"
+    set = { "data.partition.index" = 1 }
+
+In deployment a client names its own profile file on its command line; the server
+never sees it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fedmuscle_flwr.config.profile import ClientProfile, Roster
+from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.config.schema import ConfigError, deep_merge, unflatten, validate
+
+
+# ------------------------------------------------------------------- locating
+def profiles_root() -> Path:
+    """Where the bundled ``clients/`` and ``server/`` folders are.
+
+    Installed wheels carry them as ``fedmuscle_flwr/_profiles``; an editable
+    install or a source checkout (and a Flower FAB) uses the repository folders.
+    """
+    packaged = resources.files("fedmuscle_flwr") / "_profiles"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[3]
+
+
+def _resolve(name_or_path: str, folder: str) -> Path:
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".toml" and path.is_file():
+        return path
+    candidate = profiles_root() / folder / f"{name_or_path}.toml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.stem for p in (profiles_root() / folder).glob("*.toml"))
+    raise ConfigError(f"no {folder} entry {name_or_path!r}; known: {known}")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file, turning syntax errors into :class:`ConfigError`."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_profile(
+    name_or_path: str, overrides: Mapping[str, Any] | None = None
+) -> ClientProfile:
+    """Load ``clients/<name>.toml`` (or a path) with dotted ``overrides`` applied."""
+    path = _resolve(name_or_path, "clients")
+    data = deep_merge(read_toml(path), unflatten(overrides or {}))
+    return ClientProfile.from_mapping(data, source=str(path))
+
+
+def _roster_entries(
+    name_or_path: str, seen: tuple[str, ...] = ()
+) -> list[tuple[str, dict[str, Any]]]:
+    """(profile, merged nested overrides) per client, following ``extends``."""
+    path = _resolve(name_or_path, "clients/rosters")
+    if str(path) in seen:
+        raise ConfigError(f"roster {path}: 'extends' loops back to itself")
+    roster = validate(Roster, read_toml(path), f"roster {path}")
+    common = unflatten(roster.set)
+    entries = []
+    if roster.extends:
+        base = _roster_entries(roster.extends, (*seen, str(path)))
+        entries = [(name, deep_merge(over, common)) for name, over in base]
+    for entry in roster.clients:
+        entries.append((entry.profile, deep_merge(common, unflatten(entry.set))))
+    return entries
+
+
+@cache
+def load_roster(name_or_path: str) -> tuple[ClientProfile, ...]:
+    """All profiles of a roster, in partition-id order; names made unique."""
+    profiles = [load_profile(p, o) for p, o in _roster_entries(name_or_path)]
+    names = [p.name for p in profiles]
+    return tuple(
+        p.model_copy(update={"name": f"{p.name}-{i}"}) if names.count(p.name) > 1 else p
+        for i, p in enumerate(profiles)
+    )
+
+
+def resolve_profile(node_config: Mapping[str, Any], roster: str) -> ClientProfile:
+    """The profile of this node.
+
+    Deployment: ``--node-config 'profile="clients/x.toml"'`` (any other
+    node-config keys except the reserved ones are dotted overrides, e.g.
+    ``data.max-train=500``). Simulation: the roster entry at ``partition-id``.
+    """
+    if "profile" in node_config:
+        reserved = {"profile", "partition-id", "num-partitions", "state-dir"}
+        overrides = {k: v for k, v in node_config.items() if k not in reserved}
+        return load_profile(str(node_config["profile"]), overrides)
+    if "partition-id" not in node_config:
+        raise ConfigError("node config needs 'profile' (deployment) or 'partition-id'")
+    profiles = load_roster(roster)
+    pid = int(node_config["partition-id"])
+    if not 0 <= pid < len(profiles):
+        raise ConfigError(
+            f"partition-id={pid} outside roster {roster!r} ({len(profiles)})"
+        )
+    return profiles[pid]
+
+
+def load_preset(name_or_path: str) -> dict[str, Any]:
+    """A server preset (``server/<name>.toml``) as a nested mapping."""
+    return read_toml(_resolve(name_or_path, "server"))
+
+
+def resolve_run_config(flat: Mapping[str, Any]) -> RunConfig:
+    """Flower's flat run config -> RunConfig: preset file, then the other keys."""
+    flat = dict(flat)
+    preset = str(flat.pop("preset", "default"))
+    return RunConfig.from_mapping(deep_merge(load_preset(preset), unflatten(flat)))
+
+
+def list_entries(folder: str) -> list[str]:
+    """Names of the TOML files bundled under ``folder`` (e.g. ``clients``)."""
+    return sorted(p.stem for p in (profiles_root() / folder).glob("*.toml"))

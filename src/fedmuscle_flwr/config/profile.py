@@ -1,0 +1,114 @@
+"""The client profile: who a client is (model, task, data), as data.
+
+A *profile* is a TOML file under ``clients/``; a *roster* lists the clients of a
+simulated federation (see :mod:`fedmuscle_flwr.config.files` for the files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from fedmuscle_flwr.config.schema import _Schema, validate
+
+
+class LoraConfig(_Schema):
+    """LoRA adapters (peft) on a transformer backbone; rank 0 disables them."""
+
+    rank: int = Field(0, ge=0)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: tuple[str, ...] = ()
+
+
+class ModelSpec(_Schema):
+    """The client's architecture: backbone + projection head + task head."""
+
+    backbone: str = Field(description="registry name or 'package.module:builder'")
+    options: dict[str, Any] = Field(default_factory=dict)
+    pretrained: bool = True
+    projector: Literal["linear", "mlp"] = "mlp"
+    projection_dim: int | None = Field(None, gt=0, description="must equal muscle.dim")
+    head_on: Literal["features", "representation"] = "features"
+    freeze_backbone: bool = False
+    lora: LoraConfig = LoraConfig()
+
+
+class TaskSpec(_Schema):
+    """The client's task kind (registry name) and its options."""
+
+    kind: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PartitionSpec(_Schema):
+    """How this client's share of a dataset is cut (flwr-datasets partitioners)."""
+
+    scheme: Literal["iid", "dirichlet", "classes", "whole"] = "iid"
+    num_partitions: int = Field(1, ge=1)
+    index: int = Field(0, ge=0)
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration")
+    classes: tuple[int, ...] = ()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> PartitionSpec:
+        if self.index >= self.num_partitions:
+            raise ValueError(
+                f"index={self.index} must be < num-partitions={self.num_partitions}"
+            )
+        if self.scheme == "classes" and not self.classes:
+            raise ValueError("scheme='classes' needs a non-empty 'classes' list")
+        return self
+
+
+class DataSpec(_Schema):
+    """The client's private dataset."""
+
+    dataset: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    partition: PartitionSpec = PartitionSpec()
+    max_train: int = Field(0, ge=0, description="0 = the whole partition")
+    max_test: int = Field(0, ge=0, description="0 = the whole test split")
+
+
+class ClientProfile(_Schema):
+    """One client persona: its model, its task and its private data."""
+
+    name: str
+    model: ModelSpec
+    task: TaskSpec
+    data: DataSpec
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "") -> ClientProfile:
+        """Validate a profile mapping; errors name the field and the source."""
+        what = f"client profile {source}".strip()
+        return validate(cls, data, what)
+
+
+class RosterEntry(_Schema):
+    """One roster line: a profile name and dotted overrides."""
+
+    profile: str
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+class Roster(_Schema):
+    """The ordered clients of a simulated federation (partition-id = position).
+
+    ``set``: dotted overrides for all clients (before each entry's own);
+    ``extends``: a base roster whose clients come first, with ``set`` on top.
+    """
+
+    extends: str = ""
+    set: dict[str, Any] = Field(default_factory=dict)
+    clients: tuple[RosterEntry, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Roster:
+        if not self.clients and not self.extends:
+            raise ValueError("a roster needs [[clients]] entries or 'extends'")
+        return self

@@ -1,0 +1,208 @@
+"""The run configuration (server side): rounds, training, Muscle, federation, ...
+
+Flower flattens nested run-config tables to dotted keys (``muscle.tau``);
+:meth:`RunConfig.from_flat` folds them back and validates once, at the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from fedmuscle_flwr.config.schema import _Schema, unflatten, validate
+
+#: the poisoning detectors ``method/robust.py`` implements, in their default order
+DETECTOR_NAMES = ("norm", "collapse", "gram", "alignment")
+
+
+# --------------------------------------------------------------------------- run
+class PublicConfig(_Schema):
+    """The public (unlabelled) dataset every participant can index."""
+
+    dataset: str = "fashion-mnist-heldout"
+    size: int = Field(5000, gt=0, description="samples of the public set in use")
+
+
+class TrainConfig(_Schema):
+    """Phase 1: E epochs of each client's own task loss on its private data."""
+
+    epochs: int = Field(1, ge=0, description="E: task epochs per round")
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_batches: int = Field(0, ge=0, description="cap per epoch; 0 = whole epoch")
+    head_refit_epochs: int = Field(
+        0,
+        ge=0,
+        description="after phase 2: task epochs on the head only (not in the paper; "
+        "docs/results.md §5)",
+    )
+
+
+class MuscleConfig(_Schema):
+    """Phase 2: T contrastive steps with the Muscle loss (fedmuscle.md §2-3)."""
+
+    steps: int = Field(5, ge=0, description="T: contrastive steps per round")
+    batch_size: int = Field(32, ge=2, description="B: public batch size")
+    dim: int = Field(256, gt=0, description="d: shared representation dimension")
+    partners: int = Field(3, ge=1, description="M: partners per client")
+    tau: float = Field(0.2, gt=0, description="τ_N")
+    tau_partners: float = Field(0.15, gt=0, description="τ_{N-1}")
+    lr: float = Field(1e-3, gt=0)
+    downlink: Literal["compact", "aggregated"] = "compact"
+    sync: Literal["per-step", "per-round"] = "per-round"
+    precision: Literal["fp16", "fp32", "int8"] = Field(
+        "fp16", description="wire format of representations (int8: + fp32 scale/row)"
+    )
+    max_tuples: int = Field(
+        2**26, gt=0, description="B^(M+1) above which the loss is chunked"
+    )
+    freeze_norm_stats: bool = Field(
+        False,
+        description="phase 2 keeps BatchNorm running statistics of the private data "
+        "(an ablation: worse on the default federation, docs/results.md §5)",
+    )
+    kd_temperature: float = Field(
+        2.0, gt=0, description="T of the feddf baseline's ensemble distillation"
+    )
+
+    @model_validator(mode="after")
+    def _gamma_non_negative(self) -> MuscleConfig:
+        if self.tau_partners > self.tau:
+            raise ValueError(
+                f"tau-partners={self.tau_partners} must be <= tau={self.tau} "
+                "(γ = 1/τ_{N-1} − 1/τ_N must be ≥ 0)"
+            )
+        return self
+
+
+class EvalConfig(_Schema):
+    """Evaluation and the fixed public probe batch used to measure alignment."""
+
+    every: int = Field(1, ge=1, description="evaluate every k rounds (and the last)")
+    probe_size: int = Field(64, ge=2)
+    initial: bool = Field(True, description="also evaluate before round 1")
+
+
+class FederationConfig(_Schema):
+    """Who takes part and how long the server waits."""
+
+    roster: str = Field("default", description="clients/rosters/<name>.toml")
+    min_clients: int = Field(2, ge=1)
+    wait_clients_s: float = Field(300.0, gt=0)
+    phase_timeout_s: float = Field(3600.0, gt=0)
+    poll_s: float = Field(0.05, gt=0)
+    max_weights_mb: float = Field(
+        1024.0, gt=0, description="largest model a weight-sharing baseline may send"
+    )
+
+
+class RobustConfig(_Schema):
+    """Poisoning defence: screen the uploaded representations every round.
+
+    Detectors (``robust.py``) compare each client's representations of the
+    round's public batches with the others'; a flagged client is excluded from
+    partners for the rest of the round (logged, counted in the round metrics).
+    Off by default: it assumes the clients' representations share a similarity
+    structure, and an honest client that disagrees is flagged and loses its
+    alignment for the round (measured on the default preset: the off-domain
+    digits client in 1 of 16 client-rounds; docs/reliability.md §1.2).
+    """
+
+    enabled: bool = False
+    detectors: str = Field(
+        "norm,collapse,gram,alignment", description="detector names, in order"
+    )
+    min_clients: int = Field(3, ge=3, description="fewer: no screening (no majority)")
+    z_threshold: float = Field(3.0, gt=0, description="flag if z < -z-threshold ...")
+    min_ratio: float = Field(0.5, ge=0, le=1, description="... and score < ratio*ref")
+    mad_floor: float = Field(0.1, gt=0, description="lower bound on the MAD scale")
+    collapse_cosine: float = Field(
+        0.999, gt=0, le=1, description="mean cosine of distinct rows above = collapse"
+    )
+    norm_tolerance: float = Field(0.05, gt=0, description="|mean row norm - 1| above")
+
+    @model_validator(mode="after")
+    def _known_detectors(self) -> RobustConfig:
+        names = [n.strip() for n in self.detectors.split(",") if n.strip()]
+        unknown = [n for n in names if n not in DETECTOR_NAMES]
+        if unknown or not names:
+            raise ValueError(
+                f"detectors={self.detectors!r}: unknown {unknown or '(none given)'}; "
+                f"known: {sorted(DETECTOR_NAMES)}"
+            )
+        return self
+
+
+class PrivacyConfig(_Schema):
+    """Client side: clip, add Gaussian noise to and renormalise every upload."""
+
+    clip: float = Field(1.0, gt=0, description="row L2 norm bound C before noise")
+    noise: float = Field(
+        0.0, ge=0, description="noise multiplier σ: N(0, (σ·C)²) per coordinate"
+    )
+
+
+class ServerModelConfig(_Schema):
+    """The server's own representation model (the ``creamfl`` baseline only)."""
+
+    backbone: str = Field("small-cnn", description="encoder registry name")
+    options: dict[str, Any] = Field(default_factory=dict)
+    lr: float = Field(1e-3, gt=0, description="Adam lr of the server model")
+    steps_per_batch: int = Field(1, ge=1, description="updates per public batch")
+
+
+class CheckpointConfig(_Schema):
+    """Server checkpoints (``<run dir>/checkpoint.json``) and resuming from one."""
+
+    enabled: bool = Field(True, description="write a checkpoint after every round")
+    resume: bool = Field(False, description="continue the run in the run folder")
+    uid: str = Field(
+        "", description="drawn at a run's first start; keys the clients' states"
+    )
+
+
+class RunConfig(_Schema):
+    """Everything the server decides for a run."""
+
+    algorithm: str = "fedmuscle"
+    num_rounds: int = Field(5, ge=1)
+    seed: int = 0
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    output_dir: str = Field("runs", description="run folders are created below it")
+    run_name: str = Field("", description="run folder name; '' = <time>-<algorithm>")
+    public: PublicConfig = PublicConfig()
+    train: TrainConfig = TrainConfig()
+    muscle: MuscleConfig = MuscleConfig()
+    eval: EvalConfig = EvalConfig()
+    federation: FederationConfig = FederationConfig()
+    robust: RobustConfig = RobustConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    server_model: ServerModelConfig = ServerModelConfig()
+
+    @model_validator(mode="after")
+    def _probe_fits(self) -> RunConfig:
+        if self.eval.probe_size > self.public.size:
+            raise ValueError(
+                f"eval.probe-size={self.eval.probe_size} exceeds "
+                f"public.size={self.public.size}"
+            )
+        if self.muscle.batch_size > self.public.size:
+            raise ValueError(
+                f"muscle.batch-size={self.muscle.batch_size} exceeds "
+                f"public.size={self.public.size}"
+            )
+        return self
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Validate a nested mapping; raise :class:`ConfigError` on any bad value."""
+        return validate(cls, data, "run config")
+
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Any]) -> RunConfig:
+        """Validate Flower's flattened run config (``muscle.tau`` style keys)."""
+        return cls.from_mapping(unflatten(flat))

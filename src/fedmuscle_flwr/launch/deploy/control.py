@@ -1,0 +1,249 @@
+"""The SuperLink's Control API through Flower's own ``flwr`` CLI, and its logs.
+
+Every call runs ``flwr <command> fedmuscle --format json`` with the connection
+``fedmuscle`` that :func:`write_connection` puts in ``$FLWR_HOME/config.toml``
+(1.39: the Control API is the SuperLink's HTTP(S) ``--host``/``--port``).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedmuscle_flwr.launch.deploy.processes import DeploymentError
+
+log = logging.getLogger(__name__)
+
+#: connection name written to ``$FLWR_HOME/config.toml``
+CONNECTION = "fedmuscle"
+_STATUS_EVERY_S = 30.0
+#: what the 1.39 SuperLink logs when an unregistered key tries to join
+_REFUSAL_MARK = "No SuperNode found with the given public key"
+
+
+def write_connection(home: Path, address: str, ca: Path | None) -> Path:
+    """Write ``$FLWR_HOME/config.toml`` with the :data:`CONNECTION` entry."""
+    tls = f'root-certificates = "{ca.resolve()}"' if ca else "insecure = true"
+    path = home / "config.toml"
+    path.write_text(
+        f'[superlink]\ndefault = "{CONNECTION}"\n\n'
+        f'[superlink.{CONNECTION}]\naddress = "{address}"\n{tls}\n'
+    )
+    return path
+
+
+def flwr_json(args: Sequence[str], env: Mapping[str, str], timeout: float = 60) -> Any:
+    """Run ``flwr <args> --format json``; return the parsed JSON or raise."""
+    cmd = ["flwr", *args, "--format", "json"]
+    out = subprocess.run(
+        cmd, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    try:
+        data = json.loads(out.stdout[out.stdout.find("{") :])
+    except json.JSONDecodeError:
+        data = {"success": False, "error-message": out.stdout + out.stderr}
+    if not data.get("success", False):
+        raise DeploymentError(
+            f"{' '.join(cmd)} failed: {data.get('error-message', data)}"
+        )
+    return data
+
+
+def register_nodes(
+    keys: Sequence[str], workdir: Path, env: Mapping[str, str]
+) -> list[int]:
+    """Register OpenSSH public keys with the SuperLink (``flwr supernode register``).
+
+    The calls run in parallel: each ``flwr`` process takes seconds to start, and
+    a SuperNode whose key is not registered yet when it connects is refused.
+    """
+    pubs = []
+    for i, line in enumerate(keys):
+        pubs.append(workdir / f"registered-{i}.pub")
+        pubs[-1].write_text(line + "\n")
+    with ThreadPoolExecutor(max_workers=min(8, len(pubs) or 1)) as pool:
+        results = list(
+            pool.map(
+                lambda pub: flwr_json(
+                    ["supernode", "register", str(pub), CONNECTION], env
+                ),
+                pubs,
+            )
+        )
+    ids = [int(data["node-id"]) for data in results]
+    for line, node_id in zip(keys, ids, strict=True):
+        log.info("registered SuperNode key %s as node %s", _key_label(line), node_id)
+    return ids
+
+
+def _key_label(line: str) -> str:
+    parts = line.split()
+    return parts[2] if len(parts) > 2 else parts[1][-12:]
+
+
+def find_app_dir() -> Path | None:
+    """The project root holding this package's Flower ``pyproject.toml``, if any.
+
+    Found from this module's location (editable install or source checkout);
+    ``None`` for a non-editable install (then see :func:`write_minimal_app`).
+    """
+    for folder in Path(__file__).resolve().parents:
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and "[tool.flwr.app" in pyproject.read_text():
+            return folder
+    return None
+
+
+def write_minimal_app(folder: Path) -> Path:
+    """A code-free Flower app (only ``pyproject.toml``) for installed packages.
+
+    ``flwr run`` ships a FAB, but the components are imported by module path, so
+    when ``fedmuscle_flwr`` is installed on the server and on every client (which
+    deployment needs anyway: runtime dependency installation is off) a FAB that
+    carries only the app's metadata is enough.
+    """
+    from importlib.metadata import version
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling"]\n'
+        'build-backend = "hatchling.build"\n\n'
+        f'[project]\nname = "fedmuscle-flwr"\nversion = "{version("fedmuscle-flwr")}"\n'
+        'dependencies = ["flwr==1.39.0"]\n\n'
+        '[tool.flwr.app]\npublisher = "fedmuscle"\n\n'
+        "[tool.flwr.app.components]\n"
+        'serverapp = "fedmuscle_flwr.serverapp.app:app"\n'
+        'clientapp = "fedmuscle_flwr.clientapp.app:app"\n\n'
+        '[tool.flwr.app.config]\npreset = "default"\n'
+    )
+    return folder
+
+
+def submit_run(app_dir: Path, run_config: Path, env: Mapping[str, str]) -> int:
+    """``flwr run APP fedmuscle --run-config 'preset="<file>"'``; return the run id."""
+    override = f'preset="{run_config.resolve()}"'
+    data = flwr_json(
+        ["run", str(app_dir), CONNECTION, "--run-config", override], env, 300
+    )
+    return int(data["run-id"])
+
+
+def run_status(run_id: int, env: Mapping[str, str]) -> str:
+    """The run's status string, e.g. ``running`` or ``finished:completed``."""
+    data = flwr_json(["list", CONNECTION, "--run-id", str(run_id)], env)
+    return str(data["runs"][0]["status"])
+
+
+def wait_run(
+    run_id: int,
+    env: Mapping[str, str],
+    timeout: float,
+    alive: Callable[[], bool] = lambda: True,
+    tick: Callable[[], None] = lambda: None,
+    hint: Callable[[], bool] = lambda: True,
+) -> str:
+    """Wait until the run finished; return its final status (``flwr list``).
+
+    Every ``flwr`` call costs a Python start-up (about 1 s of CPU), so the status
+    is read when ``hint()`` says the run may have ended (the ``flwr log
+    --stream`` process exited) and otherwise every 30 s. ``alive`` says whether
+    the SuperLink still runs; ``tick`` runs every half second.
+    """
+    deadline, status, next_check = time.monotonic() + timeout, "unknown", 0.0
+    while time.monotonic() < deadline:
+        if not alive():
+            raise DeploymentError(f"the SuperLink exited; run {run_id} was {status}")
+        tick()
+        if hint() or time.monotonic() >= next_check:
+            status = run_status(run_id, env)
+            if status.startswith("finished"):
+                return status
+            next_check = time.monotonic() + _STATUS_EVERY_S
+        time.sleep(0.5)
+    raise DeploymentError(f"run {run_id} still {status} after {timeout:.0f} s")
+
+
+@dataclass
+class MissingNodes:
+    """Logs which registered SuperNodes are not online yet (every ``every_s``).
+
+    Only registered (authenticated) nodes have ids before they connect, so this
+    is how the server can name who is missing; it stops once all are online.
+    """
+
+    env: Mapping[str, str]
+    registered: Sequence[int]
+    every_s: float = 15.0
+    _next: float = 0.0
+    _done: bool = False
+
+    def __call__(self) -> None:
+        """Check (rate-limited) and log the missing node ids."""
+        if self._done or not self.registered or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.every_s
+        nodes = flwr_json(["supernode", "list", CONNECTION], self.env)["nodes"]
+        online = {int(n["node-id"]) for n in nodes if n["status"] == "online"}
+        missing = [n for n in self.registered if n not in online]
+        self._done = not missing
+        if missing:
+            log.info(
+                "%d of %d registered clients online; missing node ids: %s",
+                len(self.registered) - len(missing),
+                len(self.registered),
+                ", ".join(map(str, missing)),
+            )
+        else:
+            log.info("all %d registered clients are online", len(self.registered))
+
+
+def stop_run(run_id: int, env: Mapping[str, str]) -> None:
+    """Ask the SuperLink to stop ``run_id`` (best effort)."""
+    with contextlib.suppress(DeploymentError, subprocess.TimeoutExpired):
+        flwr_json(["stop", str(run_id), CONNECTION], env, timeout=30)
+
+
+def key_fingerprint(line: str) -> str:
+    """OpenSSH-style ``SHA256:...`` fingerprint of the key in a SuperLink log line."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+
+        start = line.index("b'-----BEGIN")
+        pem = ast.literal_eval(line[start : line.index("'", start + 2) + 1])
+        key = serialization.load_pem_public_key(pem)
+        raw = key.public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        ).split()[1]
+        digest = hashlib.sha256(base64.b64decode(raw)).digest()
+        return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    except (ValueError, SyntaxError):
+        return "an unknown key"
+
+
+@dataclass
+class RefusalWatcher:
+    """Turns the SuperLink's refusal errors into one clear warning per attempt."""
+
+    refused: list[str] = field(default_factory=list)
+
+    def __call__(self, line: str) -> None:
+        """Inspect one SuperLink log line."""
+        if _REFUSAL_MARK in line:
+            fingerprint = key_fingerprint(line)
+            self.refused.append(fingerprint)
+            log.warning(
+                "REFUSED a SuperNode: its public key %s is not registered "
+                "(not in --auth-keys); it was not admitted to the federation",
+                fingerprint,
+            )

@@ -1,0 +1,229 @@
+"""Deployment roles: the server (SuperLink + a FedMuscle run) and a client (SuperNode).
+
+Both roles run Flower 1.39's own executables (see :mod:`.processes` and
+:mod:`.control` beside this module):
+
+* :func:`run_server` starts ``flower-superlink`` (Fleet API gRPC, TLS unless
+  insecure, optional SuperNode authentication with registered public keys),
+  submits the run with ``flwr run``, polls ``flwr list`` until it finished and
+  stops everything;
+* :func:`run_client` (:mod:`fedmuscle_flwr.launch.deploy.node`, re-exported here) starts
+  ``flower-supernode`` with this client's profile, state and data.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.config.schema import flatten
+from fedmuscle_flwr.launch.deploy.certs import (
+    CA_CERT,
+    SERVER_CERT,
+    SERVER_KEY,
+    read_public_keys,
+)
+from fedmuscle_flwr.launch.deploy.control import (
+    CONNECTION,
+    MissingNodes,
+    RefusalWatcher,
+    find_app_dir,
+    register_nodes,
+    stop_run,
+    submit_run,
+    wait_run,
+    write_connection,
+    write_minimal_app,
+)
+from fedmuscle_flwr.launch.deploy.node import (
+    ClientOptions,
+    run_client,
+    supernode_command,
+)
+from fedmuscle_flwr.launch.deploy.processes import (
+    DeploymentError,
+    Managed,
+    flower_env,
+    process_group,
+    split_address,
+    toml_value,
+    wait_for_port,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How to run the server side.
+
+    Parameters
+    ----------
+    fleet_address : str
+        Fleet API (gRPC) bind address, where SuperNodes connect.
+    control_address : str
+        Control + ServerAppIo HTTP(S) bind address (the ``flwr`` CLI's target).
+    tls_dir : Path or None
+        Folder with ``ca.crt``, ``server.pem``, ``server.key``; ``None`` = insecure.
+    auth_keys : Path or None
+        Public keys (file or folder) to register; enables SuperNode authentication.
+    workdir : Path or None
+        Flower home, logs and the run config; a fresh temporary folder if ``None``.
+    timeout_s : float
+        Upper bound on the run's duration.
+    """
+
+    fleet_address: str = "0.0.0.0:9092"
+    control_address: str = "127.0.0.1:8000"
+    tls_dir: Path | None = None
+    auth_keys: Path | None = None
+    workdir: Path | None = None
+    timeout_s: float = 24 * 3600.0
+
+
+def superlink_command(opts: ServerOptions) -> list[str]:
+    """The ``flower-superlink`` command line for ``opts`` (1.39 flags)."""
+    host, port = split_address(opts.control_address)
+    cmd = [
+        "flower-superlink",
+        "--fleet-api-type",
+        "grpc-rere",
+        "--fleet-api-address",
+        opts.fleet_address,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--isolation",
+        "subprocess",
+        "--disable-runtime-dependency-installation",
+    ]
+    if opts.tls_dir is None:
+        return [*cmd, "--insecure"]
+    tls = opts.tls_dir
+    cmd += [
+        "--ssl-ca-certfile",
+        str(tls / CA_CERT),
+        "--ssl-certfile",
+        str(tls / SERVER_CERT),
+        "--ssl-keyfile",
+        str(tls / SERVER_KEY),
+    ]
+    return [*cmd, "--enable-supernode-auth"] if opts.auth_keys else cmd
+
+
+def write_run_config(run: RunConfig, path: Path) -> Path:
+    """Write the complete, validated run config as a TOML preset file."""
+    flat = flatten(run.model_dump(by_alias=True, mode="json"))
+    lines = [f"{key} = {toml_value(value)}" for key, value in sorted(flat.items())]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# written by fedmuscle server\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def _relay(line: str) -> None:
+    """Forward the ServerApp's own output (``flwr log --stream``) to our log."""
+    if line.strip():
+        log.info("[serverapp] %s", line.rstrip())
+
+
+def prepare_run(run: RunConfig, workdir: Path) -> tuple[RunConfig, Path]:
+    """Name the run, make its output folder absolute, and write its config file."""
+    from fedmuscle_flwr.serverapp.app import name_run
+
+    run = name_run(run)
+    run = run.model_copy(update={"output_dir": str(Path(run.output_dir).resolve())})
+    return run, write_run_config(run, workdir / "run-config.toml")
+
+
+def start_superlink(
+    opts: ServerOptions, workdir: Path, env: Mapping[str, str], procs: list[Managed]
+) -> tuple[Managed, list[int]]:
+    """Start the SuperLink, wait for its ports, register keys; return it, node ids."""
+    link = Managed(
+        "superlink",
+        superlink_command(opts),
+        env,
+        workdir / "logs" / "superlink.log",
+        RefusalWatcher(),
+    )
+    procs.append(link)
+    for address in (opts.control_address, opts.fleet_address):
+        wait_for_port(*split_address(address), timeout=60, proc=link)
+    _, port = split_address(opts.control_address)
+    ca = opts.tls_dir / CA_CERT if opts.tls_dir else None
+    write_connection(Path(env["FLWR_HOME"]), f"127.0.0.1:{port}", ca)
+    registered: list[int] = []
+    if opts.auth_keys is not None:
+        registered = register_nodes(read_public_keys(opts.auth_keys), workdir, env)
+    log.info(
+        "SuperLink up: Fleet API (gRPC) on %s; log %s",
+        opts.fleet_address,
+        link.log_path,
+    )
+    return link, registered
+
+
+def run_server(run: RunConfig, opts: ServerOptions) -> Path:
+    """Start the SuperLink, run ``run`` via ``flwr run``, stop; return the run folder.
+
+    Raises
+    ------
+    DeploymentError
+        When a process fails, or the run does not finish ``completed`` in time.
+    KeyboardInterrupt
+        On Ctrl-C / SIGTERM, after the run was stopped and all children ended.
+    """
+    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="fedmuscle-server-"))
+    env = flower_env(workdir / "flwr-home")
+    run, cfg_file = prepare_run(run, workdir)
+    app_dir = find_app_dir() or write_minimal_app(workdir / "app")
+    if opts.tls_dir is None:
+        log.warning("--insecure: TLS is OFF; traffic to and from clients is plaintext")
+    with process_group() as procs:
+        link, registered = start_superlink(opts, workdir, env, procs)
+        run_id = submit_run(app_dir, cfg_file, env)
+        log.info(
+            "run %s (%s) submitted; it waits for %d clients",
+            run_id,
+            run.run_name,
+            run.federation.min_clients,
+        )
+        stream = ["flwr", "log", str(run_id), CONNECTION, "--stream"]
+        logs = Managed(
+            "serverapp-log", stream, env, workdir / "logs" / "serverapp.log", _relay
+        )
+        procs.append(logs)
+        try:
+            status = wait_run(
+                run_id,
+                env,
+                opts.timeout_s,
+                alive=lambda: link.poll() is None,
+                tick=MissingNodes(env, registered),
+                hint=lambda: logs.poll() is not None,
+            )
+        except KeyboardInterrupt:
+            log.warning("interrupted: stopping run %s and the SuperLink", run_id)
+            stop_run(run_id, env)
+            raise
+    run_dir = Path(run.output_dir) / run.run_name
+    if status != "finished:completed":
+        raise DeploymentError(f"run {run_id} ended {status}; see {link.log_path}")
+    log.info("run %s %s; results in %s", run_id, status, run_dir)
+    return run_dir
+
+
+__all__ = [
+    "ClientOptions",
+    "DeploymentError",
+    "ServerOptions",
+    "run_client",
+    "run_server",
+    "superlink_command",
+    "supernode_command",
+]

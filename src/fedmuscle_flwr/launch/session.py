@@ -1,0 +1,105 @@
+"""What ``fedmuscle run`` does after validation: simulate each algorithm, report Δ."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.runs.checkpoint import is_complete
+from fedmuscle_flwr.runs.metrics import delta_rows, mean_delta, read_summary
+from fedmuscle_flwr.runs.report import delta_markdown, delta_table
+
+log = logging.getLogger(__name__)
+REFERENCE = "local"
+
+
+def run_and_report(
+    runs: Mapping[str, RunConfig],
+    session: Path,
+    console: Console,
+    execute: Callable[[RunConfig], Path] | None = None,
+) -> None:
+    """Run every run of ``runs`` in order, then print and save the Δ tables.
+
+    ``execute`` runs one config to completion and returns its folder (an engine of
+    :mod:`fedmuscle_flwr.launch.engines`; default: Flower's simulation).
+    """
+    if execute is None:
+        from fedmuscle_flwr.launch.engines import get_engine
+
+        execute = get_engine("simulation").run
+    finals: dict[str, dict[str, Any]] = {}
+    for name, run in runs.items():
+        run_dir = Path(run.output_dir) / run.run_name
+        if run.checkpoint.resume and is_complete(run, run_dir):
+            log.info("%s finished before the interruption: reusing %s", name, run_dir)
+        else:
+            run_dir = execute(run)
+        finals[name] = read_summary(run_dir)["clients"]
+    report = [f"# {session.name}\n"]
+    for name, final in finals.items():
+        if name == REFERENCE or REFERENCE not in finals:
+            continue
+        rows = delta_rows(final, finals[REFERENCE])
+        console.print(delta_table(rows, name))
+        report.append(delta_markdown(rows, name))
+        log.info("%s: mean Δ = %+.1f %%", name, mean_delta(rows))
+    if len(report) == 1:  # no reference run: plain metric table
+        for name, final in finals.items():
+            report.append(f"## {name}\n")
+            report += [
+                f"- {c}: {r['metric-name']} = {r['metric']:.4f}"
+                for c, r in final.items()
+            ]
+            for c, r in final.items():
+                console.print(f"{name} {c}: {r['metric-name']} = {r['metric']:.4f}")
+    (session / "report.md").write_text("\n".join(report) + "\n")
+    console.print(f"runs and report in {session}")
+
+
+def registries() -> dict[str, Callable[[], Mapping[str, str]]]:
+    """The listable registries, loaded lazily."""
+
+    def models() -> Mapping[str, str]:
+        from fedmuscle_flwr.models.registry import SCHEMES, list_models
+
+        return {**list_models(), **SCHEMES}  # registered names, then the open forms
+
+    def tasks() -> Mapping[str, str]:
+        from fedmuscle_flwr.tasks.registry import list_tasks
+
+        return list_tasks()
+
+    def datasets() -> Mapping[str, str]:
+        from fedmuscle_flwr.data.registry import list_datasets
+
+        return list_datasets()
+
+    def algorithms() -> Mapping[str, str]:
+        from fedmuscle_flwr.method.algorithms import ALGORITHMS
+
+        return {n: a.description for n, a in ALGORITHMS.items()}
+
+    def presets() -> Mapping[str, str]:
+        from fedmuscle_flwr.config.files import list_entries
+
+        return {n: "server preset" for n in list_entries("server")}
+
+    def profiles() -> Mapping[str, str]:
+        from fedmuscle_flwr.config.files import list_entries
+
+        return {n: "client profile" for n in list_entries("clients")}
+
+    return {
+        "models": models,
+        "tasks": tasks,
+        "datasets": datasets,
+        "algorithms": algorithms,
+        "presets": presets,
+        "profiles": profiles,
+    }

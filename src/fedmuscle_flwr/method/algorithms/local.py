@@ -1,0 +1,14 @@
+"""Local training only: the Δ reference (same models, same epochs, no exchange)."""
+
+from __future__ import annotations
+
+from fedmuscle_flwr.method.algorithms.base import Algorithm
+
+
+class Local(Algorithm):
+    """No phase 2: nothing leaves the client but evaluation metrics and probes."""
+
+    name = "local"
+    description = "Local training only: same models, same epochs, no communication"
+    wire = "nothing but evaluation metrics (and probe representations)"
+    aligns = False

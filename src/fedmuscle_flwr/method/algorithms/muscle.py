@@ -1,0 +1,68 @@
+"""FedMuscle (Setayesh et al., ICLR 2026): the Muscle loss over M partners."""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import Tensor
+
+from fedmuscle_flwr.config.run import MuscleConfig, RunConfig
+from fedmuscle_flwr.method.algorithms.base import (
+    AGGREGATE,
+    LOG_ALPHA,
+    PARTNERS,
+    Algorithm,
+    AlignContext,
+    Relay,
+    StepPayload,
+    Uploads,
+)
+from fedmuscle_flwr.method.losses import muscle_loss, muscle_loss_from_aggregate
+from fedmuscle_flwr.method.planner import aggregated_payload
+
+
+class FedMuscle(Algorithm):
+    """Muscle loss (fedmuscle.md §2) against M partners; either downlink."""
+
+    name = "fedmuscle"
+    description = "FedMuscle: Muscle loss over M partners (Setayesh et al., ICLR 2026)"
+    wire = "up: Z^n (B, d) per batch; down: M partner matrices or S^n, log α"
+
+    def align_loss(
+        self, anchor: Tensor, payload: StepPayload, ctx: AlignContext
+    ) -> Tensor:
+        """L_Muscle of the anchor (B, d) against partners (M, B, d) or S^n, log α."""
+        if AGGREGATE in payload:  # the paper's downlink: S^n and log α^n
+            return muscle_loss_from_aggregate(
+                anchor, payload[AGGREGATE], payload[LOG_ALPHA]
+            )
+        cfg = ctx.cfg
+        return muscle_loss(
+            anchor,
+            payload[PARTNERS],
+            cfg.tau,
+            cfg.tau_partners,
+            max_tuples=cfg.max_tuples,
+        )
+
+    def downlink(self, muscle: MuscleConfig) -> str:
+        """The configured downlink (``compact`` or the paper's ``aggregated``)."""
+        return muscle.downlink
+
+    def relay(
+        self,
+        run: RunConfig,
+        up: Uploads,
+        batches: np.ndarray,
+        server_round: int,
+        step: int,
+        span: range,
+    ) -> dict[int, Relay]:
+        """Partner matrices; with ``muscle.downlink=aggregated`` S^n and log α."""
+        relays = super().relay(run, up, batches, server_round, step, span)
+        if self.downlink(run.muscle) == "compact":
+            return relays
+        out = {}
+        for node, relay in relays.items():
+            agg, log_alpha = aggregated_payload(relay.arrays[PARTNERS], run.muscle)
+            out[node] = Relay({AGGREGATE: agg, LOG_ALPHA: log_alpha})
+        return out

@@ -1,0 +1,77 @@
+"""Which kernel computes the Muscle log-partition (``method`` of ``muscle_loss``).
+
+Thresholds come from the measurements in docs/performance.md (H100 and CPU).
+Shape letters: B batch, M partners, D feature dim.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fedmuscle_flwr.method.kernels import muscle_triton
+from fedmuscle_flwr.method.kernels.muscle_grid import grid_log_partition
+from fedmuscle_flwr.method.kernels.muscle_torch import (
+    factorised_log_partition,
+    headroom,
+    safe_headroom,
+    upper_bound,
+)
+
+METHODS = ("auto", "factorised", "grid", "online", "triton")
+ONLINE_MAX_CELLS = 2**25  # "auto" on CUDA: the online kernel up to B^(M+1) cells
+SMALL_GRID = 2**16  # "auto" otherwise: the plain grid up to B^(M+1) cells (no sync)
+
+
+def use_online(z: Tensor, zp: Tensor, method: str) -> bool:
+    """Whether the two-launch online kernel computes the loss (see ``method``)."""
+    if method != "auto":
+        return method == "online"
+    num_m, b = zp.shape[0], zp.shape[1]
+    return (
+        z.is_cuda
+        and z.dtype == torch.float32
+        and num_m >= 2
+        and b ** (num_m + 1) <= ONLINE_MAX_CELLS
+        and muscle_triton.available()
+    )
+
+
+def log_partition(
+    a: Tensor, g: Tensor, gamma: float, max_tuples: int, method: str
+) -> Tensor:
+    """Log sum_j exp(logit(i; j)) per row, shape (B,), by the kernel ``method`` picks.
+
+    The factorised kernels run in the input dtype when :func:`headroom` allows,
+    else in float64, else the grid (exact at any dynamic range) takes over. The
+    Triton kernel is float32 only: other dtypes use the torch factorised kernel.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    (num_m, b), small = a.shape[:2], a.shape[1] ** (a.shape[0] + 1) <= SMALL_GRID
+    if method == "grid" or (method == "auto" and small):
+        return grid_log_partition(a, g, gamma, max_tuples)
+    if num_m == 1:  # M = 1: InfoNCE, no tuples to factorise
+        return torch.logsumexp(a[0], dim=1)  # (B, B) -> (B,)
+    if method == "triton" and not muscle_triton.available():
+        raise RuntimeError("method='triton' needs the triton package and a CUDA GPU")
+    gs = -gamma * g  # (M, M, B, B)
+    u = upper_bound(gs)  # () >= max_j c[j]
+    room = float(headroom(a.detach(), gs, u).max())  # the one host sync of the loss
+    # Measured on an H100 (docs/performance.md): the torch GEMMs beat the fused
+    # kernel wherever W fits, so "auto" fuses only when W would be streamed.
+    fused = method == "triton" or (
+        method == "auto"
+        and b**num_m > max_tuples
+        and a.is_cuda
+        and num_m >= 2
+        and muscle_triton.available()
+    )
+    for dtype in (a.dtype, torch.float64):
+        if room <= safe_headroom(dtype, b, num_m):
+            use_triton = fused and dtype == torch.float32
+            lse = factorised_log_partition(
+                a.to(dtype), gs.to(dtype), u.to(dtype), max_tuples, use_triton
+            )
+            return lse.to(a.dtype)
+    return grid_log_partition(a, g, gamma, max_tuples)

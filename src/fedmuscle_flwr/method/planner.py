@@ -1,0 +1,129 @@
+"""Who aligns with whom, on which public rows: the server's planning (no Flower).
+
+The round's public batches, the fixed probe batch, M partners per client and
+step (sampled within the groups an algorithm forms), the compact partner
+matrices and the paper's aggregated downlink. Every random choice uses a
+``numpy.random.Generator`` from :mod:`fedmuscle_flwr.method.seeds`, so a round
+is reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from fedmuscle_flwr.config.run import MuscleConfig
+from fedmuscle_flwr.method.losses import build_aggregate
+from fedmuscle_flwr.method.seeds import (
+    STREAM_BATCHES,
+    STREAM_PARTNERS,
+    STREAM_PROBE,
+    STREAM_SHUFFLE,
+    rng_for,
+)
+
+
+def public_batches(
+    seed: int, server_round: int, count: int, batch_size: int, size: int
+) -> np.ndarray:
+    """``count`` public batches of ``batch_size`` distinct indices < ``size``.
+
+    Returns
+    -------
+    np.ndarray
+        (count, B) int64; every client encodes the same rows.
+    """
+    rng = rng_for(seed, STREAM_BATCHES, server_round)
+    rows = [rng.choice(size, batch_size, replace=False) for _ in range(count)]
+    return np.asarray(rows, dtype=np.int64).reshape(count, batch_size)
+
+
+def probe_indices(seed: int, probe_size: int, size: int) -> np.ndarray:
+    """The fixed public probe batch (P,) used to measure alignment every round."""
+    return np.sort(rng_for(seed, STREAM_PROBE).choice(size, probe_size, replace=False))
+
+
+def sample_partners(
+    clients: Sequence[int], num_partners: int, seed: int, server_round: int, step: int
+) -> dict[int, list[int]]:
+    """U^n for every client n: ``M`` others, or all others when fewer are there.
+
+    ``clients`` must be in a stable order (the strategy sorts by client name).
+    """
+    rng = rng_for(seed, STREAM_PARTNERS, server_round, step)
+    out: dict[int, list[int]] = {}
+    for n in clients:
+        others = [m for m in clients if m != n]
+        k = min(num_partners, len(others))
+        picked: Sequence[int] = (
+            rng.choice(len(others), size=k, replace=False).tolist() if k else []
+        )
+        out[n] = [others[int(i)] for i in picked]
+    return out
+
+
+def compact_payload(
+    bank: Mapping[int, np.ndarray],
+    partners: Sequence[Sequence[int]],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Partner matrices for S steps, identities hidden, order shuffled per step.
+
+    Parameters
+    ----------
+    bank
+        node -> (S, B, d) representations of the S step batches.
+    partners
+        U^n per step (S lists of M node ids, same M for every step).
+
+    Returns
+    -------
+    np.ndarray
+        (S, M, B, d) float32.
+    """
+    steps = []
+    for s, chosen in enumerate(partners):
+        order = rng.permutation(len(chosen))
+        steps.append(np.stack([bank[chosen[int(i)]][s] for i in order]))  # (M, B, d)
+    return np.stack(steps)  # (S, M, B, d)
+
+
+def partner_matrices(
+    bank: Mapping[int, np.ndarray],
+    groups: Sequence[Sequence[int]],
+    num_partners: int,
+    seed: int,
+    server_round: int,
+    step: int,
+    steps: range,
+) -> dict[int, np.ndarray]:
+    """Every grouped node's partner matrices (S, M, B, d) for the steps ``steps``.
+
+    Partners are sampled within each group (:func:`sample_partners`, per step);
+    a node alone in its group gets no entry.
+    """
+    sampled: list[dict[int, list[int]]] = [{} for _ in steps]
+    for group in groups:
+        for choice, s in zip(sampled, steps, strict=True):
+            choice.update(sample_partners(group, num_partners, seed, server_round, s))
+    rng = rng_for(seed, STREAM_SHUFFLE, server_round, step)
+    out: dict[int, np.ndarray] = {}
+    for node in (n for group in groups for n in group):
+        partners = [choice[node] for choice in sampled]
+        if partners[0]:
+            out[node] = compact_payload(bank, partners, rng)
+    return out
+
+
+def aggregated_payload(
+    compact: np.ndarray, cfg: MuscleConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's downlink from the compact one: S^n (S, B^M, d), log α (S, B^M)."""
+    outs = [
+        build_aggregate(torch.from_numpy(c), cfg.tau, cfg.tau_partners) for c in compact
+    ]
+    agg = np.stack([s.numpy() for s, _ in outs])  # (S, B^M, d)
+    log_alpha = np.stack([a.numpy() for _, a in outs])  # (S, B^M)
+    return agg.astype(np.float32), log_alpha.astype(np.float32)

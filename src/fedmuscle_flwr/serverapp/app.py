@@ -1,0 +1,74 @@
+"""Flower ServerApp: validate the run config once, run the federation, save results.
+
+``flwr run .`` uses the module-level ``app`` (run config from
+``[tool.flwr.app.config]``: a ``preset`` plus dotted overrides); ``fedmuscle run``
+builds one with :func:`make_server_app` around an already validated config.
+:func:`serve` checkpoints after every round and, with ``checkpoint.resume``,
+continues a run from its checkpoint (:mod:`fedmuscle_flwr.runs.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedmuscle_flwr.config.files import resolve_run_config
+from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.runs.checkpoint import open_run
+from fedmuscle_flwr.runs.logs import ensure_console_logging
+from fedmuscle_flwr.serverapp.strategy import FedMuscle
+
+log = logging.getLogger(__name__)
+
+
+def name_run(run: RunConfig) -> RunConfig:
+    """Give the run a concrete, unique name (its folder and its clients' state key)."""
+    if run.run_name:
+        return run
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return run.model_copy(update={"run_name": f"{stamp}-{run.algorithm}"})
+
+
+def serve(grid: Grid, run: RunConfig) -> Path:
+    """Run (or resume) every round of ``run`` on ``grid``; return the run folder."""
+    run = name_run(run)
+    run_dir = Path(run.output_dir).expanduser() / run.run_name
+    session = open_run(run, run_dir)
+    run = session.run
+    recorder = session.recorder
+    recorder.write_config(run.model_dump(by_alias=True))
+    strategy = FedMuscle(
+        run, recorder, on_round=session.save, completed=session.completed
+    )
+    t0 = time.perf_counter()
+    strategy.start(grid=grid)
+    recorder.write_summary(
+        {
+            "algorithm": run.algorithm,
+            "seconds": session.seconds_before + time.perf_counter() - t0,
+            "segments": session.segments,
+            "rounds": session.history,
+        }
+    )
+    log.info("results in %s", run_dir)
+    return run_dir
+
+
+def make_server_app(run: RunConfig | None = None) -> ServerApp:
+    """A ServerApp for ``run``, or one that reads the run config from Flower."""
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        ensure_console_logging()
+        cfg = run if run is not None else resolve_run_config(context.run_config)
+        serve(grid, cfg)
+
+    return server_app
+
+
+app = make_server_app()

@@ -1,0 +1,84 @@
+"""The Grid mechanics of a phase: push, poll fast; wait for nodes with a deadline.
+
+Flower's ``Grid.send_and_receive`` polls every 3 s and its built-in node sampling
+waits forever; ``FedMuscle.start`` (:mod:`fedmuscle_flwr.serverapp.strategy`)
+uses these instead (poll ``federation.poll-s``, deadline ``wait-clients-s``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+from flwr.app import Message
+from flwr.serverapp import Grid
+
+log = logging.getLogger(__name__)
+
+
+def send_and_collect(
+    grid: Grid, messages: Iterable[Message], timeout: float, poll: float
+) -> list[Message]:
+    """Push ``messages``; pull replies every ``poll`` s until all came or timeout."""
+    messages = list(messages)
+    if not messages:
+        return []
+    pending = set(grid.push_messages(messages))
+    replies: list[Message] = []
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        got = list(grid.pull_messages(pending))
+        replies.extend(got)
+        pending -= {m.metadata.reply_to_message_id for m in got}
+        if pending:
+            time.sleep(poll)
+    if pending:
+        log.warning(
+            "%d replies missing after %.0f s (timed out)", len(pending), timeout
+        )
+    return replies
+
+
+def wait_for_nodes(
+    grid: Grid, minimum: int, timeout: float, expected: Sequence[str] = ()
+) -> list[int]:
+    """Block until ``minimum`` nodes are connected; raise ``TimeoutError`` after.
+
+    Flower identifies a node by its id only, so while waiting the log names the
+    connected node ids and the roster's client names (which clients these are is
+    known after their first reply).
+    """
+    deadline, last_log = time.monotonic() + timeout, 0.0
+    roster = ", ".join(expected) or "-"
+    while len(nodes := sorted(grid.get_node_ids())) < minimum:
+        now = time.monotonic()
+        missing = minimum - len(nodes)
+        if now > deadline:
+            raise TimeoutError(
+                f"only {len(nodes)} of the {minimum} required clients connected "
+                f"after {timeout:.0f} s ({missing} missing; connected node ids "
+                f"{nodes}; roster: {roster})"
+            )
+        if now - last_log > 10:
+            log.info(
+                "waiting for clients: %d of %d connected, %d missing "
+                "(connected node ids %s; roster: %s; %.0f s left)",
+                len(nodes),
+                minimum,
+                missing,
+                nodes,
+                roster,
+                deadline - now,
+            )
+            last_log = now
+        time.sleep(0.5)
+    return nodes
+
+
+def fmt(values: dict[str, object]) -> str:
+    """``k=v`` pairs, floats to 4 significant digits (one log line)."""
+    return " ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in values.items()
+    )

@@ -1,0 +1,296 @@
+"""The FedMuscle message protocol: record keys, instructions and replies.
+
+Three message types travel between the server and a client:
+
+========================  ===========================================================
+``train``                 phase 1: E task epochs, then encode public batches
+``train.align``           phase 2: Muscle steps against partners, then encode batches
+``evaluate``              task metric on the client's test split + probe encodings
+========================  ===========================================================
+
+An instruction carries the validated run config (JSON), the round and step, and
+arrays (public indices; partner representations). A reply carries the client's
+representations of the requested batches, metrics and who the client is.
+Decoding validates everything (see :mod:`fedmuscle_flwr.wire.codec`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from pydantic import ValidationError
+
+from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.method.algorithms import get_algorithm
+from fedmuscle_flwr.wire.codec import (
+    ArraySpec,
+    ProtocolError,
+    decode,
+    decode_open,
+    encode,
+    record_nbytes,
+)
+from fedmuscle_flwr.wire.messages import (  # re-exported: p.TRAIN, p.Reply, ...
+    _FLOAT,
+    _INDEX,
+    _WEIGHT_DTYPES,
+    AGGREGATE,
+    ALIGN,
+    ARRAYS,
+    CLIENT,
+    CLIENT_NAME,
+    CONFIG,
+    ENCODE_INDICES,
+    EVALUATE,
+    INDICES,
+    LABEL_SPACE,
+    LOG_ALPHA,
+    MAX_LOGITS,
+    METRIC_NAME,
+    METRICS,
+    MODEL_NAME,
+    NUM_EXAMPLES,
+    PARTNERS,
+    PROBE_INDICES,
+    REPLY_SLACK_BYTES,
+    REPS,
+    RUN_CONFIG,
+    SERVER_ROUND,
+    SOFT_LABELS,
+    STEP,
+    STEP_INDICES,
+    TASK_KIND,
+    TRAIN,
+    WEIGHTS,
+    Instruction,
+    Reply,
+    Z,
+)
+
+
+# -------------------------------------------------------------- instructions
+def encode_instruction(ins: Instruction) -> RecordDict:
+    """Instruction -> RecordDict (floats in the run's wire precision)."""
+    cfg = ConfigRecord(
+        {
+            RUN_CONFIG: ins.run.model_dump_json(by_alias=True),
+            SERVER_ROUND: ins.server_round,
+            STEP: ins.step,
+        }
+    )
+    arrays = encode(ins.arrays, ins.run.muscle.precision)
+    content = RecordDict({CONFIG: cfg, ARRAYS: arrays})
+    if ins.weights is not None:
+        content[WEIGHTS] = encode(ins.weights, "fp32")
+    return content
+
+
+def decode_instruction(content: RecordDict, kind: str) -> Instruction:
+    """RecordDict -> validated Instruction for message type ``kind``."""
+    where = f"{kind} instruction"
+    cfg = _config(content, CONFIG, where)
+    try:
+        run = RunConfig.model_validate_json(str(cfg[RUN_CONFIG]))
+        server_round, step = int(str(cfg[SERVER_ROUND])), int(str(cfg[STEP]))
+    except (KeyError, ValueError, ValidationError) as exc:
+        raise ProtocolError(f"{where}: bad config ({exc})") from None
+    record = content.array_records.get(ARRAYS)
+    if record is None:
+        raise ProtocolError(f"{where}: missing record {ARRAYS!r}")
+    specs = instruction_specs(run, kind, record)
+    arrays = decode(record, specs, where=where)
+    weights = None
+    if kind == ALIGN and get_algorithm(run.algorithm).space == "weights":
+        weights = decode_weights(content, run, where)
+    return Instruction(run, server_round, step, arrays, weights)
+
+
+def decode_weights(
+    content: RecordDict, run: RunConfig, where: str
+) -> dict[str, np.ndarray]:
+    """The :data:`WEIGHTS` record: any keys, float/int64, finite, size-capped."""
+    record = content.array_records.get(WEIGHTS)
+    if record is None:
+        raise ProtocolError(f"{where}: missing record {WEIGHTS!r}")
+    limit = int(run.federation.max_weights_mb * 2**20)
+    return decode_open(record, _WEIGHT_DTYPES, limit, where=f"{where}: {WEIGHTS!r}")
+
+
+def instruction_specs(
+    run: RunConfig, kind: str, record: ArrayRecord
+) -> dict[str, ArraySpec]:
+    """Expected arrays of an instruction of type ``kind`` under ``run``."""
+    b, d = run.muscle.batch_size, run.muscle.dim
+    specs = {ENCODE_INDICES: ArraySpec((None, b), _INDEX)}
+    if kind == EVALUATE:
+        return {PROBE_INDICES: ArraySpec((run.eval.probe_size,), _INDEX)}
+    if kind == ALIGN:
+        specs[STEP_INDICES] = ArraySpec((None, b), _INDEX)
+        algorithm = get_algorithm(run.algorithm)
+        if algorithm.space == "weights":
+            return specs  # the mean model travels in its own record
+        if algorithm.space == "logits":
+            specs[PARTNERS] = ArraySpec((None, None, b, None), _FLOAT)
+        elif algorithm.downlink(run.muscle) == "compact":
+            specs[PARTNERS] = ArraySpec((None, None, b, d), _FLOAT, unit_rows=True)
+        else:
+            specs[AGGREGATE] = ArraySpec((None, None, d), _FLOAT)
+            specs[LOG_ALPHA] = ArraySpec((None, None), _FLOAT)
+    return specs
+
+
+# ------------------------------------------------------------------- replies
+def encode_reply(reply: Reply, precision: str) -> RecordDict:
+    """Reply -> RecordDict; always carries ``num-examples`` (Flower convention)."""
+    metrics = MetricRecord({k: float(v) for k, v in reply.metrics.items()})
+    if NUM_EXAMPLES not in metrics:
+        metrics[NUM_EXAMPLES] = 0
+    arrays: dict[str, np.ndarray] = {}
+    if reply.z is not None and reply.indices is not None:
+        arrays = {Z: reply.z, INDICES: reply.indices}
+    content = RecordDict(
+        {
+            REPS: encode(arrays, precision),
+            METRICS: metrics,
+            CLIENT: ConfigRecord(dict(reply.identity)),
+        }
+    )
+    if reply.weights is not None:
+        content[WEIGHTS] = encode(reply.weights, "fp32")
+    return content
+
+
+def reply_space(run: RunConfig, phase: str) -> str:
+    """What a reply of ``phase`` (train | align | evaluate) carries under ``run``.
+
+    Evaluation replies carry probe representations whatever the algorithm; of a
+    weight-sharing algorithm only the train reply carries the model.
+    """
+    space = get_algorithm(run.algorithm).space
+    if phase == "evaluate" or (space == "weights" and phase != "train"):
+        return "representation"
+    return space
+
+
+def decode_reply_checked(
+    content: RecordDict,
+    run: RunConfig,
+    sent_indices: np.ndarray,
+    *,
+    where: str,
+    phase: str,
+) -> Reply:
+    """The size limit, checked before anything is decoded, then :func:`decode_reply`."""
+    k, b = sent_indices.shape if sent_indices.size else (0, 0)
+    space = reply_space(run, phase)
+    width = run.muscle.dim if space == "representation" else MAX_LOGITS
+    limit = k * b * (4 * width + 12) + REPLY_SLACK_BYTES
+    if space == "weights":
+        limit += int(run.federation.max_weights_mb * 2**20)
+    size = sum(record_nbytes(r) for r in content.array_records.values())
+    if size > limit:
+        raise ProtocolError(
+            f"{where}: {size} bytes of arrays, over the {limit} expected (oversized)"
+        )
+    return decode_reply(content, run, sent_indices, where=where, space=space)
+
+
+def decode_reply(
+    content: RecordDict,
+    run: RunConfig,
+    sent_indices: np.ndarray,
+    *,
+    where: str,
+    space: str = "representation",
+) -> Reply:
+    """Validate a reply against what was asked (the ``sent_indices`` (K, B)).
+
+    ``space`` is what the reply carries: ``representation`` (K, B, d) unit rows,
+    ``logits`` (K, B, C), C <= :data:`MAX_LOGITS`, any finite values, or
+    ``weights``: a :data:`WEIGHTS` record (any keys; :func:`decode_weights`).
+    Raises :class:`ProtocolError` on a missing key, a shape or dtype mismatch,
+    non-finite or non-unit representations, or indices other than those sent.
+    """
+    metrics_rec = content.metric_records.get(METRICS)
+    if metrics_rec is None:
+        raise ProtocolError(f"{where}: missing record {METRICS!r}")
+    metrics: dict[str, float] = {}
+    for key, value in metrics_rec.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ProtocolError(
+                f"{where}: metric {key!r} must be a number, got {type(value).__name__}"
+            )
+        metrics[str(key)] = float(value)
+    if not all(np.isfinite(v) for v in metrics.values()):
+        raise ProtocolError(f"{where}: non-finite metric")
+    identity = {str(k): str(v) for k, v in _config(content, CLIENT, where).items()}
+    if space == "weights":
+        return Reply(metrics, identity, weights=decode_weights(content, run, where))
+    if sent_indices.size == 0:
+        return Reply(metrics, identity)
+    record = content.array_records.get(REPS)
+    if record is None:
+        raise ProtocolError(f"{where}: missing record {REPS!r}")
+    k, b = sent_indices.shape  # (K, B): B is the probe size for evaluations
+    if space == "logits":
+        z_spec = ArraySpec((k, b, None), _FLOAT)
+    else:
+        z_spec = ArraySpec((k, b, run.muscle.dim), _FLOAT, unit_rows=True)
+    got = decode(record, {Z: z_spec, INDICES: ArraySpec((k, b), _INDEX)}, where=where)
+    if got[Z].shape[2] > MAX_LOGITS:
+        raise ProtocolError(
+            f"{where}: {Z!r} has {got[Z].shape[2]} columns, over {MAX_LOGITS}"
+        )
+    if not np.array_equal(got[INDICES], sent_indices):
+        raise ProtocolError(f"{where}: representations of other public indices")
+    return Reply(metrics, identity, got[Z], got[INDICES])
+
+
+def _config(content: RecordDict, key: str, where: str) -> ConfigRecord:
+    record = content.config_records.get(key)
+    if record is None:
+        raise ProtocolError(f"{where}: missing record {key!r}")
+    return record
+
+
+__all__ = [
+    "AGGREGATE",
+    "ALIGN",
+    "ARRAYS",
+    "CLIENT",
+    "CLIENT_NAME",
+    "CONFIG",
+    "ENCODE_INDICES",
+    "EVALUATE",
+    "INDICES",
+    "LABEL_SPACE",
+    "LOG_ALPHA",
+    "MAX_LOGITS",
+    "METRICS",
+    "METRIC_NAME",
+    "MODEL_NAME",
+    "NUM_EXAMPLES",
+    "PARTNERS",
+    "PROBE_INDICES",
+    "REPLY_SLACK_BYTES",
+    "REPS",
+    "RUN_CONFIG",
+    "SERVER_ROUND",
+    "SOFT_LABELS",
+    "STEP",
+    "STEP_INDICES",
+    "TASK_KIND",
+    "TRAIN",
+    "WEIGHTS",
+    "Instruction",
+    "Reply",
+    "Z",
+    "decode_instruction",
+    "decode_reply",
+    "decode_reply_checked",
+    "decode_weights",
+    "encode_instruction",
+    "encode_reply",
+    "instruction_specs",
+    "reply_space",
+]

@@ -1,0 +1,81 @@
+"""``fedmuscle client``'s SuperNode loop (client_node.py), with a stand-in command.
+
+The real SuperNode is exercised end to end in tests/integration (test_faults.py:
+relaunch after a server crash; test_deployment.py: refusal of an unknown key).
+"""
+
+import logging
+import sys
+
+import pytest
+
+from fedmuscle_flwr.launch.deploy import node as client_node
+from fedmuscle_flwr.launch.deploy.node import (
+    EXIT_NODE_REFUSED,
+    ClientOptions,
+    run_client,
+)
+
+
+def stand_in(monkeypatch, tmp_path, script: str) -> "list[str]":
+    """Replace ``flower-supernode`` by ``script``; each launch appends a line."""
+    launches = tmp_path / "launches"
+    code = f"open({str(launches)!r}, 'a').write('x\\n')\n{script}"
+    monkeypatch.setattr(
+        client_node,
+        "supernode_command",
+        lambda opts, port: [sys.executable, "-c", code],
+    )
+    monkeypatch.setattr(client_node, "_BACKOFF_S", 0.01)
+    monkeypatch.setattr(client_node, "_RELAUNCH_S", 0.01)
+    return launches
+
+
+def test_node_exiting_on_its_own_is_relaunched_with_backoff(
+    monkeypatch, tmp_path, caplog
+):
+    # Prepare: a "SuperNode" that exits at once, as 1.39's does when a restarted
+    # SuperLink does not know its node id
+    launches = stand_in(monkeypatch, tmp_path, "raise SystemExit(0)")
+    opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn", relaunches=3)
+    # Execute
+    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.node"):
+        code = run_client(opts, home=tmp_path / "home")
+    # Assert: 1 launch + 3 relaunches with doubling waits, then its status
+    assert code == 0
+    assert launches.read_text().count("x") == 4
+    waits = [r.getMessage() for r in caplog.records if "relaunch" in r.getMessage()]
+    assert [w.split("relaunch ")[1][:3] for w in waits[:3]] == ["1/3", "2/3", "3/3"]
+    assert "in 0 s" in waits[0] and "not relaunched" in caplog.text
+
+
+def test_relaunch_zero_exits_with_the_node(monkeypatch, tmp_path):
+    launches = stand_in(monkeypatch, tmp_path, "raise SystemExit(7)")
+    opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn", relaunches=0)
+    assert run_client(opts, home=tmp_path / "home") == 7
+    assert launches.read_text().count("x") == 1
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_refused_node_retries_within_its_budget(monkeypatch, tmp_path, retries):
+    # Flower logs "Exit Code: 305" when the SuperLink refuses the node's key
+    refuse = "print('Exit Code: 305', flush=True); raise SystemExit(1)"
+    launches = stand_in(monkeypatch, tmp_path, refuse)
+    opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn",
+                         max_retries=retries)  # fmt: skip
+    assert run_client(opts, home=tmp_path / "home") == EXIT_NODE_REFUSED
+    assert launches.read_text().count("x") == retries + 1
+
+
+def test_node_hanging_after_its_termination_is_stopped_and_relaunched(
+    monkeypatch, tmp_path, caplog
+):
+    # Flower 1.39 race: "SuperNode terminated gracefully", then no exit
+    hang = "print('SuperNode terminated gracefully.', flush=True)\nimport time\n"
+    launches = stand_in(monkeypatch, tmp_path, hang + "time.sleep(60)")
+    monkeypatch.setattr(client_node, "_EXIT_GRACE_S", 0.5)
+    opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn", relaunches=1)
+    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.node"):
+        run_client(opts, home=tmp_path / "home")
+    assert launches.read_text().count("x") == 2
+    assert caplog.text.count("still runs; stopping it") == 2

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from fedmuscle_flwr.config.run import MuscleConfig
+from fedmuscle_flwr.method import planner as agg
+from fedmuscle_flwr.method.alignment import alignment
+from fedmuscle_flwr.method.losses import build_aggregate
+
+
+def unit(*shape, seed=0):
+    z = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return z / np.linalg.norm(z, axis=-1, keepdims=True)
+
+
+def test_public_batches_seeded_distinct_and_in_range():
+    a = agg.public_batches(1, 3, 5, 32, 100)
+    assert a.shape == (5, 32) and a.dtype == np.int64
+    assert all(len(set(row)) == 32 for row in a) and a.max() < 100
+    np.testing.assert_array_equal(a, agg.public_batches(1, 3, 5, 32, 100))
+    assert not np.array_equal(a, agg.public_batches(1, 4, 5, 32, 100))
+
+
+def test_probe_is_fixed():
+    np.testing.assert_array_equal(
+        agg.probe_indices(0, 16, 50), agg.probe_indices(0, 16, 50)
+    )
+
+
+def test_sample_partners_excludes_self_and_caps_m():
+    clients = [11, 22, 33, 44, 55]
+    out = agg.sample_partners(clients, 3, seed=0, server_round=1, step=0)
+    for n, chosen in out.items():
+        assert n not in chosen and len(chosen) == 3 and len(set(chosen)) == 3
+    few = agg.sample_partners([1, 2], 3, seed=0, server_round=1, step=0)
+    assert few == {1: [2], 2: [1]}
+    assert agg.sample_partners([1], 3, 0, 1, 0) == {1: []}
+    assert out == agg.sample_partners(clients, 3, seed=0, server_round=1, step=0)
+
+
+def test_compact_payload_holds_partner_rows_shuffled():
+    bank = {n: unit(2, 4, 8, seed=n) for n in (1, 2, 3)}
+    out = agg.compact_payload(bank, [[2, 3], [3, 2]], np.random.default_rng(0))
+    assert out.shape == (2, 2, 4, 8)
+    for s in range(2):
+        got = sorted(map(tuple, out[s].reshape(2, -1).round(6)))
+        want = sorted(
+            map(tuple, np.stack([bank[2][s], bank[3][s]]).reshape(2, -1).round(6))
+        )
+        assert got == want
+
+
+def test_aggregated_payload_matches_loss_module():
+    cfg = MuscleConfig(batch_size=4, dim=8, partners=2)
+    compact = unit(3, 2, 4, 8)
+    s, log_alpha = agg.aggregated_payload(compact, cfg)
+    assert s.shape == (3, 16, 8) and log_alpha.shape == (3, 16)
+    ref_s, ref_a = build_aggregate(
+        torch.from_numpy(compact[1]), cfg.tau, cfg.tau_partners
+    )
+    np.testing.assert_allclose(s[1], ref_s.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(log_alpha[1], ref_a.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_alignment_identical_vs_random():
+    cfg = MuscleConfig(batch_size=8, dim=16, partners=2)
+    same = unit(8, 16)
+    aligned = alignment({1: same, 2: same, 3: same}, cfg)
+    random = alignment({n: unit(8, 16, seed=n) for n in (1, 2, 3)}, cfg)
+    assert aligned is not None and random is not None
+    assert abs(aligned.positive_similarity - 1) < 1e-6
+    assert aligned.muscle_loss < random.muscle_loss
+    assert aligned.mi_lower_bound > random.mi_lower_bound
+    assert alignment({1: same}, cfg) is None
+
+
+def test_average_weights_is_the_example_weighted_mean():
+    from fedmuscle_flwr.method.algorithms.fedavg import (
+        average_weights,
+        weights_signature,
+    )
+
+    a = {"w": np.array([1.0, 2.0], np.float32), "n": np.array(3, np.int64)}
+    b = {"w": np.array([3.0, 6.0], np.float32), "n": np.array(5, np.int64)}
+    mean = average_weights([a, b], [1.0, 3.0])
+    np.testing.assert_allclose(mean["w"], [0.25 * 1 + 0.75 * 3, 0.25 * 2 + 0.75 * 6])
+    assert mean["w"].dtype == np.float32 and int(mean["n"]) == 5
+    assert weights_signature(a) == weights_signature(b)
+    other = {"w": np.zeros(3, np.float32), "n": np.array(1, np.int64)}
+    assert weights_signature(other) != weights_signature(a)
+    with pytest.raises(ValueError, match="one architecture"):
+        average_weights([a, other], [1.0, 1.0])

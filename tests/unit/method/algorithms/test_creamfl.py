@@ -74,6 +74,10 @@ def test_unknown_server_backbone_is_a_config_error(tmp_path: Path) -> None:
         FedMuscle(_run(**{"server-model.backbone": "nope"}), RunRecorder(tmp_path))
 
 
-def test_other_algorithms_build_no_server_model(tmp_path: Path) -> None:
-    strategy = FedMuscle(_run(algorithm="fedmuscle"), RunRecorder(tmp_path))
-    assert strategy.phase2.server_model is None
+def test_creamfl_builds_its_server_model_at_setup_and_others_none(
+    tmp_path: Path,
+) -> None:
+    creamfl = FedMuscle(_run(algorithm="creamfl"), RunRecorder(tmp_path / "c"))
+    assert isinstance(creamfl.algorithm.server_model, ServerRepresentationModel)
+    other = FedMuscle(_run(algorithm="fedmuscle"), RunRecorder(tmp_path / "f"))
+    assert getattr(other.algorithm, "server_model", None) is None

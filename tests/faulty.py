@@ -60,6 +60,13 @@ def _missing(content: RecordDict, rng: np.random.Generator) -> None:
     del content.array_records[p.REPS][p.Z]
 
 
+#: what an honest scripted client reports, per message kind
+PHASE_METRICS = {
+    p.TRAIN: {"task-loss": 1.0},
+    p.ALIGN: {"align-loss": 2.0},
+    p.EVALUATE: {"metric": 0.5, "accuracy": 0.5},
+}
+
 MALFORM: dict[str, Callable[[RecordDict, np.random.Generator], None]] = {
     "garbage": _garbage,
     "nan": _nan,
@@ -129,7 +136,7 @@ class Structured:
             p.MODEL_NAME: "scripted",
             p.METRIC_NAME: "accuracy",
         }
-        metrics = {"task-loss": 1.0, "align-loss": 2.0, "metric": 0.5, "accuracy": 0.5}
+        metrics = PHASE_METRICS[kind]
         has = bool(idx.size)
         reply = p.Reply(metrics, ident, z if has else None, idx if has else None)
         content = p.encode_reply(reply, ins.run.muscle.precision)

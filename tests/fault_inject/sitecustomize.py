@@ -13,6 +13,11 @@ The SuperNode, its SuperExec and every ClientApp process inherit the environment
 in the ClientApp, ``protocol.encode_reply`` is wrapped so that the n-th reply
 that carries representations is broken in way n (cyclically). Without
 ``FEDMUSCLE_TEST_FAULT`` nothing is imported or changed.
+
+``FEDMUSCLE_TEST_ATTACK`` (a comma list of ``tests.hostile.ATTACKS``) makes the
+client hostile instead: Flower's ``ClientApp.__call__`` is wrapped so that the
+reply Message our ClientApp returned is tampered with before Flower sends it
+(``FEDMUSCLE_TEST_ATTACK_COUNTER``, ``FEDMUSCLE_TEST_ATTACK_START``: see below).
 """
 
 import os
@@ -50,3 +55,33 @@ if os.environ.get("FEDMUSCLE_TEST_FAULT"):
         return content
 
     _protocol.encode_reply = encode_reply
+
+if os.environ.get("FEDMUSCLE_TEST_ATTACK"):
+    # A hostile client (tests/hostile.py): every reply Message that leaves the
+    # ClientApp -- after our encoder, at Flower's ClientApp boundary -- is
+    # tampered with: reply n (counted in FEDMUSCLE_TEST_ATTACK_COUNTER, from 0)
+    # gets attack n - FEDMUSCLE_TEST_ATTACK_START (cyclically); earlier ones
+    # stay honest.
+    import sys
+    from pathlib import Path
+
+    from flwr.clientapp import ClientApp
+
+    _ATTACKS = os.environ["FEDMUSCLE_TEST_ATTACK"].split(",")
+    _START = int(os.environ.get("FEDMUSCLE_TEST_ATTACK_START", "0"))
+    _ATTACK_COUNTER = Path(os.environ["FEDMUSCLE_TEST_ATTACK_COUNTER"])
+    _call = ClientApp.__call__
+
+    def _hostile_call(self, message, context):  # type: ignore[no-untyped-def]
+        reply = _call(self, message, context)
+        n = int(_ATTACK_COUNTER.read_text()) if _ATTACK_COUNTER.is_file() else 0
+        _ATTACK_COUNTER.write_text(str(n + 1))
+        if n < _START or reply.has_error():
+            return reply
+        from tests.hostile import tamper
+
+        attack = _ATTACKS[(n - _START) % len(_ATTACKS)]
+        sys.stderr.write(f"ATTACK #{n}: {attack}\n")
+        return tamper(reply, attack)
+
+    ClientApp.__call__ = _hostile_call  # type: ignore[method-assign]

@@ -107,10 +107,14 @@ def server(
         workdir=workdir,
         timeout_s=timeout,
     )
+    from fedmuscle_flwr.runs.metrics import EXIT_INCOMPLETE, IncompleteRun
+
     try:
         run_dir = run_server(run, opts)
     except DeploymentError as exc:
         raise _fail(str(exc), 1) from None
+    except IncompleteRun as exc:
+        raise _fail(str(exc), EXIT_INCOMPLETE) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; all server processes stopped", 130) from None
     log.info("results: %s", run_dir)
@@ -220,16 +224,31 @@ def certs(
     ] = None,
     nodes: Annotated[int, typer.Option(help="SuperNode key pairs to create")] = 0,
     days: Annotated[int, typer.Option(help="certificate validity")] = 365,
+    add_nodes: Annotated[
+        int,
+        typer.Option(help="add K node keys to the existing folder (CA kept)"),
+    ] = 0,
+    force: Annotated[
+        bool, typer.Option(help="replace an existing CA (deployed ca.crt stop working)")
+    ] = False,
 ) -> None:
     """Demo CA, server certificate (SANs) and SuperNode ECDSA keys."""
     _setup(False)
-    from fedmuscle_flwr.launch.deploy.certs import generate
+    from fedmuscle_flwr.launch.deploy import certs as c
 
-    bundle = generate(out, host or [], nodes=nodes, days=days)
+    try:
+        if add_nodes:
+            if not (out / c.CA_CERT).is_file():
+                raise c.CertsError(f"--add-nodes: {out / c.CA_CERT} does not exist")
+            bundle = c.add_nodes(out, add_nodes)
+        else:
+            bundle = c.generate(out, host or [], nodes=nodes, days=days, force=force)
+    except c.CertsError as exc:
+        raise _fail(str(exc)) from None
     log.info(
         "server:  fedmuscle server --tls-dir %s%s",
         out,
-        f" --auth-keys {bundle.key_list}" if nodes else "",
+        f" --auth-keys {bundle.key_list}" if bundle.node_keys else "",
     )
     for key in bundle.node_keys:
         log.info(

@@ -87,8 +87,13 @@ def run(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     from fedmuscle_flwr.launch.session import run_and_report
+    from fedmuscle_flwr.runs.metrics import EXIT_INCOMPLETE, IncompleteRun
 
-    run_and_report(runs, session, console, runner.run)
+    try:
+        run_and_report(runs, session, console, runner.run)
+    except IncompleteRun as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_INCOMPLETE) from None
 
 
 def list_(

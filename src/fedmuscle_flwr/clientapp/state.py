@@ -9,8 +9,10 @@ are long-lived.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 from collections import OrderedDict
 from functools import cache
 from pathlib import Path
@@ -24,6 +26,24 @@ log = logging.getLogger(__name__)
 
 #: environment variable that overrides where client states are written
 STATE_DIR_ENV = "FEDMUSCLE_STATE_DIR"
+#: longest folder name derived from a run key
+MAX_KEY_CHARS = 96
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_key(run_key: str) -> str:
+    """One safe folder name for a run key that comes from the server.
+
+    The run key holds the server's ``run-name``, i.e. text a server (or whoever
+    edits its config) chooses: separators, ``..``, leading dots, control
+    characters and excess length are replaced; a changed key gets a hash of the
+    original appended, so two different keys never share a folder.
+    """
+    cleaned = _UNSAFE.sub("_", run_key).lstrip(".") or "_"
+    if cleaned == run_key and len(run_key) <= MAX_KEY_CHARS:
+        return run_key
+    digest = hashlib.sha256(run_key.encode("utf-8", "replace")).hexdigest()[:12]
+    return f"{cleaned[: MAX_KEY_CHARS - 13]}-{digest}"
 
 
 def default_state_dir() -> Path:
@@ -57,8 +77,12 @@ class ClientStateStore:
         self._cache_size = cache_size
 
     def path(self, run_key: str, node_id: int) -> Path:
-        """File of one client's state."""
-        return self.root / run_key / f"node-{node_id}.pt"
+        """File of one client's state: always below :attr:`root` (:func:`safe_key`)."""
+        root = self.root.resolve()
+        path = (root / safe_key(run_key) / f"node-{int(node_id)}.pt").resolve()
+        if not path.is_relative_to(root):  # a symlink planted below the root
+            raise ValueError(f"client state path {path} is outside {root}")
+        return path
 
     def load(self, run_key: str, node_id: int) -> dict[str, Any] | None:
         """The saved state, or None before the client's first save."""

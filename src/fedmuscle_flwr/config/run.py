@@ -15,6 +15,10 @@ from fedmuscle_flwr.config.schema import _Schema, unflatten, validate
 
 #: the poisoning detectors ``method/robust.py`` implements, in their default order
 DETECTOR_NAMES = ("norm", "collapse", "gram", "alignment")
+#: upper bound on ``num-rounds`` (a typo such as 10**12 is refused at the edge)
+MAX_ROUNDS = 100_000
+#: upper bound on any waiting time: 30 days
+MAX_SECONDS = 30 * 24 * 3600.0
 
 
 # --------------------------------------------------------------------------- run
@@ -90,12 +94,32 @@ class FederationConfig(_Schema):
     """Who takes part and how long the server waits."""
 
     roster: str = Field("default", description="clients/rosters/<name>.toml")
-    min_clients: int = Field(2, ge=1)
-    wait_clients_s: float = Field(300.0, gt=0)
-    phase_timeout_s: float = Field(3600.0, gt=0)
-    poll_s: float = Field(0.05, gt=0)
+    min_clients: int = Field(2, ge=1, le=100_000)
+    wait_clients_s: float = Field(300.0, gt=0, le=MAX_SECONDS)
+    phase_timeout_s: float = Field(3600.0, gt=0, le=MAX_SECONDS)
+    poll_s: float = Field(0.05, gt=0, le=60.0)
     max_weights_mb: float = Field(
-        1024.0, gt=0, description="largest model a weight-sharing baseline may send"
+        1024.0,
+        gt=0,
+        le=1024.0**2,
+        description="largest model a weight-sharing baseline may send",
+    )
+    node_keys_file: str = Field(
+        "",
+        description="JSON {node id: SuperNode key name}, written by fedmuscle server "
+        "with --auth-keys; binds client names to keys ('' = no keys)",
+    )
+    max_reply_keys: int = Field(
+        64, ge=8, le=4096, description="keys per metrics or identity record of a reply"
+    )
+    max_reply_chars: int = Field(
+        256, ge=64, le=65536, description="characters per identity value of a reply"
+    )
+    max_reply_bytes: int = Field(
+        16384,
+        ge=1024,
+        le=2**24,
+        description="bytes of a reply's metrics + identity records together",
     )
 
 
@@ -168,7 +192,7 @@ class RunConfig(_Schema):
     """Everything the server decides for a run."""
 
     algorithm: str = "fedmuscle"
-    num_rounds: int = Field(5, ge=1)
+    num_rounds: int = Field(5, ge=1, le=MAX_ROUNDS)
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     output_dir: str = Field("runs", description="run folders are created below it")

@@ -25,7 +25,11 @@ def _kebab(name: str) -> str:
 
 class _Schema(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=_kebab, populate_by_name=True
+        extra="forbid",
+        frozen=True,
+        alias_generator=_kebab,
+        populate_by_name=True,
+        allow_inf_nan=False,  # every number finite: inf/nan are refused at the edge
     )
 
 

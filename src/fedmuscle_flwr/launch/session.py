@@ -11,7 +11,13 @@ from rich.console import Console
 
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.runs.checkpoint import is_complete
-from fedmuscle_flwr.runs.metrics import delta_rows, mean_delta, read_summary
+from fedmuscle_flwr.runs.metrics import (
+    INCOMPLETE,
+    IncompleteRun,
+    delta_rows,
+    mean_delta,
+    read_summary,
+)
 from fedmuscle_flwr.runs.report import delta_markdown, delta_table
 
 log = logging.getLogger(__name__)
@@ -26,6 +32,8 @@ def run_and_report(
 ) -> None:
     """Run every run of ``runs`` in order, then print and save the Δ tables.
 
+    Raises :class:`~fedmuscle_flwr.metrics.IncompleteRun` at the end when a run
+    ended ``incomplete`` (the report is written first).
     ``execute`` runs one config to completion and returns its folder (an engine of
     :mod:`fedmuscle_flwr.launch.engines`; default: Flower's simulation).
     """
@@ -34,13 +42,17 @@ def run_and_report(
 
         execute = get_engine("simulation").run
     finals: dict[str, dict[str, Any]] = {}
+    incomplete: dict[str, str] = {}
     for name, run in runs.items():
         run_dir = Path(run.output_dir) / run.run_name
         if run.checkpoint.resume and is_complete(run, run_dir):
             log.info("%s finished before the interruption: reusing %s", name, run_dir)
         else:
             run_dir = execute(run)
-        finals[name] = read_summary(run_dir)["clients"]
+        summary = read_summary(run_dir)
+        finals[name] = summary["clients"]
+        if summary.get("status") == INCOMPLETE:
+            incomplete[name] = str(summary.get("reason", ""))
     report = [f"# {session.name}\n"]
     for name, final in finals.items():
         if name == REFERENCE or REFERENCE not in finals:
@@ -60,6 +72,11 @@ def run_and_report(
                 console.print(f"{name} {c}: {r['metric-name']} = {r['metric']:.4f}")
     (session / "report.md").write_text("\n".join(report) + "\n")
     console.print(f"runs and report in {session}")
+    if incomplete:
+        raise IncompleteRun(
+            "incomplete: "
+            + "; ".join(f"{name}: {why}" for name, why in incomplete.items())
+        )
 
 
 def registries() -> dict[str, Callable[[], Mapping[str, str]]]:

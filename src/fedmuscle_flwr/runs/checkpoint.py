@@ -11,6 +11,8 @@ After every completed round the server writes ``<run dir>/checkpoint.json``
   randomness (public batches, partners, partner order, probe) is a fresh
   ``numpy.random.default_rng([seed, purpose, round, step])``, so the seed *is*
   the RNG state: nothing else needs saving to redraw round r exactly;
+* ``names``: the client name bindings (:mod:`fedmuscle_flwr.serverapp.names`), so that a
+  resumed run keeps who reports under which name;
 * ``rows``: how many lines of ``metrics.jsonl`` belong to completed rounds, and
   ``history``: one summary per completed round (clients, rejected, failed,
   timed out, quarantined, seconds).
@@ -36,7 +38,7 @@ from typing import Any
 
 from fedmuscle_flwr.config.schema import ConfigError, flatten
 from fedmuscle_flwr.config.run import RunConfig
-from fedmuscle_flwr.runs.metrics import RunRecorder
+from fedmuscle_flwr.runs.metrics import MetricsFileError, RunRecorder, parse_rows
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ VOLATILE = frozenset(
         "federation.wait-clients-s",
         "federation.phase-timeout-s",
         "federation.poll-s",
+        "federation.node-keys-file",
     }
 )
 RNG_NOTE = "numpy.random.default_rng([seed, purpose, round, step]) per stream"
@@ -77,6 +80,7 @@ class Checkpoint:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     segments: int = 1
+    names: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document (kebab-case keys)."""
@@ -90,6 +94,7 @@ class Checkpoint:
             "seconds": self.seconds,
             "segments": self.segments,
             "history": self.history,
+            "names": self.names,
             "config": self.config,
         }
 
@@ -108,6 +113,7 @@ class Checkpoint:
                 history=list(data["history"]),
                 seconds=float(data["seconds"]),
                 segments=int(data["segments"]),
+                names=dict(data.get("names", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ResumeError(f"{where}: not a usable checkpoint ({exc})") from None
@@ -121,8 +127,36 @@ def _essential(run: RunConfig) -> dict[str, Any]:
 
 def config_hash(run: RunConfig) -> str:
     """SHA-256 of the configuration minus :data:`VOLATILE` keys."""
-    text = json.dumps(_essential(run), sort_keys=True, separators=(",", ":"))
+    return _hash(_essential(run))
+
+
+def _hash(essential: Mapping[str, Any]) -> str:
+    text = json.dumps(essential, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def saved_hash(config: Mapping[str, Any]) -> str:
+    """The hash of a saved configuration as it was saved (any version)."""
+    flat = flatten(dict(config))
+    return _hash({k: v for k, v in sorted(flat.items()) if k not in VOLATILE})
+
+
+def check_fits(ckpt: Checkpoint, run: RunConfig, path: Path) -> None:
+    """:class:`ResumeError` naming the field when ``ckpt`` cannot be ``run``'s.
+
+    ``config-hash`` must be the hash of the checkpoint's own ``config`` (else
+    the file was edited or is corrupt), ``round`` within 0..``num-rounds``.
+    """
+    if saved_hash(ckpt.config) != ckpt.config_hash:
+        raise ResumeError(
+            f"{path}: field config-hash ({ckpt.config_hash[:12]}...) does not match "
+            "the checkpoint's own config (edited or corrupt checkpoint)"
+        )
+    if not 0 <= ckpt.round <= run.num_rounds:
+        raise ResumeError(
+            f"{path}: field round = {ckpt.round} does not fit this run "
+            f"(num-rounds = {run.num_rounds})"
+        )
 
 
 def config_diff(saved: Mapping[str, Any], given: RunConfig) -> list[str]:
@@ -193,6 +227,8 @@ def check_resumable(run: RunConfig, run_dir: Path) -> Checkpoint | None:
                 "another run name or output folder"
             )
         return None
+    if ckpt is not None:
+        check_fits(ckpt, run, run_dir / CHECKPOINT)
     if ckpt is None or ckpt.config_hash == config_hash(run):
         return ckpt
     diff = config_diff(ckpt.config, run)
@@ -223,11 +259,15 @@ class RunSession:
     history: list[dict[str, Any]]
     seconds_before: float = 0.0
     segments: int = 1
+    names: dict[str, Any] = field(default_factory=dict)
 
     def save(
         self, server_round: int, summary: Mapping[str, Any], seconds: float
     ) -> None:
-        """Round ``server_round`` is complete: append ``summary``, write."""
+        """Round ``server_round`` is complete: append ``summary``, write.
+
+        ``names`` (the name bindings) is the caller's to keep current.
+        """
         self.completed = server_round
         self.history.append({"round": server_round, **summary})
         if not self.run.checkpoint.enabled:
@@ -241,6 +281,7 @@ class RunSession:
             history=self.history,
             seconds=self.seconds_before + seconds,
             segments=self.segments,
+            names=self.names,
         )
         save_checkpoint(self.run_dir, ckpt)
 
@@ -276,7 +317,7 @@ def open_run(run: RunConfig, run_dir: Path) -> RunSession:
     recorder = RunRecorder(run_dir, rows)
     return RunSession(
         run, run_dir, recorder, ckpt.round, list(ckpt.history), ckpt.seconds,
-        ckpt.segments + 1,
+        ckpt.segments + 1, dict(ckpt.names),
     )  # fmt: skip
 
 
@@ -297,7 +338,10 @@ def _keep_rows(run_dir: Path, count: int) -> list[dict[str, Any]]:
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         tmp.replace(path)
-    return [json.loads(line) for line in kept]
+    try:
+        return parse_rows(path)
+    except MetricsFileError as exc:
+        raise ResumeError(str(exc)) from None
 
 
 def is_complete(run: RunConfig, run_dir: Path) -> bool:

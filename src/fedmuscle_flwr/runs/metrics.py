@@ -2,7 +2,9 @@
 
 A run folder holds ``config.json`` (the validated run config), ``metrics.jsonl``
 (one JSON object per round and client, plus per-round server rows with
-``"client": "*"``) and ``summary.json`` (final metric per client).
+``"client": "*"``) and ``summary.json``: how the run ended (``status``, see
+:func:`run_status`) and the final metric per client, each with the round it
+comes from (``round``; ``stale`` when that is not the last evaluation).
 Δ = mean over clients of (metric − metric_local) / metric_local × 100 %.
 """
 
@@ -19,6 +21,49 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SERVER_ROW = "*"
+COMPLETED, INCOMPLETE = "completed", "incomplete"
+#: exit status of ``fedmuscle run|server`` when a run ended ``incomplete``
+EXIT_INCOMPLETE = 4
+
+
+class MetricsFileError(ValueError):
+    """A ``metrics.jsonl`` line is not a JSON object (names the file and line)."""
+
+
+class IncompleteRun(RuntimeError):
+    """A run ended without a valid final evaluation (``status: incomplete``)."""
+
+
+def run_status(
+    rows: Iterable[Mapping[str, Any]], num_rounds: int, min_clients: int
+) -> dict[str, Any]:
+    """How a run ended, from its server rows.
+
+    ``completed`` only when the evaluation of round ``num_rounds`` (the last
+    server row) counted at least ``min_clients`` valid replies; else
+    ``incomplete``, with the reason.
+    """
+    last = None
+    for row in rows:
+        if row.get("client") == SERVER_ROW and row.get("phase") == "round":
+            last = row
+    got_round = int(last["round"]) if last else None
+    valid = int(last.get("clients", 0)) if last else 0
+    if got_round != num_rounds:
+        why = f"no evaluation of the last round ({num_rounds})"
+    elif valid < min_clients:
+        why = (
+            f"the last evaluation had {valid} valid replies, fewer than "
+            f"federation.min-clients={min_clients}"
+        )
+    else:
+        why = ""
+    return {
+        "status": INCOMPLETE if why else COMPLETED,
+        "reason": why,
+        "last-evaluation": {"round": got_round, "valid-replies": valid},
+        "min-clients": min_clients,
+    }
 
 
 @dataclass
@@ -50,10 +95,22 @@ class RunRecorder:
                 out[row["client"]] = row
         return out
 
-    def write_summary(self, extra: Mapping[str, Any]) -> Path:
-        """``summary.json``: final metrics per client + ``extra`` (totals)."""
+    def write_summary(
+        self, extra: Mapping[str, Any], status: Mapping[str, Any] | None = None
+    ) -> Path:
+        """``summary.json``: ``status``, final metrics per client, ``extra`` (totals).
+
+        Each client's final metric says its ``round``, and ``stale: true`` when
+        that is not the round of the last evaluation.
+        """
         path = self.run_dir / "summary.json"
-        summary = {"clients": self.final_metrics(), **extra}
+        status = dict(status or {})
+        last = status.get("last-evaluation", {}).get("round")
+        clients = {
+            name: {**row, "stale": last is not None and row["round"] != last}
+            for name, row in self.final_metrics().items()
+        }
+        summary = {**status, "clients": clients, **extra}
         path.write_text(json.dumps(summary, indent=2, default=_jsonable))
         return path
 
@@ -66,8 +123,31 @@ def _jsonable(value: Any) -> Any:
 
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     """All rows of ``metrics.jsonl``."""
-    with (run_dir / "metrics.jsonl").open() as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return parse_rows(run_dir / "metrics.jsonl")
+
+
+def parse_rows(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The first ``limit`` (all) non-blank rows of ``path``.
+
+    Raises :class:`MetricsFileError` naming the file and line of a bad row.
+    """
+    rows: list[dict[str, Any]] = []
+    with path.open() as fh:
+        for number, line in enumerate(fh, 1):
+            if limit is not None and len(rows) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise MetricsFileError(
+                    f"{path}, line {number}: not a JSON row ({exc.msg})"
+                ) from None
+            if not isinstance(row, dict):
+                raise MetricsFileError(f"{path}, line {number}: not a JSON object")
+            rows.append(row)
+    return rows
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from flwr.app import Context
@@ -20,6 +21,7 @@ from fedmuscle_flwr.config.files import resolve_run_config
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.runs.checkpoint import open_run
 from fedmuscle_flwr.runs.logs import ensure_console_logging
+from fedmuscle_flwr.runs.metrics import COMPLETED, run_status
 from fedmuscle_flwr.serverapp.strategy import FedMuscle
 
 log = logging.getLogger(__name__)
@@ -41,19 +43,28 @@ def serve(grid: Grid, run: RunConfig) -> Path:
     run = session.run
     recorder = session.recorder
     recorder.write_config(run.model_dump(by_alias=True))
-    strategy = FedMuscle(
-        run, recorder, on_round=session.save, completed=session.completed
-    )
+
+    def on_round(server_round: int, summary: Mapping[str, float], secs: float) -> None:
+        session.names = strategy.book.to_json()  # bindings kept across --resume
+        session.save(server_round, summary, secs)
+
+    strategy = FedMuscle(run, recorder, on_round=on_round, completed=session.completed)
+    strategy.restore_names(session.names)
     t0 = time.perf_counter()
     strategy.start(grid=grid)
+    fed = run.federation
+    status = run_status(recorder.rows, run.num_rounds, fed.min_clients)
     recorder.write_summary(
         {
             "algorithm": run.algorithm,
             "seconds": session.seconds_before + time.perf_counter() - t0,
             "segments": session.segments,
             "rounds": session.history,
-        }
+        },
+        status,
     )
+    if status["status"] != COMPLETED:
+        log.error("run %s ended incomplete: %s", run.run_name, status["reason"])
     log.info("results in %s", run_dir)
     return run_dir
 

@@ -45,6 +45,7 @@ from fedmuscle_flwr.method.algorithms.base import Uploads
 from fedmuscle_flwr.method.alignment import alignment
 from fedmuscle_flwr.runs.metrics import SERVER_ROW, RunRecorder
 from fedmuscle_flwr.serverapp.incidents import Incidents
+from fedmuscle_flwr.serverapp.names import NameBook, NodeKeys
 from fedmuscle_flwr.serverapp.rounds import fmt, send_and_collect, wait_for_nodes
 from fedmuscle_flwr.wire import protocol as p
 from fedmuscle_flwr.wire.codec import ProtocolError, record_nbytes
@@ -98,7 +99,11 @@ class FedMuscle(Strategy):
         self.recorder = recorder
         self.on_round = on_round
         self.completed = completed
-        self.names: dict[int, str] = {}  # node -> client name
+        self.names: dict[int, str] = {}  # node -> client name (bound)
+        self.book = NameBook(  # name -> node (and key), for the run
+            key_of=NodeKeys(run.federation.node_keys_file), connected=self._connected
+        )
+        self.nodes: set[int] = set()  # connected at the last configure_*
         self.identity: dict[int, Mapping[str, str]] = {}
         self.bank: dict[int, np.ndarray] = {}  # node -> (K, B, d)
         self.models: dict[int, p.Reply] = {}  # node -> train reply with its weights
@@ -110,6 +115,14 @@ class FedMuscle(Strategy):
         self.incidents = Incidents(recorder)
         self.trained = 0  # valid training replies this round
         self._sent = _Sent()
+
+    def _connected(self, node: int) -> bool:
+        return node in self.nodes
+
+    def restore_names(self, bindings: Mapping[str, Mapping[str, object]]) -> None:
+        """Name bindings of the run so far (a resumed run: from the checkpoint)."""
+        self.book.load(bindings)
+        self.names = {b.node: n for n, b in self.book.bindings.items()}
 
     def begin_round(self, server_round: int) -> None:
         """Reset the per-round incident sets (:meth:`start` calls this first)."""
@@ -177,31 +190,35 @@ class FedMuscle(Strategy):
             name = self.names.get(node, "?")
             who = f"round {server_round} {phase} node {node} ({name})"
             try:
-                reply = self._decode(msg, node, who, good, phase)
+                reply = self._decode(msg, node, who, phase)
             except ProtocolError as exc:
                 self.incidents.rejected(phase, node, self.names, str(exc))
                 continue
             except Exception as exc:  # a decoder bug must never end the run
-                reason = f"{who}: undecodable reply ({type(exc).__name__}: {exc})"
+                text = str(exc)[:200]  # never more of what the client sent
+                reason = f"{who}: undecodable reply ({type(exc).__name__}: {text})"
                 self.incidents.rejected(phase, node, self.names, reason)
                 continue
             good[node] = reply
             self.identity[node] = reply.identity
-            self.names[node] = reply.identity.get(p.CLIENT_NAME, str(node))
         self.incidents.timed_out(phase, set(self._sent.indices) - answered, self.names)
         return good
 
-    def _decode(
-        self, msg: Message, node: int, who: str, good: dict[int, p.Reply], phase: str
-    ) -> p.Reply:
-        """Size limit before decoding, then the protocol, then a unique name."""
+    def _decode(self, msg: Message, node: int, who: str, phase: str) -> p.Reply:
+        """Size limit before decoding, then the protocol, then the name binding."""
         sent = self._sent.indices.get(node, np.zeros((0, 0), np.int64))
         reply = p.decode_reply_checked(
             msg.content, self.run, sent, where=who, phase=phase
         )
-        name = reply.identity.get(p.CLIENT_NAME, str(node))
-        if any(self.names.get(other) == name for other in good):
-            raise ProtocolError(f"{who}: client name {name!r} already answered")
+        name = reply.identity[p.CLIENT_NAME]
+        try:
+            self.book.claim(node, name)
+        except ProtocolError as exc:
+            raise ProtocolError(f"{who}: {exc}") from None
+        for other, bound in list(self.names.items()):
+            if bound == name and other != node:  # a stale binding moved away
+                del self.names[other]
+        self.names[node] = name
         for key in (p.REPS, p.WEIGHTS):
             if key in msg.content.array_records:
                 self.bytes["up"] += record_nbytes(msg.content.array_records[key])
@@ -217,9 +234,8 @@ class FedMuscle(Strategy):
         """One metrics row per client reply (with its identity, for evaluations)."""
         for node, reply in good.items():
             who = dict(reply.identity) if identity else {}
-            self.recorder.record(
-                server_round, self.names[node], **extra, **who, **reply.metrics
-            )
+            values = {**reply.metrics, **who, **extra}  # the server's keys win
+            self.recorder.record(server_round, self.names[node], **values)
 
     def _screen(self, phase: str) -> None:
         """Poisoning screen of the fresh bank; flagged nodes leave the partners.
@@ -351,6 +367,7 @@ class FedMuscle(Strategy):
     ) -> Iterable[Message]:
         """Task epochs, then encode the round's first public batch(es)."""
         self._start_phase()
+        self.nodes = set(grid.get_node_ids())
         self.bytes = {"up": 0, "down": 0}
         t, b = self.align_steps, self.run.muscle.batch_size
         self.batches = planner.public_batches(
@@ -386,6 +403,7 @@ class FedMuscle(Strategy):
     ) -> list[Message]:
         """Partners' representations for the steps of this message (per node)."""
         self._start_phase()
+        self.nodes = set(grid.get_node_ids())
         per_round = self.run.muscle.sync == "per-round"
         steps = slice(0, self.align_steps) if per_round else slice(step, step + 1)
         nxt = self.batches[0:0] if per_round else self.batches[step + 1 : step + 2]
@@ -418,6 +436,7 @@ class FedMuscle(Strategy):
     ) -> Iterable[Message]:
         """Every node (but those that failed this round): metric + probe batch."""
         self._start_phase()
+        self.nodes = set(grid.get_node_ids())
         for node in sorted(set(grid.get_node_ids()) - self.incidents.dropped):
             self._sent.indices[node] = self.probe[None, :]
             self._message(

@@ -66,6 +66,12 @@ from fedmuscle_flwr.wire.messages import (  # re-exported: p.TRAIN, p.Reply, ...
     Reply,
     Z,
 )
+from fedmuscle_flwr.wire.records import (
+    ReplyLimits,
+    check_sizes,
+    validate_identity,
+    validate_metrics,
+)
 
 
 # -------------------------------------------------------------- instructions
@@ -192,7 +198,9 @@ def decode_reply_checked(
         raise ProtocolError(
             f"{where}: {size} bytes of arrays, over the {limit} expected (oversized)"
         )
-    return decode_reply(content, run, sent_indices, where=where, space=space)
+    return decode_reply(
+        content, run, sent_indices, where=where, space=space, phase=phase
+    )
 
 
 def decode_reply(
@@ -202,28 +210,30 @@ def decode_reply(
     *,
     where: str,
     space: str = "representation",
+    phase: str | None = None,
 ) -> Reply:
     """Validate a reply against what was asked (the ``sent_indices`` (K, B)).
 
     ``space`` is what the reply carries: ``representation`` (K, B, d) unit rows,
     ``logits`` (K, B, C), C <= :data:`MAX_LOGITS`, any finite values, or
     ``weights``: a :data:`WEIGHTS` record (any keys; :func:`decode_weights`).
-    Raises :class:`ProtocolError` on a missing key, a shape or dtype mismatch,
-    non-finite or non-unit representations, or indices other than those sent.
+    The identity and metrics records are checked against their schemas
+    (:mod:`fedmuscle_flwr.wire.records`; per message kind when ``phase`` is given).
+    Raises :class:`ProtocolError` on a missing key, a record that breaks its
+    schema, a shape or dtype mismatch, non-finite or non-unit representations,
+    or indices other than those sent.
     """
     metrics_rec = content.metric_records.get(METRICS)
     if metrics_rec is None:
         raise ProtocolError(f"{where}: missing record {METRICS!r}")
-    metrics: dict[str, float] = {}
-    for key, value in metrics_rec.items():
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise ProtocolError(
-                f"{where}: metric {key!r} must be a number, got {type(value).__name__}"
-            )
-        metrics[str(key)] = float(value)
-    if not all(np.isfinite(v) for v in metrics.values()):
-        raise ProtocolError(f"{where}: non-finite metric")
-    identity = {str(k): str(v) for k, v in _config(content, CLIENT, where).items()}
+    identity_rec = _config(content, CLIENT, where)
+    limits = reply_limits(run)
+    try:
+        check_sizes(identity_rec, metrics_rec, limits)
+        identity = validate_identity(identity_rec, limits)
+        metrics = validate_metrics(metrics_rec, phase, limits)
+    except ProtocolError as exc:
+        raise ProtocolError(f"{where}: schema: {exc}") from None
     if space == "weights":
         return Reply(metrics, identity, weights=decode_weights(content, run, where))
     if sent_indices.size == 0:
@@ -244,6 +254,12 @@ def decode_reply(
     if not np.array_equal(got[INDICES], sent_indices):
         raise ProtocolError(f"{where}: representations of other public indices")
     return Reply(metrics, identity, got[Z], got[INDICES])
+
+
+def reply_limits(run: RunConfig) -> ReplyLimits:
+    """The caps on a reply's identity and metrics records under ``run``."""
+    fed = run.federation
+    return ReplyLimits(fed.max_reply_keys, fed.max_reply_chars, fed.max_reply_bytes)
 
 
 def _config(content: RecordDict, key: str, where: str) -> ConfigRecord:

@@ -8,6 +8,7 @@ from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.runs.metrics import SERVER_ROW, RunRecorder
 from fedmuscle_flwr.serverapp.strategy import FedMuscle
 from fedmuscle_flwr.wire import protocol as p
+from tests.faulty import PHASE_METRICS
 from tests.loopback import LoopbackGrid
 
 
@@ -54,7 +55,7 @@ class ScriptedClient:
         z = unit(*idx.shape, d, rng=self.rng)
         if ctx.node_id == self.bad_node and self.bad == "nan":
             z[..., 0] = np.nan
-        metrics = {"task-loss": 1.0, "align-loss": 2.0, "metric": 0.5, "accuracy": 0.5}
+        metrics = PHASE_METRICS[kind]  # what a client reports in a reply of `kind`
         ident = {
             p.CLIENT_NAME: f"c{ctx.node_id}",
             p.TASK_KIND: "classification",

@@ -15,6 +15,11 @@ Everything is made with the ``cryptography`` package (a Flower dependency):
   ``fedmuscle server --auth-keys`` registers with the SuperLink.
 
 These are *demo* credentials: the CA key sits next to the certificates.
+:func:`generate` refuses a folder that already holds a CA (every deployed
+``ca.crt`` would stop matching) unless ``force``; :func:`add_nodes` adds node
+keys to an existing folder and extends ``authorized-nodes.txt``. Private keys
+are created with mode 0600 from the start (never readable by others, not even
+for a moment).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,9 +93,20 @@ def _san(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
+class CertsError(ValueError):
+    """The certificate folder cannot be written as asked (names the file)."""
+
+
 def _write(path: Path, data: bytes, private: bool = False) -> None:
-    path.write_bytes(data)
-    path.chmod(0o600 if private else 0o644)
+    """Write ``path`` (replacing it); a private file is created 0600 (``os.open``)."""
+    mode = 0o600 if private else 0o644
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(tmp, mode)  # the umask may have taken bits off a public file
+    tmp.replace(path)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -189,7 +207,11 @@ def make_node_key(path: Path) -> str:
 
 
 def generate(
-    out: Path, hosts: Sequence[str] = (), nodes: int = 0, days: int = 365
+    out: Path,
+    hosts: Sequence[str] = (),
+    nodes: int = 0,
+    days: int = 365,
+    force: bool = False,
 ) -> CertBundle:
     """Generate the CA, the server certificate and ``nodes`` SuperNode key pairs.
 
@@ -204,26 +226,69 @@ def generate(
         Number of SuperNode key pairs (``nodes/node-1`` ...).
     days : int
         Validity of the certificates.
+    force : bool
+        Replace an existing CA (and drop the folder's node keys).
 
     Returns
     -------
     CertBundle
         The paths written.
+
+    Raises
+    ------
+    CertsError
+        ``out`` holds a CA already and ``force`` is false.
     """
+    existing = [out / f for f in (CA_CERT, CA_KEY) if (out / f).exists()]
+    if existing and not force:
+        raise CertsError(
+            f"{existing[0]} exists: a new CA would invalidate every deployed "
+            f"{CA_CERT}; use --add-nodes to add node keys, or --force to replace all"
+        )
     out.mkdir(parents=True, exist_ok=True)
     all_hosts = [*hosts, *_DEFAULT_HOSTS]
     ca = make_ca(out, days)
     make_server_cert(out, all_hosts, ca, days)
     bundle = CertBundle(out)
+    if force:
+        (out / KEY_LIST).unlink(missing_ok=True)
+        for old in (out / NODES_DIR).glob("node-*"):
+            old.unlink()
     if nodes:
-        (out / NODES_DIR).mkdir(exist_ok=True)
-        lines = []
-        for i in range(1, nodes + 1):
-            path = out / NODES_DIR / f"node-{i}"
-            lines.append(make_node_key(path))
-            bundle.node_keys.append(path)
-        _write(out / KEY_LIST, ("\n".join(lines) + "\n").encode())
+        bundle.node_keys.extend(add_nodes(out, nodes).node_keys)
     log.info("certificates for %s written to %s", ", ".join(all_hosts), out)
+    return bundle
+
+
+def add_nodes(out: Path, count: int) -> CertBundle:
+    """Add ``count`` SuperNode key pairs to ``out`` and extend its key list.
+
+    New keys are numbered after the highest existing ``nodes/node-<i>``; the
+    folder's CA and server certificate are kept (SuperNode keys are not signed:
+    Flower authenticates them by the registered public key, ``--auth-keys``).
+    """
+    if count < 1:
+        raise CertsError(f"add {count} nodes: give a positive number")
+    nodes_dir = out / NODES_DIR
+    nodes_dir.mkdir(parents=True, exist_ok=True)
+    numbers = [
+        int(m.group(1))
+        for f in nodes_dir.iterdir()
+        if (m := re.fullmatch(r"node-(\d+)(\.pub)?", f.name))
+    ]
+    first = max(numbers, default=0) + 1
+    bundle = CertBundle(out)
+    lines = []
+    for i in range(first, first + count):
+        path = nodes_dir / f"node-{i}"
+        lines.append(make_node_key(path))
+        bundle.node_keys.append(path)
+    key_list = out / KEY_LIST
+    before = key_list.read_text() if key_list.is_file() else ""
+    if before and not before.endswith("\n"):
+        before += "\n"
+    _write(key_list, (before + "\n".join(lines) + "\n").encode())
+    log.info("%d node keys added to %s (node-%d ...)", count, nodes_dir, first)
     return bundle
 
 

@@ -87,6 +87,11 @@ def register_nodes(
     return ids
 
 
+def key_label(line: str) -> str:
+    """The name of an OpenSSH public key line: its comment, else its tail."""
+    return _key_label(line)
+
+
 def _key_label(line: str) -> str:
     parts = line.split()
     return parts[2] if len(parts) > 2 else parts[1][-12:]

@@ -13,6 +13,7 @@ Both roles run Flower 1.39's own executables (see :mod:`.processes` and
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ from fedmuscle_flwr.launch.deploy.control import (
     MissingNodes,
     RefusalWatcher,
     find_app_dir,
+    key_label,
     register_nodes,
     stop_run,
     submit_run,
@@ -53,8 +55,11 @@ from fedmuscle_flwr.launch.deploy.processes import (
     toml_value,
     wait_for_port,
 )
+from fedmuscle_flwr.runs.metrics import INCOMPLETE, IncompleteRun, read_summary
 
 log = logging.getLogger(__name__)
+#: ``{node id: key name}`` in the server's workdir (``federation.node-keys-file``)
+NODE_KEYS = "node-keys.json"
 
 
 @dataclass(frozen=True)
@@ -131,13 +136,25 @@ def _relay(line: str) -> None:
         log.info("[serverapp] %s", line.rstrip())
 
 
-def prepare_run(run: RunConfig, workdir: Path) -> tuple[RunConfig, Path]:
+def prepare_run(
+    run: RunConfig, workdir: Path, keyed: bool = False
+) -> tuple[RunConfig, Path]:
     """Name the run, make its output folder absolute, and write its config file."""
     from fedmuscle_flwr.serverapp.app import name_run
 
     run = name_run(run)
     run = run.model_copy(update={"output_dir": str(Path(run.output_dir).resolve())})
+    if keyed:  # filled by write_node_keys once the keys are registered
+        path = str((workdir / NODE_KEYS).resolve())
+        fed = run.federation.model_copy(update={"node_keys_file": path})
+        run = run.model_copy(update={"federation": fed})
     return run, write_run_config(run, workdir / "run-config.toml")
+
+
+def write_node_keys(path: Path, keys: list[str], node_ids: list[int]) -> None:
+    """``{node id: key name}`` of the registered SuperNode keys, for the ServerApp."""
+    names = {str(n): key_label(line) for line, n in zip(keys, node_ids, strict=True)}
+    path.write_text(json.dumps(names, indent=1))
 
 
 def start_superlink(
@@ -168,6 +185,18 @@ def start_superlink(
     return link, registered
 
 
+def security_warnings(opts: ServerOptions) -> list[str]:
+    """What ``opts`` leaves open, said once at start."""
+    if opts.tls_dir is None:
+        return ["--insecure: TLS is OFF; traffic to and from clients is plaintext"]
+    if opts.auth_keys is None:
+        return [
+            "TLS without --auth-keys: any SuperNode that holds the public ca.crt "
+            "may join this federation (SuperNode authentication is OFF)"
+        ]
+    return []
+
+
 def run_server(run: RunConfig, opts: ServerOptions) -> Path:
     """Start the SuperLink, run ``run`` via ``flwr run``, stop; return the run folder.
 
@@ -175,17 +204,23 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
     ------
     DeploymentError
         When a process fails, or the run does not finish ``completed`` in time.
+    IncompleteRun
+        When the run finished without a valid final evaluation
+        (``summary.json``: ``status: incomplete``).
     KeyboardInterrupt
         On Ctrl-C / SIGTERM, after the run was stopped and all children ended.
     """
     workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="fedmuscle-server-"))
     env = flower_env(workdir / "flwr-home")
-    run, cfg_file = prepare_run(run, workdir)
+    run, cfg_file = prepare_run(run, workdir, keyed=opts.auth_keys is not None)
     app_dir = find_app_dir() or write_minimal_app(workdir / "app")
-    if opts.tls_dir is None:
-        log.warning("--insecure: TLS is OFF; traffic to and from clients is plaintext")
+    for warning in security_warnings(opts):
+        log.warning("%s", warning)
     with process_group() as procs:
         link, registered = start_superlink(opts, workdir, env, procs)
+        if opts.auth_keys is not None:
+            keys = read_public_keys(opts.auth_keys)
+            write_node_keys(workdir / NODE_KEYS, keys, registered)
         run_id = submit_run(app_dir, cfg_file, env)
         log.info(
             "run %s (%s) submitted; it waits for %d clients",
@@ -214,6 +249,12 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
     run_dir = Path(run.output_dir) / run.run_name
     if status != "finished:completed":
         raise DeploymentError(f"run {run_id} ended {status}; see {link.log_path}")
+    summary = read_summary(run_dir)
+    if summary.get("status") == INCOMPLETE:
+        raise IncompleteRun(
+            f"run {run_id} ended incomplete: {summary.get('reason')}; "
+            f"results in {run_dir}"
+        )
     log.info("run %s %s; results in %s", run_id, status, run_dir)
     return run_dir
 

@@ -191,3 +191,15 @@ def test_tls_without_auth_keys_warns(tmp_path):
     assert "without --auth-keys" in security_warnings(tls)[0]
     assert security_warnings(ServerOptions(tls_dir=tmp_path, auth_keys=tmp_path)) == []
     assert "TLS is OFF" in security_warnings(ServerOptions())[0]
+
+
+def test_full_disk_is_named_not_a_raw_oserror(tmp_path):
+    from fedmuscle_flwr.metrics import MetricsWriteError
+
+    recorder = RunRecorder(tmp_path / "run")
+    (tmp_path / "run" / "metrics.jsonl").symlink_to("/dev/full")  # ENOSPC on write
+    with pytest.raises(
+        MetricsWriteError, match=r"metrics.jsonl: cannot append .*--resume"
+    ):
+        recorder.record(1, "c0", phase="train")
+    assert recorder.rows == []  # what is in memory is what is on disk

@@ -30,6 +30,10 @@ class MetricsFileError(ValueError):
     """A ``metrics.jsonl`` line is not a JSON object (names the file and line)."""
 
 
+class MetricsWriteError(RuntimeError):
+    """``metrics.jsonl`` cannot be written (a full disk): names the file and why."""
+
+
 class IncompleteRun(RuntimeError):
     """A run ended without a valid final evaluation (``status: incomplete``)."""
 
@@ -83,9 +87,16 @@ class RunRecorder:
     def record(self, server_round: int, client: str, **values: Any) -> None:
         """One row: the round, the client (``*`` for the server) and its values."""
         row = {"round": server_round, "client": client, **values}
+        path = self.run_dir / "metrics.jsonl"
+        try:
+            with path.open("a") as fh:
+                fh.write(json.dumps(row, default=_jsonable) + "\n")
+        except OSError as exc:
+            raise MetricsWriteError(
+                f"{path}: cannot append a row ({exc.strerror or exc}); the run stops "
+                "here: free space, then continue it with --resume"
+            ) from exc
         self.rows.append(row)
-        with (self.run_dir / "metrics.jsonl").open("a") as fh:
-            fh.write(json.dumps(row, default=_jsonable) + "\n")
 
     def final_metrics(self) -> dict[str, dict[str, Any]]:
         """Per client: the last evaluation row (metric name, value, round, task)."""

@@ -98,7 +98,7 @@ def test_hostile_client_real_deployment_tls_auth(tmp_path, fleet_procs):  # noqa
     # Prepare: the attacker first (it retries until the server is up), then
     # the server with TLS + node authentication, then the honest clients
     attack_env = {
-        "PYTHONPATH": f"{ROOT / 'tests' / 'fault_inject'}:{ROOT}",
+        "PYTHONPATH": f"{ROOT / 'tests' / 'fault_inject'}:{ROOT}:{ROOT / 'src'}",
         "FEDMUSCLE_TEST_ATTACK": ",".join(ATTACKS),
         "FEDMUSCLE_TEST_ATTACK_START": "1",
         "FEDMUSCLE_TEST_ATTACK_COUNTER": str(counter),

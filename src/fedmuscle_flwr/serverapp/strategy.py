@@ -184,7 +184,8 @@ class FedMuscle(Strategy):
             node = dst.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id)
             answered.add(node)
             if msg.has_error():
-                reason = f"error {msg.error.code}: {msg.error.reason}"
+                text = str(msg.error.reason)  # the client's text: at most 200 chars
+                reason = f"error {msg.error.code}: {text[:200]}"
                 self.incidents.failed(phase, node, self.names, reason)
                 continue
             name = self.names.get(node, "?")

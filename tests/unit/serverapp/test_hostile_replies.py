@@ -211,3 +211,20 @@ def test_complete_run_says_completed(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == COMPLETED and summary["reason"] == ""
     assert all(r["round"] == 1 and not r["stale"] for r in summary["clients"].values())
+
+
+def test_error_reply_text_is_capped(tmp_path):
+    from flwr.app import Error, Message
+
+    client = Structured()
+
+    def handler(msg, ctx):
+        if ctx.node_id == ATTACKER:
+            return Message(Error(code=2, reason="x" * 10**6), reply_to=msg)
+        return client(msg, ctx)
+
+    grid = Grid(handler, 4)
+    client.register(grid.contexts)
+    run_dir = serve(grid, run_config(tmp_path, "error", **{"num-rounds": 1}))
+    failed = [r for r in read_rows(run_dir) if isinstance(r.get("failed"), str)]
+    assert failed and all(len(r["failed"]) <= 220 for r in failed)

@@ -4,10 +4,9 @@
   (flower-superlink, TLS + SuperNode authentication) and three ``fedmuscle
   client`` processes (flower-supernode) on loopback; the third client's replies
   are tampered with in its real ClientApp processes, at Flower's ClientApp
-  boundary (``tests/fault_inject/sitecustomize.py``, ``FEDMUSCLE_TEST_ATTACK``):
-  after one honest reply that binds its own name, a metric ``phase``, a metric
-  ``round``, a 2 MB identity string, 20,000 metric keys, the honest ``c0``'s
-  name, the name ``*``. Every attacked reply is rejected, named and counted;
+  boundary (``tests/fault_inject/sitecustomize.py``, ``FEDMUSCLE_TEST_ATTACK``),
+  one attack per reply: a metric ``phase``, a metric ``round``, a 2 MB identity
+  string, 20,000 metric keys, the honest ``c0``'s name, the name ``*``. Every attacked reply is rejected, named and counted;
   nothing of it reaches ``metrics.jsonl``; the honest clients take part in every
   round; the run ends ``completed`` with exit 0.
 * ``test_honest_results_equal_a_clean_run`` (slow; in process, real models):
@@ -29,6 +28,7 @@ from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.launch.deploy.certs import generate
 from fedmuscle_flwr.launch.deploy.processes import free_port
 from fedmuscle_flwr.launch.inprocess import InProcessGrid
+from fedmuscle_flwr.runs.checkpoint import load_checkpoint
 from fedmuscle_flwr.runs.metrics import SERVER_ROW, read_rows, read_summary
 from fedmuscle_flwr.serverapp.app import serve
 from tests.faulty import ATTACKER, HONEST, write_roster
@@ -42,7 +42,7 @@ from tests.integration.test_faults import (  # noqa: F401 (fleet_procs: a fixtur
 
 pytestmark = [pytest.mark.integration]
 
-#: the attacker's replies after its first (honest) one, in turn
+#: the attacker's replies, in turn
 ATTACKS = ["phase-metric", "round-metric", "big-identity", "many-keys",
            "steal-name", "star-name"]  # fmt: skip
 REASONS = {
@@ -50,7 +50,7 @@ REASONS = {
     "round-metric": "metric name 'round' is reserved",
     "big-identity": "max-reply-bytes",
     "many-keys": "max-reply-keys",
-    "steal-name": f"claims '{VICTIM}' (name change refused)",
+    "steal-name": f"client name '{VICTIM}' is bound to key 'node-1'",
     "star-name": "client name '*' is not allowed",
 }
 ROUNDS = 3
@@ -60,7 +60,7 @@ SERVER_SET = {
     "muscle.steps": 0,  # no alignment exchange: the attacks are on the records
     "muscle.batch-size": 8,
     "muscle.dim": 16,
-    "eval.initial": "true",
+    "eval.initial": "false",  # the attacker's first reply is already an attack
     "eval.every": 1,
     "eval.probe-size": 8,
     "federation.min-clients": 2,
@@ -100,7 +100,7 @@ def test_hostile_client_real_deployment_tls_auth(tmp_path, fleet_procs):  # noqa
     attack_env = {
         "PYTHONPATH": f"{ROOT / 'tests' / 'fault_inject'}:{ROOT}:{ROOT / 'src'}",
         "FEDMUSCLE_TEST_ATTACK": ",".join(ATTACKS),
-        "FEDMUSCLE_TEST_ATTACK_START": "1",
+        "FEDMUSCLE_TEST_ATTACK_START": "0",
         "FEDMUSCLE_TEST_ATTACK_COUNTER": str(counter),
     }
     procs.start("attacker", client_args(tmp_path, fleet, certs, 2), attack_env)
@@ -125,26 +125,31 @@ def test_hostile_client_real_deployment_tls_auth(tmp_path, fleet_procs):  # noqa
     applied = [line.split(": ", 1)[1].strip() for line in
                procs.log("attacker").splitlines() if "ATTACK #" in line]  # fmt: skip
     assert len(applied) >= 4, procs.log("attacker")[-3000:]
-    rejected = [r for r in rows if "rejected" in r]
+    rejected = [r for r in rows if r["client"] != SERVER_ROW and "rejected" in r]
     reasons = [r["rejected"] for r in rejected]
     for attack in set(applied):
         assert any(REASONS[attack] in why for why in reasons), (attack, reasons)
     assert len(rejected) == len(applied)  # one incident per bad reply, no more
     assert sum(h["rejected"] for h in summary["rounds"]) == len(applied)
-    assert {r["client"] for r in rejected} == {"attacker"}  # its own bound name
+    # never accepted, so never named: its incidents are under its node id
+    assert len({r["client"] for r in rejected}) == 1
+    assert rejected[0]["client"].startswith("node-")
     # Assert: nothing of the attacks in metrics.jsonl
     assert all(r["round"] in range(ROUNDS + 1) for r in rows)
     assert [r["round"] for r in rows if r["client"] == SERVER_ROW] == list(
-        range(ROUNDS + 1)
+        range(1, ROUNDS + 1)
     )
     assert all("m1" not in r and len(str(r.get("model", ""))) < 100 for r in rows)
     assert (run_dir / "metrics.jsonl").stat().st_size < 200_000
     # Assert: the honest clients were evaluated in every round, never rejected
     for name in ("c0", "c1"):
         evals = {r["round"] for r in rows if r["client"] == name and "metric" in r}
-        assert evals == set(range(ROUNDS + 1)), (name, evals)
+        assert evals == set(range(1, ROUNDS + 1)), (name, evals)
         assert not summary["clients"][name]["stale"]
-    assert summary["clients"].get("attacker", {}).get("stale", True)
+    assert set(summary["clients"]) == {"c0", "c1"}
+    # Assert: the names are bound to the registered SuperNode keys, checkpointed
+    names = load_checkpoint(run_dir).names
+    assert (names["c0"]["key"], names["c1"]["key"]) == ("node-1", "node-2")
     _report(tmp_path, {
         "wall-s": round(wall, 1),
         "attacks": applied,

@@ -194,7 +194,7 @@ def test_tls_without_auth_keys_warns(tmp_path):
 
 
 def test_full_disk_is_named_not_a_raw_oserror(tmp_path):
-    from fedmuscle_flwr.metrics import MetricsWriteError
+    from fedmuscle_flwr.runs.metrics import MetricsWriteError
 
     recorder = RunRecorder(tmp_path / "run")
     (tmp_path / "run" / "metrics.jsonl").symlink_to("/dev/full")  # ENOSPC on write

@@ -32,7 +32,7 @@ def run_and_report(
 ) -> None:
     """Run every run of ``runs`` in order, then print and save the Δ tables.
 
-    Raises :class:`~fedmuscle_flwr.metrics.IncompleteRun` at the end when a run
+    Raises :class:`~fedmuscle_flwr.runs.metrics.IncompleteRun` at the end when a run
     ended ``incomplete`` (the report is written first).
     ``execute`` runs one config to completion and returns its folder (an engine of
     :mod:`fedmuscle_flwr.launch.engines`; default: Flower's simulation).

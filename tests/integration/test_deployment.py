@@ -1,8 +1,12 @@
 """Real deployments: ``fedmuscle server`` + ``fedmuscle client`` processes (Flower 1.39).
 
-* loopback: TLS + SuperNode auth, 3 heterogeneous clients, 3 rounds to completion; a
-  client started before the server retries and joins; an unregistered client is
-  refused (exit 3) and the server logs it; nothing is left running afterwards;
+* loopback: TLS + SuperNode auth, 3 heterogeneous clients, 3 rounds to completion: two
+  warm ``fedmuscle client --exit-after-run`` (each builds its model once and exits 0
+  after the run; one started before the server retries and joins) and a stock
+  ``flower-supernode`` (one ``flwr-clientapp`` per message) joining with its node
+  config; an unregistered client is refused (exit 3) and the server logs it, once
+  its keys are registered only; a client with another CA fails its TLS handshake
+  (exit 4, naming the CA file); nothing is left running afterwards;
 * Ctrl-C: SIGINT to the server and to a client stops every child process;
 * multi-host: the server and 3 clients in their own network namespaces (veth +
   bridge, 10.77.x addresses), gRPC with TLS, to completion (root only).
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -44,11 +49,12 @@ class Procs:
     def __init__(self, tmp: Path) -> None:
         self.tmp, self.procs = tmp, {}
 
-    def start(self, name: str, args: list[str], prefix: list[str] | None = None):
+    def start(self, name: str, args: list[str], prefix: list[str] | None = None,
+              program: list[str] = FM, **env_extra: str):  # fmt: skip
         log = (self.tmp / f"{name}.log").open("w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **env_extra}
         proc = subprocess.Popen(
-            [*(prefix or []), *FM, *args], stdout=log, stderr=subprocess.STDOUT,
+            [*(prefix or []), *program, *args], stdout=log, stderr=subprocess.STDOUT,
             env=env, start_new_session=True, cwd=self.tmp,
         )  # fmt: skip
         self.procs[name] = proc
@@ -96,6 +102,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate(out, ["10.77.0.1"], nodes=4)  # node-4 stays unregistered
     lines = (out / "authorized-nodes.txt").read_text().splitlines()
     (out / "keys-3.txt").write_text("\n".join(lines[:3]) + "\n")
+    generate(out / "other", ["127.0.0.1"])  # another CA (wrong for this server)
     return out
 
 
@@ -110,7 +117,7 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
 
 def server_args(tmp: Path, fleet: str, control: str, *extra: str) -> list[str]:
     return ["server", "--preset", "tiny", "--address", fleet, "--control-address",
-            control, "--output", str(tmp / "runs"), "--workdir", str(tmp / "srv"),
+            control, "--output", str(tmp / "runs"),
             "--timeout", str(RUN_TIMEOUT_S), *extra]  # fmt: skip
 
 
@@ -130,6 +137,35 @@ def assert_completed(tmp: Path, rounds: int = 3) -> None:
     assert all(r["clients"] == 3 for r in server_rows)
     assert server_rows[-1]["probe-positive-sim"] > server_rows[0]["probe-positive-sim"]
     assert {r["client"] for r in rows} >= set(PROFILES)
+    # the server's work folder and the report lie in the run folder
+    assert (run_dirs[0] / "server" / "logs" / "superlink.log").is_file()
+    assert "| round | clients | seconds |" in (run_dirs[0] / "report.md").read_text()
+    assert (run_dirs[0] / "plots" / "metric-per-round.png").is_file()
+
+
+def fingerprint(pub: Path) -> str:
+    """The SHA256 fingerprint the server logs for an OpenSSH public key file."""
+    import base64
+    import hashlib
+
+    raw = base64.b64decode(pub.read_text().split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip(
+        "="
+    )
+
+
+def stock_supernode(tmp: Path, fleet: str, certs: Path, i: int, profile: str):
+    """Flower's own ``flower-supernode`` with FedMuscle's node config (README)."""
+    node_config = (
+        f'profile="{profile}" state-dir="{tmp / f"state-{i}"}" '
+        "data.max-train=160 data.max-test=200"
+    )
+    return [
+        "--superlink", fleet, "--isolation", "subprocess", "--port", str(free_port()),
+        "--root-certificates", str(certs / "ca.crt"),
+        "--auth-supernode-private-key", str(certs / "nodes" / f"node-{i}"),
+        "--node-config", node_config,
+    ]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -139,29 +175,53 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
     port = free_port()
     fleet, control = f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"
     ca = ["--tls-ca", str(certs / "ca.crt")]
-    procs.start("client-1", client_args(tmp_path, fleet, 1, PROFILES[0], *ca,
+    after_run = [*ca, "--exit-after-run"]
+    procs.start("client-1", client_args(tmp_path, fleet, 1, PROFILES[0], *after_run,
                 "--auth-key", str(certs / "nodes" / "node-1")))  # fmt: skip
     time.sleep(3)
-    # Execute
+    # Execute: the server, a warm client, and a stock flower-supernode
     server = procs.start("server", server_args(
         tmp_path, fleet, control, "--tls-dir", str(certs),
         "--auth-keys", str(certs / "keys-3.txt")))  # fmt: skip
-    for i, profile in enumerate(PROFILES[1:], start=2):
-        procs.start(f"client-{i}", client_args(tmp_path, fleet, i, profile, *ca,
-                    "--auth-key", str(certs / "nodes" / f"node-{i}")))  # fmt: skip
-    time.sleep(20)  # keys registered by now; node-4's key never is
+    procs.start("client-2", client_args(tmp_path, fleet, 2, PROFILES[1], *after_run,
+                "--auth-key", str(certs / "nodes" / "node-2")))  # fmt: skip
+    procs.start("stock-3", stock_supernode(tmp_path, fleet, certs, 3, PROFILES[2]),
+                program=["flower-supernode"], FLWR_HOME=str(tmp_path / "home-3"))  # fmt: skip
+    wrong_ca = procs.start("client-ca", client_args(tmp_path, fleet, 5, PROFILES[0],
+                           "--tls-ca", str(certs / "other" / "ca.crt"),
+                           "--auth-key", str(certs / "nodes" / "node-1")))  # fmt: skip
+    deadline = time.monotonic() + 180  # node-4's key is never registered
+    while procs.log("server").count("registered SuperNode key") < 3:
+        assert time.monotonic() < deadline, procs.log("server")[-3000:]
+        time.sleep(1)
     rogue = procs.start("client-4", client_args(tmp_path, fleet, 4, PROFILES[0], *ca,
                         "--auth-key", str(certs / "nodes" / "node-4"),
                         "--max-retries", "0"))  # fmt: skip
+    # Assert: a wrong CA is a TLS failure naming the CA file, with its own status
+    assert wrong_ca.wait(120) == 4, procs.log("client-ca")
+    assert "TLS FAILED" in procs.log("client-ca")
+    assert str(certs / "other" / "ca.crt") in procs.log("client-ca")
+    assert "public key registered" not in procs.log("client-ca")
     # Assert: the rogue client is refused, the server says so, the run completes
     assert rogue.wait(120) == 3, procs.log("client-4")
     assert "REFUSED" in procs.log("client-4")
     assert server.wait(RUN_TIMEOUT_S) == 0, procs.log("server")[-3000:]
     server_log = procs.log("server")
-    assert "REFUSED a SuperNode" in server_log
+    refusals = [ln for ln in server_log.splitlines() if "REFUSED a SuperNode" in ln]
+    rogue_key = fingerprint(certs / "nodes" / "node-4.pub")
+    assert refusals and all(rogue_key in ln for ln in refusals), refusals
     assert "results" in server_log
     assert "Connection attempt failed, retrying" in procs.log("client-1")
     assert_completed(tmp_path)
+    # Assert: the warm clients exit 0 by themselves, each built its model once
+    for name in ("client-1", "client-2"):
+        assert procs.procs[name].wait(120) == 0, procs.log(name)[-3000:]
+        text = procs.log(name)
+        assert len(re.findall(r"model \S+: F=\d+", text)) == 1, text[-3000:]
+        assert "joined" in text and "run finished" in text
+        assert re.search(r"round 3 evaluate: \S+=", text), text[-3000:]
+    # the stock SuperNode ran one flwr-clientapp per message (3 rounds: 7)
+    assert procs.log("stock-3").count("Start `flwr-clientapp` process") >= 7
     # Assert: no process of this deployment outlives the server and the clients
     procs.kill_all()
     assert wait_gone(str(port)) == []

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from fedmuscle_flwr.cli.common import build_run_config, parse_set, setup_logging
+from fedmuscle_flwr.launch.deploy.supernode import DEFAULT_IDLE_S, DEFAULT_REPLY_S
 
 log = logging.getLogger("fedmuscle_flwr")
 
@@ -61,7 +62,8 @@ def server(
         "runs"
     ),
     workdir: Annotated[
-        Path | None, typer.Option(help="Flower home + logs (default: a temp folder)")
+        Path | None,
+        typer.Option(help="Flower home + logs (default: <run folder>/server)"),
     ] = None,
     timeout: Annotated[float, typer.Option(help="max run duration, seconds")] = 86400.0,
     resume: Annotated[
@@ -165,6 +167,36 @@ def client(
             "(e.g. the server was restarted); 0 = exit with it",
         ),
     ] = 5,
+    exit_after_run: Annotated[
+        bool,
+        typer.Option(
+            help="exit 0 once the run finished (this client answered the final "
+            "round's evaluation) instead of waiting for the next run",
+        ),
+    ] = False,
+    warm: Annotated[
+        bool,
+        typer.Option(
+            help="run the ClientApp in this process, warm across messages; "
+            "--no-warm: Flower's stock SuperNode, one ClientApp process per message",
+        ),
+    ] = True,
+    supernode_idle_s: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="warm: the SuperNode's wait after a pull without message "
+            "(Flower's: 3 s)",
+        ),
+    ] = DEFAULT_IDLE_S,
+    supernode_reply_s: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="warm: the SuperNode's check interval for the ClientApp's reply "
+            "(Flower's: 0.5 s)",
+        ),
+    ] = DEFAULT_REPLY_S,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="profile override key=value")
     ] = None,
@@ -172,13 +204,16 @@ def client(
 ) -> None:
     """Join a federation: Flower's SuperNode with this client's profile and data.
 
-    Exit status: 0 when the SuperNode ended cleanly, 3 when the server refused
-    this node (key not registered), 1 on other failures, 130 on Ctrl-C.
+    Exit status: 0 when the SuperNode ended cleanly or, with --exit-after-run,
+    the run finished; 3 when the server refused this node (key not
+    registered), 4 when the TLS handshake failed (the server's certificate is
+    not signed by --tls-ca, or does not name the address), 1 on other
+    failures, 130 on Ctrl-C.
     """
     _setup(verbose)
     from fedmuscle_flwr.config.files import load_profile
     from fedmuscle_flwr.config.schema import ConfigError
-    from fedmuscle_flwr.launch.deploy.node import EXIT_NODE_REFUSED
+    from fedmuscle_flwr.launch.deploy.node import EXIT_NODE_REFUSED, EXIT_TLS_FAILED
     from fedmuscle_flwr.launch.deploy.server import ClientOptions, run_client
 
     if (tls_ca is None) == (not insecure):
@@ -205,6 +240,10 @@ def client(
         runtime_port=runtime_port,
         overrides=overrides,
         relaunches=relaunch,
+        exit_after_run=exit_after_run,
+        warm=warm,
+        idle_s=supernode_idle_s,
+        reply_s=supernode_reply_s,
     )
     try:
         code = run_client(opts)
@@ -212,6 +251,8 @@ def client(
         raise _fail("interrupted; the SuperNode stopped", 130) from None
     if code == EXIT_NODE_REFUSED:
         raise typer.Exit(3)  # refused by the server (not admitted)
+    if code == EXIT_TLS_FAILED:
+        raise typer.Exit(4)  # the server's certificate is not trusted
     if code not in (0, -2, 130):
         raise typer.Exit(1)
 

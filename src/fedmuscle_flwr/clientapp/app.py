@@ -4,24 +4,48 @@ Node config (``flower-supernode --node-config``): ``profile`` (a profile name or
 TOML path; simulation uses the roster's ``partition-id`` entry instead),
 ``state-dir`` (where this client's model and optimiser states persist), and any
 dotted profile override such as ``data.max-train=500``.
+
+After every message the ClientApp leaves a small status record in
+``context.state[STATUS]`` (phase, round, a one-line summary, whether the run
+finished), which ``fedmuscle client``'s warm executor turns into its progress
+lines; the same facts are logged, for a stock SuperNode's output.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
-from flwr.app import Context, Message
+from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 
-from fedmuscle_flwr.clientapp.runtime import run_phase
+from fedmuscle_flwr.clientapp.runtime import RuntimeCache, run_phase
 from fedmuscle_flwr.clientapp.state import default_state_dir, open_store
 from fedmuscle_flwr.config.files import resolve_profile
-from fedmuscle_flwr.runs.logs import ensure_console_logging
+from fedmuscle_flwr.runs.logs import RUN_FINISHED_MARK, ensure_console_logging
+from fedmuscle_flwr.wire.messages import METRIC_NAME, Instruction, Reply
 from fedmuscle_flwr.wire.protocol import decode_instruction, encode_reply
 
 log = logging.getLogger(__name__)
 app = ClientApp()
+
+#: context.state key of the status record left after every message
+STATUS = "fedmuscle-status"
+#: the metric each phase reports in its summary
+_SUMMARY = {"train": "task-loss", "align": "align-loss"}
+_warm: RuntimeCache | None = None
+
+
+def keep_warm(size: int = 2) -> None:
+    """Keep client runtimes in memory across messages in this process.
+
+    For a long-lived process serving one client (``fedmuscle client``'s warm
+    executor); Flower's per-message ``flwr-clientapp`` processes and the
+    simulation/in-process engines (many clients per process) build per message.
+    """
+    global _warm
+    _warm = RuntimeCache(size)
 
 
 def _handle(phase: str, msg: Message, context: Context) -> Message:
@@ -31,8 +55,37 @@ def _handle(phase: str, msg: Message, context: Context) -> Message:
     state_dir = context.node_config.get("state-dir")
     store = open_store(Path(str(state_dir)) if state_dir else default_state_dir())
     run_key = ins.run.run_name or str(context.run_id)
-    reply = run_phase(phase, ins, profile, store, run_key, context.node_id)
-    return Message(encode_reply(reply, ins.run.muscle.precision), reply_to=msg)
+    reply = run_phase(phase, ins, profile, store, run_key, context.node_id, _warm)
+    out = Message(encode_reply(reply, ins.run.muscle.precision), reply_to=msg)
+    finished = phase == "evaluate" and ins.server_round >= ins.run.num_rounds
+    context.state[STATUS] = status_record(phase, ins, reply, finished)
+    if finished:
+        log.info("%s (%s, round %d)", RUN_FINISHED_MARK, run_key, ins.server_round)
+    return out
+
+
+def status_record(
+    phase: str, ins: Instruction, reply: Reply, finished: bool
+) -> ConfigRecord:
+    """What this message did, in one line: phase, round and its own metric."""
+    return ConfigRecord(
+        {
+            "phase": phase,
+            "round": ins.server_round,
+            "summary": summary(phase, reply.metrics, reply.identity),
+            "finished": finished,
+        }
+    )
+
+
+def summary(
+    phase: str, metrics: Mapping[str, float], identity: Mapping[str, str]
+) -> str:
+    """``accuracy=0.8123`` (evaluate), ``task-loss=0.51`` (train), ..."""
+    name = identity.get(METRIC_NAME, "metric") if phase == "evaluate" else ""
+    name = name or _SUMMARY.get(phase, "")
+    value = metrics.get("metric" if phase == "evaluate" else name)
+    return f"{name}={value:.4g}" if value is not None else ""
 
 
 @app.train()

@@ -1,15 +1,18 @@
 """One FedMuscle client, free of Flower: profile -> model, data, optimisers, state.
 
-:class:`ClientRuntime` is built per message from the client's profile and the
-server's run config, restores its state from the :class:`ClientStateStore`, runs
-one phase (``train`` / ``align`` / ``evaluate``) and saves its state again.
-The ClientApp (``client_app.py``) only translates Flower messages to calls here.
+:class:`ClientRuntime` is built from the client's profile and the server's run
+config, restores its state from the :class:`ClientStateStore`, runs one phase
+(``train`` / ``align`` / ``evaluate``) and saves its state again: per message,
+unless a :class:`RuntimeCache` keeps it warm across messages (``fedmuscle
+client``'s warm executor). The ClientApp (``client_app.py``) only translates
+Flower messages to calls here.
 """
 
 from __future__ import annotations
 
 import logging
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 
 from fedmuscle_flwr.clientapp import trainer as training
-from fedmuscle_flwr.clientapp.state import ClientStateStore
+from fedmuscle_flwr.clientapp.state import ClientStateStore, Stamp
 from fedmuscle_flwr.config.profile import ClientProfile
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.data.base import PrivateData, PublicData
@@ -300,6 +303,47 @@ class ClientRuntime:
         return Reply(metrics, self.identity(), self._upload(z, ins, 1), probe)
 
 
+class RuntimeCache:
+    """Live :class:`ClientRuntime` objects kept across messages, per (run, client).
+
+    A cached runtime is reused only for the same profile and run config, and
+    only while the client's state file is still the one it saved last (same
+    inode, mtime, size): if another process wrote it, the state is reloaded.
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self._live: OrderedDict[tuple[str, int], tuple[ClientRuntime, Stamp | None]]
+        self._live = OrderedDict()
+
+    def get(
+        self,
+        key: tuple[str, int],
+        profile: ClientProfile,
+        run: RunConfig,
+        stamp: Stamp | None,
+    ) -> ClientRuntime | None:
+        """The warm runtime for ``key``, or None (then build one)."""
+        hit = self._live.get(key)
+        if hit is None:
+            return None
+        runtime, saved = hit
+        if runtime.profile != profile or runtime.run != run or saved != stamp:
+            del self._live[key]
+            return None
+        self._live.move_to_end(key)
+        return runtime
+
+    def put(
+        self, key: tuple[str, int], runtime: ClientRuntime, stamp: Stamp | None
+    ) -> None:
+        """Keep ``runtime`` with the stamp of its state file now."""
+        self._live[key] = (runtime, stamp)
+        self._live.move_to_end(key)
+        while len(self._live) > self.size:
+            self._live.popitem(last=False)
+
+
 def run_phase(
     kind: str,
     ins: Instruction,
@@ -307,25 +351,35 @@ def run_phase(
     store: ClientStateStore,
     run_key: str,
     node_id: int,
+    cache: RuntimeCache | None = None,
 ) -> Reply:
-    """Build the runtime, restore state, run phase ``kind``, save state.
+    """Build (or reuse) the runtime, restore state, run phase ``kind``, save state.
 
     The state is keyed by run (``run_key`` plus the run's ``checkpoint.uid``,
     which a resumed run keeps) and by the client's profile, not by ``node_id``:
     Flower gives a SuperNode a new id when it or the SuperLink restarts, and a
-    resumed run must find the states its clients saved before.
+    resumed run must find the states its clients saved before. With a
+    ``cache`` the runtime of the previous message is reused when its state is
+    still the saved one, so the model is built once per run; the state is saved
+    after every phase all the same (a restarted client resumes from it).
     """
-    runtime = ClientRuntime.build(profile, ins.run)
     uid = ins.run.checkpoint.uid
     key, slot = (f"{run_key}-{uid}" if uid else run_key), client_seed(profile)
-    saved = store.load(key, slot)
-    if saved is not None:
-        runtime.load_state_dict(saved)
+    runtime = None
+    if cache is not None:
+        runtime = cache.get((key, slot), profile, ins.run, store.stamp(key, slot))
+    if runtime is None:
+        runtime = ClientRuntime.build(profile, ins.run)
+        saved = store.load(key, slot)
+        if saved is not None:
+            runtime.load_state_dict(saved)
     phase = PHASES[kind]
     with seeded_torch(ins, profile, kind, runtime.device):
         reply = phase(runtime, ins)
     if kind != "evaluate":
         store.save(key, slot, runtime.state_dict())
+    if cache is not None:
+        cache.put((key, slot), runtime, store.stamp(key, slot))
     return reply
 
 

@@ -52,10 +52,11 @@ def default_state_dir() -> Path:
     return Path(env).expanduser() if env else cache_dir() / "client-state"
 
 
-_Stamp = tuple[int, int, int]
+#: a state file's identity: (inode, mtime ns, size)
+Stamp = tuple[int, int, int]
 
 
-def _stamp(path: Path) -> _Stamp:
+def _stamp(path: Path) -> Stamp:
     """Identity of the file now: each save is a new file renamed into place."""
     st = path.stat()
     return st.st_ino, st.st_mtime_ns, st.st_size
@@ -73,7 +74,7 @@ class ClientStateStore:
 
     def __init__(self, root: Path, cache_size: int = 16) -> None:
         self.root = root
-        self._cache: OrderedDict[Path, tuple[_Stamp, dict[str, Any]]] = OrderedDict()
+        self._cache: OrderedDict[Path, tuple[Stamp, dict[str, Any]]] = OrderedDict()
         self._cache_size = cache_size
 
     def path(self, run_key: str, node_id: int) -> Path:
@@ -83,6 +84,13 @@ class ClientStateStore:
         if not path.is_relative_to(root):  # a symlink planted below the root
             raise ValueError(f"client state path {path} is outside {root}")
         return path
+
+    def stamp(self, run_key: str, node_id: int) -> Stamp | None:
+        """The identity of the saved state file now, or None before the first save."""
+        try:
+            return _stamp(self.path(run_key, node_id))
+        except FileNotFoundError:
+            return None
 
     def load(self, run_key: str, node_id: int) -> dict[str, Any] | None:
         """The saved state, or None before the client's first save."""
@@ -109,7 +117,7 @@ class ClientStateStore:
         tmp.replace(path)
         self._remember(path, _stamp(path), state)
 
-    def _remember(self, path: Path, stamp: _Stamp, state: dict[str, Any]) -> None:
+    def _remember(self, path: Path, stamp: Stamp, state: dict[str, Any]) -> None:
         self._cache[path] = (stamp, state)
         self._cache.move_to_end(path)
         while len(self._cache) > self._cache_size:

@@ -14,6 +14,9 @@ import os
 import sys
 
 PACKAGE_LOGGER = "fedmuscle_flwr"
+#: what a client's ClientApp logs after it answered the run's last message (the
+#: final round's evaluation); ``fedmuscle client --exit-after-run`` watches for it
+RUN_FINISHED_MARK = "fedmuscle: run finished"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -31,4 +34,4 @@ def ensure_console_logging() -> None:
     logger.setLevel(os.environ.get("FEDMUSCLE_LOG_LEVEL", "INFO").upper())
 
 
-__all__ = ["PACKAGE_LOGGER", "ensure_console_logging"]
+__all__ = ["PACKAGE_LOGGER", "RUN_FINISHED_MARK", "ensure_console_logging"]

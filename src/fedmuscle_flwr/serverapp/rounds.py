@@ -45,12 +45,13 @@ def wait_for_nodes(
 ) -> list[int]:
     """Block until ``minimum`` nodes are connected; raise ``TimeoutError`` after.
 
-    Flower identifies a node by its id only, so while waiting the log names the
-    connected node ids and the roster's client names (which clients these are is
-    known after their first reply).
+    Logs "N of M clients connected" when N changes (and once a minute while it
+    does not), naming the connected node ids and ``expected`` (client names)
+    if given. In deployment the server wrapper names the registered keys that
+    are missing (``launch.deploy.control.OnlineNodes``).
     """
-    deadline, last_log = time.monotonic() + timeout, 0.0
-    roster = ", ".join(expected) or "-"
+    deadline, last_log, last_n = time.monotonic() + timeout, 0.0, -1
+    roster = f"; roster: {', '.join(expected)}" if expected else ""
     while len(nodes := sorted(grid.get_node_ids())) < minimum:
         now = time.monotonic()
         missing = minimum - len(nodes)
@@ -58,12 +59,12 @@ def wait_for_nodes(
             raise TimeoutError(
                 f"only {len(nodes)} of the {minimum} required clients connected "
                 f"after {timeout:.0f} s ({missing} missing; connected node ids "
-                f"{nodes}; roster: {roster})"
+                f"{nodes}{roster})"
             )
-        if now - last_log > 10:
+        if len(nodes) != last_n or now - last_log > 60:
             log.info(
                 "waiting for clients: %d of %d connected, %d missing "
-                "(connected node ids %s; roster: %s; %.0f s left)",
+                "(connected node ids %s%s; %.0f s left)",
                 len(nodes),
                 minimum,
                 missing,
@@ -71,7 +72,7 @@ def wait_for_nodes(
                 roster,
                 deadline - now,
             )
-            last_log = now
+            last_log, last_n = now, len(nodes)
         time.sleep(0.5)
     return nodes
 

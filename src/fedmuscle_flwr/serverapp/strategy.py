@@ -46,6 +46,7 @@ from fedmuscle_flwr.method.alignment import alignment
 from fedmuscle_flwr.runs.metrics import SERVER_ROW, RunRecorder
 from fedmuscle_flwr.serverapp.incidents import Incidents
 from fedmuscle_flwr.serverapp.names import NameBook, NodeKeys
+from fedmuscle_flwr.serverapp.progress import RoundClock
 from fedmuscle_flwr.serverapp.rounds import fmt, send_and_collect, wait_for_nodes
 from fedmuscle_flwr.wire import protocol as p
 from fedmuscle_flwr.wire.codec import ProtocolError, record_nbytes
@@ -315,10 +316,13 @@ class FedMuscle(Strategy):
                 if central is not None:
                     result.evaluate_metrics_serverapp[server_round] = central
 
+        clock = RoundClock(self.run.num_rounds)
+
         def done(server_round: int, clients: int, t0: float) -> None:
             summary = {"clients": float(clients), **self.incidents.round_summary()}
             summary["seconds"] = time.perf_counter() - t0
             log.info("round %d done in %.1f s", server_round, summary["seconds"])
+            log.info("%s", clock.done(server_round, summary["seconds"]))
             if self.on_round is not None:
                 self.on_round(server_round, summary, time.perf_counter() - t_start)
 

@@ -62,8 +62,10 @@ def flwr_json(args: Sequence[str], env: Mapping[str, str], timeout: float = 60) 
 
 def register_nodes(
     keys: Sequence[str], workdir: Path, env: Mapping[str, str]
-) -> list[int]:
+) -> dict[int, str]:
     """Register OpenSSH public keys with the SuperLink (``flwr supernode register``).
+
+    Returns node id -> key label (the key's comment, e.g. ``node-1``, or its tail).
 
     The calls run in parallel: each ``flwr`` process takes seconds to start, and
     a SuperNode whose key is not registered yet when it connects is refused.
@@ -84,7 +86,7 @@ def register_nodes(
     ids = [int(data["node-id"]) for data in results]
     for line, node_id in zip(keys, ids, strict=True):
         log.info("registered SuperNode key %s as node %s", _key_label(line), node_id)
-    return ids
+    return {node_id: _key_label(line) for line, node_id in zip(keys, ids, strict=True)}
 
 
 def key_label(line: str) -> str:
@@ -180,37 +182,63 @@ def wait_run(
 
 
 @dataclass
-class MissingNodes:
-    """Logs which registered SuperNodes are not online yet (every ``every_s``).
+class OnlineNodes:
+    """Logs "N of M registered clients online" when that set changes, by key.
 
     Only registered (authenticated) nodes have ids before they connect, so this
-    is how the server can name who is missing; it stops once all are online.
+    is how the server can name who is missing. The online set is read with
+    ``flwr supernode list`` (a Python start, about 1 s of CPU) every ``every_s``;
+    a line is logged only when it changed, naming who came and who left.
     """
 
     env: Mapping[str, str]
-    registered: Sequence[int]
+    registered: Mapping[int, str]  # node id -> key label
     every_s: float = 15.0
     _next: float = 0.0
-    _done: bool = False
+    _online: frozenset[int] | None = None
 
     def __call__(self) -> None:
-        """Check (rate-limited) and log the missing node ids."""
-        if self._done or not self.registered or time.monotonic() < self._next:
+        """Check (rate-limited) and log a change of the online set."""
+        if not self.registered or time.monotonic() < self._next:
             return
         self._next = time.monotonic() + self.every_s
-        nodes = flwr_json(["supernode", "list", CONNECTION], self.env)["nodes"]
-        online = {int(n["node-id"]) for n in nodes if n["status"] == "online"}
-        missing = [n for n in self.registered if n not in online]
-        self._done = not missing
-        if missing:
-            log.info(
-                "%d of %d registered clients online; missing node ids: %s",
-                len(self.registered) - len(missing),
-                len(self.registered),
-                ", ".join(map(str, missing)),
+        try:
+            nodes = flwr_json(["supernode", "list", CONNECTION], self.env)["nodes"]
+        except (DeploymentError, subprocess.TimeoutExpired, KeyError) as exc:
+            log.debug("flwr supernode list: %s", exc)
+            return
+        online = frozenset(
+            int(n["node-id"]) for n in nodes if n["status"] == "online"
+        ) & frozenset(self.registered)
+        self.update(online)
+
+    def update(self, online: frozenset[int]) -> None:
+        """Log the change from the last known online set to ``online``."""
+        before = self._online if self._online is not None else frozenset()
+        if online == self._online:
+            return
+        self._online = online
+        came = [self._name(n) for n in sorted(online - before)]
+        left = [self._name(n) for n in sorted(before - online)]
+        missing = [self._name(n) for n in sorted(set(self.registered) - online)]
+        change = "; ".join(
+            part
+            for part in (
+                f"joined: {', '.join(came)}" if came else "",
+                f"left: {', '.join(left)}" if left else "",
+                f"missing: {', '.join(missing)}" if missing else "",
             )
-        else:
-            log.info("all %d registered clients are online", len(self.registered))
+            if part
+        )
+        log.info(
+            "%d of %d registered clients online%s",
+            len(online),
+            len(self.registered),
+            f" ({change})" if change else "",
+        )
+
+    def _name(self, node_id: int) -> str:
+        return f"{self.registered[node_id]} (node {node_id})"
 
 
 def stop_run(run_id: int, env: Mapping[str, str]) -> None:
@@ -238,14 +266,28 @@ def key_fingerprint(line: str) -> str:
 
 @dataclass
 class RefusalWatcher:
-    """Turns the SuperLink's refusal errors into one clear warning per attempt."""
+    """Turns the SuperLink's refusal errors into one clear warning per attempt.
+
+    The SuperLink's Fleet API accepts connections before ``fedmuscle server``
+    can register the keys (registration goes through the SuperLink's own
+    Control API), so until :attr:`registered` is set a refusal is logged as
+    "not yet registered" (the client retries), not as an unknown key.
+    """
 
     refused: list[str] = field(default_factory=list)
+    registered: bool = False
 
     def __call__(self, line: str) -> None:
         """Inspect one SuperLink log line."""
         if _REFUSAL_MARK in line:
             fingerprint = key_fingerprint(line)
+            if not self.registered:
+                log.info(
+                    "a SuperNode (key %s) connected before the keys were "
+                    "registered: not yet registered; it will retry",
+                    fingerprint,
+                )
+                return
             self.refused.append(fingerprint)
             log.warning(
                 "REFUSED a SuperNode: its public key %s is not registered "

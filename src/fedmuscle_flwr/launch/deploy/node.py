@@ -9,13 +9,15 @@ reaches the server.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedmuscle_flwr.launch.deploy.processes import (
     Managed,
@@ -24,11 +26,20 @@ from fedmuscle_flwr.launch.deploy.processes import (
     process_group,
     toml_value,
 )
+from fedmuscle_flwr.launch.deploy.supernode import DEFAULT_IDLE_S, DEFAULT_REPLY_S
+from fedmuscle_flwr.runs.logs import RUN_FINISHED_MARK
+
+if TYPE_CHECKING:
+    from fedmuscle_flwr.launch.deploy.executor import WarmExecutor
 
 log = logging.getLogger(__name__)
 
 #: Flower's exit code (logged; the process exits 1) for "could not connect or refused"
 EXIT_NODE_REFUSED = 305
+#: returned when the TLS handshake with the server failed (wrong CA or name)
+EXIT_TLS_FAILED = 306
+#: what a 1.39 SuperNode (and gRPC) log when the server's certificate is not trusted
+_TLS_MARKS = ("SSL/TLS handshake error", "Handshake failed", "Tls handshake failed")
 _REFUSED_MARK = "Exit Code: 305"
 _RELAUNCH_S = 5.0
 #: first wait before relaunching a SuperNode that exited on its own (doubles)
@@ -40,6 +51,13 @@ _STABLE_S = 60.0
 _LEAVING_MARK = "SuperNode terminated gracefully"
 #: seconds a SuperNode that logged _LEAVING_MARK may take to exit before it is stopped
 _EXIT_GRACE_S = 15.0
+#: what a 1.39 SuperNode logs after it pushed a reply to the SuperLink
+_SENT_MARK = "Sent successfully"
+#: seconds to wait for the last reply to be sent after the run finished
+_FINAL_SEND_S = 60.0
+#: what a 1.39 SuperNode logs once the SuperLink admitted it
+_JOINED = re.compile(r"SuperNode ID: (\d+)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,17 @@ class ClientOptions:
         this process) is started again, with doubling waits from 2 s; a run of
         at least a minute resets the count. Flower 1.39's SuperNode exits when a
         restarted SuperLink does not know its node id. 0 = exit with it.
+    exit_after_run : bool
+        Stop the SuperNode and return 0 once the run finished: the ClientApp
+        answered the final round's evaluation and the SuperNode sent the reply.
+    warm : bool
+        Run the ClientApp in this process, warm across messages (a SuperNode
+        with ``--isolation process`` and :class:`~fedmuscle_flwr.launch.deploy.executor.
+        WarmExecutor`), with the SuperNode's loop waits shortened
+        (:mod:`fedmuscle_flwr.launch.deploy.supernode`); ``False``: the stock
+        ``flower-supernode`` with one ``flwr-clientapp`` process per message.
+    idle_s, reply_s : float
+        The warm SuperNode's idle poll and reply wait (Flower's: 3 s and 0.5 s).
     """
 
     server: str
@@ -84,6 +113,10 @@ class ClientOptions:
     runtime_port: int | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
     relaunches: int = 5
+    exit_after_run: bool = False
+    warm: bool = True
+    idle_s: float = DEFAULT_IDLE_S
+    reply_s: float = DEFAULT_REPLY_S
 
 
 def node_config(opts: ClientOptions) -> str:
@@ -117,14 +150,22 @@ def data_env(data_dir: Path) -> dict[str, str]:
 
 
 def supernode_command(opts: ClientOptions, runtime_port: int) -> list[str]:
-    """The ``flower-supernode`` command line for ``opts`` (1.39 flags)."""
+    """The ``flower-supernode`` command line for ``opts`` (1.39 flags).
+
+    Warm: Flower's SuperNode through :mod:`fedmuscle_flwr.launch.deploy.supernode`, with
+    ``--isolation process`` (this process executes the ClientApp tasks).
+    """
+    if opts.warm:
+        launcher = [sys.executable, "-m", "fedmuscle_flwr.launch.deploy.supernode"]
+        launcher += ["--idle-s", str(opts.idle_s), "--reply-s", str(opts.reply_s)]
+        launcher += ["--", "--isolation", "process"]
+    else:
+        launcher = ["flower-supernode", "--isolation", "subprocess"]
     cmd = [
-        "flower-supernode",
+        *launcher,
         "--superlink",
         opts.server,
         "--grpc-rere",
-        "--isolation",
-        "subprocess",
         "--host",
         "127.0.0.1",
         "--port",
@@ -143,28 +184,60 @@ def supernode_command(opts: ClientOptions, runtime_port: int) -> list[str]:
 
 
 class _Output:
-    """Echoes the SuperNode's output; notices refusal (305) and self-termination."""
+    """Echoes the SuperNode's output (no colour codes); notices what it says.
 
-    def __init__(self) -> None:
+    Refusal (305), its self-termination, its node id once admitted, and the end
+    of the run (the ClientApp's mark, then the SuperNode sent the last reply).
+    """
+
+    def __init__(self, server: str = "") -> None:
+        self.server = server
         self.refused = False
+        self.tls_failed = False
         self.leaving: float | None = None  # when it logged _LEAVING_MARK
+        self.finished: float | None = None  # when the ClientApp logged the run's end
+        self.final_sent = False  # the SuperNode sent a reply after that
 
     def __call__(self, line: str) -> None:
-        sys.stdout.write(line + "\n")
+        sys.stdout.write(_ANSI.sub("", line) + "\n")
         sys.stdout.flush()
         self.refused |= _REFUSED_MARK in line
+        self.tls_failed |= any(mark in line for mark in _TLS_MARKS)
         if self.leaving is None and _LEAVING_MARK in line:
             self.leaving = time.monotonic()
+        if (joined := _JOINED.search(line)) is not None:
+            log.info("joined %s as node %s", self.server, joined.group(1))
+        if RUN_FINISHED_MARK in line:
+            self.run_finished()
+        elif self.finished is not None and _SENT_MARK in line:
+            self.final_sent = True
+
+    def run_finished(self) -> None:
+        """The ClientApp built its reply to the run's last message."""
+        self.finished = time.monotonic()
 
 
-def _run_once(node: Managed, output: _Output) -> int:
+def _run_once(node: Managed, output: _Output, exit_after_run: bool = False) -> int:
     """Wait for the SuperNode to exit; stop it if it hangs after terminating.
 
     Flower 1.39: when a SuperNode stops itself while it is pushing a reply, its
     heartbeat thread can raise during shutdown and the process keeps retrying
     connections forever instead of exiting (observed after a server restart).
+    With ``exit_after_run`` the SuperNode is stopped once the run finished and
+    its last reply was sent (or :data:`_FINAL_SEND_S` after the run finished).
     """
     while (code := node.poll()) is None:
+        if (
+            exit_after_run
+            and output.finished is not None
+            and (
+                output.final_sent or time.monotonic() - output.finished > _FINAL_SEND_S
+            )
+        ):
+            if not output.final_sent:
+                log.warning("the last reply was not seen sent; stopping anyway")
+            node.stop()
+            return 0
         if output.leaving is not None and (
             time.monotonic() - output.leaving > _EXIT_GRACE_S
         ):
@@ -184,6 +257,10 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
 
     Flower 1.39's SuperNode retries while the server is unreachable, but exits
 
+    * with status 1, logging an SSL/TLS handshake error and "Exit Code: 305",
+      when the server's certificate is not trusted (wrong ``--tls-ca``, or the
+      address is not among the certificate's names): not relaunched,
+      :data:`EXIT_TLS_FAILED` is returned;
     * with status 1, logging "Exit Code: 305", when the SuperLink refuses its
       key, e.g. because it connected before the server registered it: relaunched
       within the connection budget (``max_retries`` launches, ``max_wait_s`` s);
@@ -194,21 +271,85 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
       state is keyed by profile, not by node id). One that logs its termination
       but does not exit within 15 s is stopped and relaunched likewise.
 
-    Ctrl-C or SIGTERM to this process stops the SuperNode and is not relaunched.
+    With ``opts.exit_after_run``, returns 0 once the run finished (the final
+    round's evaluation was answered and sent). Ctrl-C or SIGTERM to this
+    process stops the SuperNode and is not relaunched.
     """
     if opts.tls_ca is None:
         log.warning("--insecure: TLS is OFF; this client talks plaintext to the server")
     home = home or Path(tempfile.mkdtemp(prefix="fedmuscle-client-"))
-    env = flower_env(home, data_env(opts.data_dir) if opts.data_dir else None)
-    cmd = supernode_command(opts, opts.runtime_port or free_port())
+    data = data_env(opts.data_dir) if opts.data_dir else {}
+    env = flower_env(home, data)
+    port = opts.runtime_port or free_port()
+    cmd = supernode_command(opts, port)
     log.info("client %s -> %s (Flower home %s)", opts.profile, opts.server, home)
+    current = [_Output(opts.server)]
+    executor = (
+        _start_executor(f"127.0.0.1:{port}", data, current) if opts.warm else None
+    )
+    try:
+        return _supervise(opts, cmd, env, home, current)
+    finally:
+        if executor is not None:
+            executor.stop()
+
+
+def _start_executor(
+    address: str, data: dict[str, str], current: list[_Output]
+) -> WarmExecutor:
+    """The warm executor for the SuperNode's Runtime API at ``address``."""
+    from fedmuscle_flwr.clientapp import app as client_app
+    from fedmuscle_flwr.launch.deploy.executor import WarmExecutor
+
+    os.environ.update(data)  # the ClientApp runs here: data loaders read these
+    client_app.keep_warm()
+
+    def on_reply(status: dict[str, Any], seconds: float) -> None:
+        if not status:
+            return
+        log.info(
+            "round %s %s: %s (%.1f s)",
+            status["round"],
+            status["phase"],
+            status["summary"] or "-",
+            seconds,
+        )
+        if status["finished"]:
+            current[0].run_finished()
+
+    executor = WarmExecutor(address, client_app.app, on_reply=on_reply)
+    executor.start()
+    return executor
+
+
+def _supervise(
+    opts: ClientOptions,
+    cmd: list[str],
+    env: dict[str, str],
+    home: Path,
+    current: list[_Output],
+) -> int:
+    """Launch the SuperNode, relaunch it as :func:`run_client` says; its status."""
     start, launches, in_a_row = time.monotonic(), 0, 0
     while True:
-        output, began = _Output(), time.monotonic()
+        output = current[0] = _Output(opts.server)
+        began = time.monotonic()
         with process_group() as procs:
             procs.append(Managed("supernode", cmd, env, home / "supernode.log", output))
-            code = _run_once(procs[-1], output)
+            code = _run_once(procs[-1], output, opts.exit_after_run)
         launches += 1
+        if opts.exit_after_run and output.finished is not None:
+            log.info("run finished: this client's part is done; exiting")
+            return 0
+        if output.tls_failed:
+            log.error(
+                "TLS FAILED: the handshake with %s failed: its certificate is not "
+                "signed by the CA in --tls-ca %s, or does not name this address "
+                "(fedmuscle certs --host); not retried",
+                opts.server,
+                opts.tls_ca,
+            )
+            return EXIT_TLS_FAILED
         if output.refused:
             if _spent(opts, launches, start):
                 break
@@ -226,8 +367,9 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
             return code
         wait = min(_BACKOFF_S * 2 ** (in_a_row - 1), _MAX_BACKOFF_S)
         log.warning(
-            "the SuperNode exited on its own (status %s, after %.0f s; a restarted "
-            "server does not know its node id); relaunch %d/%d in %.0f s",
+            "the SuperNode exited on its own (status %s, after %.0f s): the server "
+            "stopped or crashed (a restarted server does not know this node's id); "
+            "relaunch %d/%d in %.0f s",
             code,
             time.monotonic() - began,
             in_a_row,

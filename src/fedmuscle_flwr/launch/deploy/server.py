@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from fedmuscle_flwr.launch.deploy.certs import (
 )
 from fedmuscle_flwr.launch.deploy.control import (
     CONNECTION,
-    MissingNodes,
+    OnlineNodes,
     RefusalWatcher,
     find_app_dir,
     key_label,
@@ -61,6 +60,9 @@ log = logging.getLogger(__name__)
 #: ``{node id: key name}`` in the server's workdir (``federation.node-keys-file``)
 NODE_KEYS = "node-keys.json"
 
+#: the server's work folder (Flower home, logs, run config) inside the run folder
+SERVER_WORKDIR = "server"
+
 
 @dataclass(frozen=True)
 class ServerOptions:
@@ -77,7 +79,7 @@ class ServerOptions:
     auth_keys : Path or None
         Public keys (file or folder) to register; enables SuperNode authentication.
     workdir : Path or None
-        Flower home, logs and the run config; a fresh temporary folder if ``None``.
+        Flower home, logs and the run config; ``<run folder>/server`` if ``None``.
     timeout_s : float
         Upper bound on the run's duration.
     """
@@ -136,14 +138,19 @@ def _relay(line: str) -> None:
         log.info("[serverapp] %s", line.rstrip())
 
 
+def name_deployed_run(run: RunConfig) -> RunConfig:
+    """Name the run and make its output folder absolute."""
+    from fedmuscle_flwr.serverapp.app import name_run
+
+    run = name_run(run)
+    return run.model_copy(update={"output_dir": str(Path(run.output_dir).resolve())})
+
+
 def prepare_run(
     run: RunConfig, workdir: Path, keyed: bool = False
 ) -> tuple[RunConfig, Path]:
     """Name the run, make its output folder absolute, and write its config file."""
-    from fedmuscle_flwr.serverapp.app import name_run
-
-    run = name_run(run)
-    run = run.model_copy(update={"output_dir": str(Path(run.output_dir).resolve())})
+    run = name_deployed_run(run)
     if keyed:  # filled by write_node_keys once the keys are registered
         path = str((workdir / NODE_KEYS).resolve())
         fed = run.federation.model_copy(update={"node_keys_file": path})
@@ -159,14 +166,15 @@ def write_node_keys(path: Path, keys: list[str], node_ids: list[int]) -> None:
 
 def start_superlink(
     opts: ServerOptions, workdir: Path, env: Mapping[str, str], procs: list[Managed]
-) -> tuple[Managed, list[int]]:
+) -> tuple[Managed, dict[int, str]]:
     """Start the SuperLink, wait for its ports, register keys; return it, node ids."""
+    watcher = RefusalWatcher()
     link = Managed(
         "superlink",
         superlink_command(opts),
         env,
         workdir / "logs" / "superlink.log",
-        RefusalWatcher(),
+        watcher,
     )
     procs.append(link)
     for address in (opts.control_address, opts.fleet_address):
@@ -174,9 +182,10 @@ def start_superlink(
     _, port = split_address(opts.control_address)
     ca = opts.tls_dir / CA_CERT if opts.tls_dir else None
     write_connection(Path(env["FLWR_HOME"]), f"127.0.0.1:{port}", ca)
-    registered: list[int] = []
+    registered: dict[int, str] = {}
     if opts.auth_keys is not None:
         registered = register_nodes(read_public_keys(opts.auth_keys), workdir, env)
+    watcher.registered = True
     log.info(
         "SuperLink up: Fleet API (gRPC) on %s; log %s",
         opts.fleet_address,
@@ -210,7 +219,9 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
     KeyboardInterrupt
         On Ctrl-C / SIGTERM, after the run was stopped and all children ended.
     """
-    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="fedmuscle-server-"))
+    run = name_deployed_run(run)
+    run_dir = Path(run.output_dir) / run.run_name
+    workdir = (opts.workdir or run_dir / SERVER_WORKDIR).resolve()
     env = flower_env(workdir / "flwr-home")
     run, cfg_file = prepare_run(run, workdir, keyed=opts.auth_keys is not None)
     app_dir = find_app_dir() or write_minimal_app(workdir / "app")
@@ -220,13 +231,23 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
         link, registered = start_superlink(opts, workdir, env, procs)
         if opts.auth_keys is not None:
             keys = read_public_keys(opts.auth_keys)
-            write_node_keys(workdir / NODE_KEYS, keys, registered)
+            write_node_keys(workdir / NODE_KEYS, keys, list(registered))
         run_id = submit_run(app_dir, cfg_file, env)
         log.info(
             "run %s (%s) submitted; it waits for %d clients",
             run_id,
             run.run_name,
             run.federation.min_clients,
+        )
+        home = env["FLWR_HOME"]
+        log.info(
+            "follow it from another shell: FLWR_HOME=%s flwr log %s %s --stream  "
+            "(all runs: FLWR_HOME=%s flwr ls %s)",
+            home,
+            run_id,
+            CONNECTION,
+            home,
+            CONNECTION,
         )
         stream = ["flwr", "log", str(run_id), CONNECTION, "--stream"]
         logs = Managed(
@@ -239,14 +260,13 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
                 env,
                 opts.timeout_s,
                 alive=lambda: link.poll() is None,
-                tick=MissingNodes(env, registered),
+                tick=OnlineNodes(env, registered),
                 hint=lambda: logs.poll() is not None,
             )
         except KeyboardInterrupt:
             log.warning("interrupted: stopping run %s and the SuperLink", run_id)
             stop_run(run_id, env)
             raise
-    run_dir = Path(run.output_dir) / run.run_name
     if status != "finished:completed":
         raise DeploymentError(f"run {run_id} ended {status}; see {link.log_path}")
     summary = read_summary(run_dir)
@@ -256,7 +276,18 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
             f"results in {run_dir}"
         )
     log.info("run %s %s; results in %s", run_id, status, run_dir)
+    _report(run_dir)
     return run_dir
+
+
+def _report(run_dir: Path) -> None:
+    """``report.md`` and ``plots/`` in the run folder, as ``fedmuscle run`` writes."""
+    from fedmuscle_flwr.runs.report import write_run_report
+
+    try:
+        log.info("report: %s", write_run_report(run_dir))
+    except Exception as exc:  # the run's results stand without the report
+        log.warning("no report.md for %s: %s", run_dir, exc)
 
 
 __all__ = [

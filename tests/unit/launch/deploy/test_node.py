@@ -6,15 +6,19 @@ relaunch after a server crash; test_deployment.py: refusal of an unknown key).
 
 import logging
 import sys
+import time
 
 import pytest
 
 from fedmuscle_flwr.launch.deploy import node as client_node
+from fedmuscle_flwr.launch.deploy.control import RefusalWatcher
 from fedmuscle_flwr.launch.deploy.node import (
     EXIT_NODE_REFUSED,
+    EXIT_TLS_FAILED,
     ClientOptions,
     run_client,
 )
+from fedmuscle_flwr.runs.logs import RUN_FINISHED_MARK
 
 
 def stand_in(monkeypatch, tmp_path, script: str) -> "list[str]":
@@ -79,3 +83,76 @@ def test_node_hanging_after_its_termination_is_stopped_and_relaunched(
         run_client(opts, home=tmp_path / "home")
     assert launches.read_text().count("x") == 2
     assert caplog.text.count("still runs; stopping it") == 2
+
+
+def test_exit_after_run_stops_the_node_once_the_last_reply_was_sent(
+    monkeypatch, tmp_path, caplog
+):
+    # Prepare: a "SuperNode" whose ClientApp logs the run's end, then the reply
+    # is sent; it would keep polling for the next run forever
+    finished = (
+        f"print('x {RUN_FINISHED_MARK} (run, round 3)', flush=True)\n"
+        "print('Sent successfully', flush=True)\nimport time\ntime.sleep(60)"
+    )
+    launches = stand_in(monkeypatch, tmp_path, finished)
+    opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn",
+                         exit_after_run=True)  # fmt: skip
+    # Execute
+    t0 = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.node"):
+        code = run_client(opts, home=tmp_path / "home")
+    # Assert: exit 0 well before the stand-in's 60 s, one launch, said so
+    assert code == 0 and time.monotonic() - t0 < 30
+    assert launches.read_text().count("x") == 1
+    assert "run finished" in caplog.text
+
+
+def test_exit_after_run_waits_for_the_send_then_gives_up(monkeypatch, tmp_path):
+    # The run's end logged but no reply seen sent: stopped after _FINAL_SEND_S
+    finished = f"print({RUN_FINISHED_MARK!r}, flush=True)\nimport time\ntime.sleep(60)"
+    stand_in(monkeypatch, tmp_path, finished)
+    monkeypatch.setattr(client_node, "_FINAL_SEND_S", 1.0)
+    opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn",
+                         exit_after_run=True)  # fmt: skip
+    t0 = time.monotonic()
+    assert run_client(opts, home=tmp_path / "home") == 0
+    assert 1.0 <= time.monotonic() - t0 < 30
+
+
+def test_without_exit_after_run_a_finished_run_is_not_the_end(monkeypatch, tmp_path):
+    # The SuperNode exiting on its own after a finished run is relaunched
+    finished = f"print({RUN_FINISHED_MARK!r}, flush=True)"
+    launches = stand_in(monkeypatch, tmp_path, finished)
+    opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn", relaunches=1)
+    run_client(opts, home=tmp_path / "home")
+    assert launches.read_text().count("x") == 2
+
+
+def test_a_wrong_ca_is_a_tls_failure_not_a_refusal(monkeypatch, tmp_path, caplog):
+    # What a 1.39 SuperNode prints when the server's certificate is not trusted
+    tls = (
+        "print('Handshake failed with error SSL_ERROR_SSL: certificate signature "
+        "failure', flush=True)\nprint('SSL/TLS handshake error detected.')\n"
+        "print('Exit Code: 305', flush=True)\nraise SystemExit(1)"
+    )
+    launches = stand_in(monkeypatch, tmp_path, tls)
+    opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn",
+                         tls_ca=tmp_path / "ca.crt")  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.node"):
+        code = run_client(opts, home=tmp_path / "home")
+    assert code == EXIT_TLS_FAILED
+    assert launches.read_text().count("x") == 1  # not retried
+    assert "TLS FAILED" in caplog.text and str(tmp_path / "ca.crt") in caplog.text
+    assert "public key registered" not in caplog.text
+
+
+def test_refusals_before_registration_are_not_alarms(caplog):
+    line = "ERROR: No SuperNode found with the given public key b'...'"
+    watcher = RefusalWatcher()
+    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.control"):
+        watcher(line)
+        assert "not yet registered" in caplog.text and "REFUSED" not in caplog.text
+        watcher.registered = True
+        watcher(line)
+    assert "REFUSED a SuperNode" in caplog.text
+    assert watcher.refused == ["an unknown key"]

@@ -55,6 +55,14 @@ _EXIT_GRACE_S = 15.0
 _SENT_MARK = "Sent successfully"
 #: seconds to wait for the last reply to be sent after the run finished
 _FINAL_SEND_S = 60.0
+#: seconds to stay online after the last reply was sent. Flower 1.39's SuperLink
+#: answers the ServerApp "Node Unavailable" instead of a reply it already holds
+#: once the node is offline (linkstate check_node_availability_for_in_message),
+#: and a stopped SuperNode goes offline at once: so the client waits until the
+#: server went away (_LOST_MARK) or this long
+_FINAL_GRACE_S = 30.0
+#: what a 1.39 SuperNode logs when the SuperLink no longer answers
+_LOST_MARK = "Connection attempt failed"
 #: what a 1.39 SuperNode logs once the SuperLink admitted it
 _JOINED = re.compile(r"SuperNode ID: (\d+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -196,7 +204,8 @@ class _Output:
         self.tls_failed = False
         self.leaving: float | None = None  # when it logged _LEAVING_MARK
         self.finished: float | None = None  # when the ClientApp logged the run's end
-        self.final_sent = False  # the SuperNode sent a reply after that
+        self.final_sent: float | None = None  # the SuperNode sent a reply after that
+        self.server_gone = False  # the SuperLink stopped answering after that
 
     def __call__(self, line: str) -> None:
         sys.stdout.write(_ANSI.sub("", line) + "\n")
@@ -210,7 +219,20 @@ class _Output:
         if RUN_FINISHED_MARK in line:
             self.run_finished()
         elif self.finished is not None and _SENT_MARK in line:
-            self.final_sent = True
+            self.final_sent = time.monotonic()
+        elif self.final_sent is not None and _LOST_MARK in line:
+            self.server_gone = True
+
+    def done(self) -> bool:
+        """The run finished and the server has (or had time to take) the reply."""
+        if self.finished is None:
+            return False
+        if self.final_sent is None:
+            if time.monotonic() - self.finished > _FINAL_SEND_S:
+                log.warning("the last reply was not seen sent; stopping anyway")
+                return True
+            return False
+        return self.server_gone or time.monotonic() - self.final_sent > _FINAL_GRACE_S
 
     def run_finished(self) -> None:
         """The ClientApp built its reply to the run's last message."""
@@ -223,19 +245,12 @@ def _run_once(node: Managed, output: _Output, exit_after_run: bool = False) -> i
     Flower 1.39: when a SuperNode stops itself while it is pushing a reply, its
     heartbeat thread can raise during shutdown and the process keeps retrying
     connections forever instead of exiting (observed after a server restart).
-    With ``exit_after_run`` the SuperNode is stopped once the run finished and
-    its last reply was sent (or :data:`_FINAL_SEND_S` after the run finished).
+    With ``exit_after_run`` the SuperNode is stopped once the run finished, its
+    last reply was sent, and the server went away or :data:`_FINAL_GRACE_S`
+    passed (:meth:`_Output.done`).
     """
     while (code := node.poll()) is None:
-        if (
-            exit_after_run
-            and output.finished is not None
-            and (
-                output.final_sent or time.monotonic() - output.finished > _FINAL_SEND_S
-            )
-        ):
-            if not output.final_sent:
-                log.warning("the last reply was not seen sent; stopping anyway")
+        if exit_after_run and output.done():
             node.stop()
             return 0
         if output.leaving is not None and (

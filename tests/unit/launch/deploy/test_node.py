@@ -92,7 +92,9 @@ def test_exit_after_run_stops_the_node_once_the_last_reply_was_sent(
     # is sent; it would keep polling for the next run forever
     finished = (
         f"print('x {RUN_FINISHED_MARK} (run, round 3)', flush=True)\n"
-        "print('Sent successfully', flush=True)\nimport time\ntime.sleep(60)"
+        "print('Sent successfully', flush=True)\n"
+        "print('Connection attempt failed, retrying in 2 s', flush=True)\n"
+        "import time\ntime.sleep(60)"
     )
     launches = stand_in(monkeypatch, tmp_path, finished)
     opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn",
@@ -105,6 +107,24 @@ def test_exit_after_run_stops_the_node_once_the_last_reply_was_sent(
     assert code == 0 and time.monotonic() - t0 < 30
     assert launches.read_text().count("x") == 1
     assert "run finished" in caplog.text
+
+
+def test_exit_after_run_stays_online_until_the_server_took_the_reply(
+    monkeypatch, tmp_path
+):
+    # The reply was sent but the server still runs: a SuperNode stopped now
+    # would make Flower's SuperLink answer "Node Unavailable" instead of it
+    sent = (
+        f"print({RUN_FINISHED_MARK!r}, flush=True)\n"
+        "print('Sent successfully', flush=True)\nimport time\ntime.sleep(60)"
+    )
+    stand_in(monkeypatch, tmp_path, sent)
+    monkeypatch.setattr(client_node, "_FINAL_GRACE_S", 2.0)
+    opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn",
+                         exit_after_run=True, warm=False)  # fmt: skip
+    t0 = time.monotonic()
+    assert run_client(opts, home=tmp_path / "home") == 0
+    assert 2.0 <= time.monotonic() - t0 < 30
 
 
 def test_exit_after_run_waits_for_the_send_then_gives_up(monkeypatch, tmp_path):

@@ -79,3 +79,21 @@ def test_waiting_line_when_the_count_changes(monkeypatch, caplog):
     assert lines[0].startswith("waiting for clients: 0 of 2 connected")
     assert "1 of 2 connected, 1 missing (connected node ids [7];" in lines[1]
     assert "roster" not in lines[1]
+
+
+def test_log_files_get_one_timestamp_and_no_colour_codes(tmp_path, caplog):
+    import io
+
+    from fedmuscle_flwr.launch.deploy import processes, server
+
+    sink, seen = tmp_path / "x.log", []
+    src = io.StringIO("\x1b[92mINFO \x1b[0m:      SuperNode ID: 7\n")
+    processes._pump(src, sink.open("w"), seen.append)
+    assert sink.read_text() == "INFO :      SuperNode ID: 7\n"
+    assert seen == ["INFO :      SuperNode ID: 7"]
+    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.server"):
+        server._relay("2026-12-02 13:30:15,625 INFO fedmuscle_flwr.x: round 1 done")
+    assert (
+        caplog.records[-1].getMessage()
+        == "[serverapp] INFO fedmuscle_flwr.x: round 1 done"
+    )

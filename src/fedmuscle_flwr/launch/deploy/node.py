@@ -65,7 +65,6 @@ _FINAL_GRACE_S = 30.0
 _LOST_MARK = "Connection attempt failed"
 #: what a 1.39 SuperNode logs once the SuperLink admitted it
 _JOINED = re.compile(r"SuperNode ID: (\d+)")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,7 @@ class _Output:
         self.server_gone = False  # the SuperLink stopped answering after that
 
     def __call__(self, line: str) -> None:
-        sys.stdout.write(_ANSI.sub("", line) + "\n")
+        sys.stdout.write(line + "\n")  # colour codes: stripped by the pump
         sys.stdout.flush()
         self.refused |= _REFUSED_MARK in line
         self.tls_failed |= any(mark in line for mark in _TLS_MARKS)

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,6 +33,8 @@ from typing import Any, TextIO
 log = logging.getLogger(__name__)
 
 _STOP_GRACE_S = 10.0
+#: terminal colour codes (kept out of log files)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class DeploymentError(RuntimeError):
@@ -212,7 +215,8 @@ def _pump(
     if src is None:
         return
     with sink:
-        for line in src:
+        for raw in src:
+            line = ANSI.sub("", raw)  # Flower colours its console lines
             sink.write(line)
             sink.flush()
             if on_line is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,10 +133,14 @@ def write_run_config(run: RunConfig, path: Path) -> Path:
     return path
 
 
+#: the ServerApp's own timestamp (our log line has one already)
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
+
+
 def _relay(line: str) -> None:
     """Forward the ServerApp's own output (``flwr log --stream``) to our log."""
     if line.strip():
-        log.info("[serverapp] %s", line.rstrip())
+        log.info("[serverapp] %s", _STAMP.sub("", line.rstrip()))
 
 
 def name_deployed_run(run: RunConfig) -> RunConfig:

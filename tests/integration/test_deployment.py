@@ -179,14 +179,12 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
     procs.start("client-1", client_args(tmp_path, fleet, 1, PROFILES[0], *after_run,
                 "--auth-key", str(certs / "nodes" / "node-1")))  # fmt: skip
     time.sleep(3)
-    # Execute: the server, a warm client, and a stock flower-supernode
+    # Execute: the server, a warm client, a client with the wrong CA
     server = procs.start("server", server_args(
         tmp_path, fleet, control, "--tls-dir", str(certs),
         "--auth-keys", str(certs / "keys-3.txt")))  # fmt: skip
     procs.start("client-2", client_args(tmp_path, fleet, 2, PROFILES[1], *after_run,
                 "--auth-key", str(certs / "nodes" / "node-2")))  # fmt: skip
-    procs.start("stock-3", stock_supernode(tmp_path, fleet, certs, 3, PROFILES[2]),
-                program=["flower-supernode"], FLWR_HOME=str(tmp_path / "home-3"))  # fmt: skip
     wrong_ca = procs.start("client-ca", client_args(tmp_path, fleet, 5, PROFILES[0],
                            "--tls-ca", str(certs / "other" / "ca.crt"),
                            "--auth-key", str(certs / "nodes" / "node-1")))  # fmt: skip
@@ -194,6 +192,9 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
     while procs.log("server").count("registered SuperNode key") < 3:
         assert time.monotonic() < deadline, procs.log("server")[-3000:]
         time.sleep(1)
+    # a stock SuperNode exits when refused (Flower 1.39): start it once registered
+    procs.start("stock-3", stock_supernode(tmp_path, fleet, certs, 3, PROFILES[2]),
+                program=["flower-supernode"], FLWR_HOME=str(tmp_path / "home-3"))  # fmt: skip
     rogue = procs.start("client-4", client_args(tmp_path, fleet, 4, PROFILES[0], *ca,
                         "--auth-key", str(certs / "nodes" / "node-4"),
                         "--max-retries", "0"))  # fmt: skip

@@ -188,7 +188,7 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
     wrong_ca = procs.start("client-ca", client_args(tmp_path, fleet, 5, PROFILES[0],
                            "--tls-ca", str(certs / "other" / "ca.crt"),
                            "--auth-key", str(certs / "nodes" / "node-1")))  # fmt: skip
-    deadline = time.monotonic() + 180  # node-4's key is never registered
+    deadline = time.monotonic() + 300  # node-4's key is never registered
     while procs.log("server").count("registered SuperNode key") < 3:
         assert time.monotonic() < deadline, procs.log("server")[-3000:]
         time.sleep(1)

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 #: connection name written to ``$FLWR_HOME/config.toml``
 CONNECTION = "fedmuscle"
 _STATUS_EVERY_S = 30.0
+#: each ``flwr supernode register`` is a Python start; on a loaded machine
+#: (load 40 on 2 cores) 60 s were not enough
+_REGISTER_TIMEOUT_S = 180.0
 #: what the 1.39 SuperLink logs when an unregistered key tries to join
 _REFUSAL_MARK = "No SuperNode found with the given public key"
 
@@ -78,7 +81,9 @@ def register_nodes(
         results = list(
             pool.map(
                 lambda pub: flwr_json(
-                    ["supernode", "register", str(pub), CONNECTION], env
+                    ["supernode", "register", str(pub), CONNECTION],
+                    env,
+                    _REGISTER_TIMEOUT_S,
                 ),
                 pubs,
             )

@@ -195,6 +195,13 @@ class RunConfig(_Schema):
     num_rounds: int = Field(5, ge=1, le=MAX_ROUNDS)
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    client_threads: int = Field(
+        1,
+        ge=0,
+        description="CPU threads of a client's torch ops in every engine (the sum "
+        "order of a kernel depends on it, so engines agree only with the same "
+        "count); 0 = torch's default",
+    )
     output_dir: str = Field("runs", description="run folders are created below it")
     run_name: str = Field("", description="run folder name; '' = <time>-<algorithm>")
     public: PublicConfig = PublicConfig()

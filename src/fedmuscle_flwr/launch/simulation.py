@@ -22,9 +22,18 @@ log = logging.getLogger(__name__)
 
 
 def simulate(
-    run: RunConfig, *, cpus_per_client: float = 1.0, gpus_per_client: float = 0.0
+    run: RunConfig,
+    *,
+    cpus_per_client: float | None = None,
+    gpus_per_client: float = 0.0,
 ) -> Path:
-    """Run ``run`` with one virtual SuperNode per roster entry; return its folder."""
+    """Run ``run`` with one virtual SuperNode per roster entry; return its folder.
+
+    Each virtual client reserves ``cpus_per_client`` of Ray's CPUs (default: the
+    run's ``client-threads``, 1 when that is 0).
+    """
+    if cpus_per_client is None:
+        cpus_per_client = float(run.client_threads or 1)
     run = name_run(run)
     num_clients = len(load_roster(run.federation.roster))
     run = run.model_copy(

@@ -35,10 +35,11 @@ def alignment(probe: Mapping[int, np.ndarray], cfg: MuscleConfig) -> Alignment |
     """Alignment of the probe representations ``probe`` (node -> (P, d)).
 
     Needs at least two clients; the Muscle loss uses each client's next
-    ``min(M, N-1)`` clients in sorted order as partners, on the first
-    ``min(B, P)`` probe rows.
+    ``min(M, N-1)`` clients in ``probe``'s order as partners (the strategy orders
+    by client name, not by Flower's random node ids), on the first ``min(B, P)``
+    probe rows.
     """
-    keys = sorted(probe)
+    keys = list(probe)
     if len(keys) < 2:
         return None
     z = torch.from_numpy(np.stack([probe[k] for k in keys])).double()  # (N, P, d)

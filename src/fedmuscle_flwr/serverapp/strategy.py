@@ -455,10 +455,11 @@ class FedMuscle(Strategy):
         """Per-client metrics, probe alignment and the round's byte counts."""
         good = self._replies(replies, server_round, "evaluate")
         quarantined = self.incidents.quarantined  # not part of the alignment figures
-        probe = {
-            n: r.z[0]
-            for n, r in good.items()
-            if r.z is not None and n not in quarantined
+        by_name = sorted(good, key=lambda n: (self.names.get(n, ""), n))
+        probe = {  # by client name: the same cyclic partners in every engine
+            n: z[0]
+            for n in by_name
+            if (z := good[n].z) is not None and n not in quarantined
         }
         self._record(server_round, good, phase="evaluate", identity=True)
         align = alignment(probe, self.run.muscle)

@@ -55,3 +55,23 @@ def test_the_callers_rng_state_is_restored(tmp_path: Path) -> None:
     torch.manual_seed(123)
     _train_once(tmp_path, burn=0)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_phase_runs_with_the_runs_thread_count_and_restores_the_callers(
+    tmp_path: Path,
+) -> None:
+    # Prepare: callers with different thread counts (Ray's actor: 1, a shell: all)
+    before = torch.get_num_threads()
+    models = []
+    try:
+        for i, caller in enumerate((2, 1)):
+            torch.set_num_threads(caller)
+            # Execute
+            models.append(_train_once(tmp_path / str(i), burn=0))
+            # Assert: the caller's count is back
+            assert torch.get_num_threads() == caller
+    finally:
+        torch.set_num_threads(before)
+    assert RunConfig().client_threads == 1
+    for key in models[0]:
+        assert torch.equal(models[0][key], models[1][key]), key

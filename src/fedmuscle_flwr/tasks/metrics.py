@@ -1,4 +1,7 @@
-"""Pure metric functions shared by the task meters (CPU, no state).
+"""Metric functions shared by the task meters (CPU, no state).
+
+Average precision and F1 are scikit-learn's; the confusion matrix and mean IoU stay
+here because segmentation meters stream millions of pixels through them.
 
 Index letters: N samples (or pixels), K classes.
 """
@@ -7,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.metrics import average_precision_score, f1_score
 from torch import Tensor
 
 
@@ -32,41 +36,6 @@ def confusion_matrix(preds: Tensor, targets: Tensor, num_classes: int) -> Tensor
     return counts.reshape(num_classes, num_classes)  # (K*K,) -> (K, K)
 
 
-def f1_per_class(tp: Tensor, fp: Tensor, fn: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-class F1 = 2TP / (2TP + FP + FN) and which classes are defined.
-
-    Parameters
-    ----------
-    tp, fp, fn : Tensor
-        True positives, false positives, false negatives. Shape: (K,).
-
-    Returns
-    -------
-    tuple[Tensor, Tensor]
-        F1 per class, 0 where undefined, shape (K,) float64; and the mask of
-        classes with 2TP + FP + FN > 0 (present in targets or predictions).
-    """
-    denom = (2 * tp + fp + fn).double()
-    defined = denom > 0
-    f1 = torch.where(defined, 2 * tp.double() / denom.clamp(min=1), 0.0)
-    return f1, defined
-
-
-def macro_f1(conf: Tensor) -> float:
-    """Macro-F1 over classes present in targets or predictions.
-
-    Matches ``sklearn.metrics.f1_score(average="macro")`` for single-label data.
-
-    Parameters
-    ----------
-    conf : Tensor
-        Confusion matrix, rows true. Shape: (K, K).
-    """
-    tp = conf.diag()
-    f1, defined = f1_per_class(tp, conf.sum(0) - tp, conf.sum(1) - tp)
-    return float(f1[defined].mean()) if bool(defined.any()) else 0.0
-
-
 def mean_iou(conf: Tensor) -> float:
     """Mean IoU = TP / (TP + FP + FN) over classes present in targets or preds.
 
@@ -83,35 +52,26 @@ def mean_iou(conf: Tensor) -> float:
     return float((tp[present] / union[present]).mean())
 
 
-def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Non-interpolated average precision of one class (sklearn's definition).
+def macro_f1(targets: np.ndarray, preds: np.ndarray) -> float:
+    """Macro-F1 over the classes present in targets or predictions (scikit-learn).
 
-    AP = Σ_n (R_n − R_{n−1}) P_n over the distinct score thresholds, in
-    decreasing order; tied scores form one threshold.
-
-    Parameters
-    ----------
-    scores : np.ndarray
-        Scores, higher = more likely positive. Shape: (N,).
-    positive : np.ndarray
-        Whether each sample is positive; at least one must be. Shape: (N,), bool.
+    Works for class ids (N,) and for multi-hot rows (N, K); classes without a
+    positive sample or prediction are left out of the mean (0.0 when none is left).
     """
-    order = np.argsort(-scores, kind="stable")
-    s, pos = scores[order], positive[order]
-    tp = np.cumsum(pos, dtype=np.float64)  # (N,) positives ranked at or above n
-    # last index of each run of tied scores = one threshold
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
-    tp = tp[last]
-    precision = tp / (last + 1)
-    recall = tp / tp[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    value = f1_score(targets, preds, average="macro", zero_division=np.nan)
+    return float(value) if np.isfinite(value) else 0.0
+
+
+def micro_f1(targets: np.ndarray, preds: np.ndarray) -> float:
+    """Micro-F1 of multi-hot rows (N, K) (scikit-learn; 0.0 when undefined)."""
+    return float(f1_score(targets, preds, average="micro", zero_division=0.0))
 
 
 def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
-    """Mean AP over classes with at least one positive sample.
+    """Mean AP over classes with at least one positive sample (scikit-learn).
 
-    Equals ``sklearn.metrics.average_precision_score(targets, scores,
-    average="macro")`` restricted to those classes.
+    ``sklearn.metrics.average_precision_score(average="macro")`` restricted to
+    those classes (it is undefined for the others).
 
     Parameters
     ----------
@@ -126,9 +86,11 @@ def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
         The mean AP, or 0.0 when no class has a positive sample.
     """
     positive = targets > 0.5  # (N, K)
-    aps = [
-        average_precision(scores[:, k], positive[:, k])
-        for k in range(scores.shape[1])
-        if positive[:, k].any()
-    ]
-    return float(np.mean(aps)) if aps else 0.0
+    present = positive.any(axis=0)  # (K,)
+    if not present.any():
+        return 0.0
+    return float(
+        average_precision_score(
+            positive[:, present], scores[:, present], average="macro"
+        )
+    )

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from fedmuscle_flwr.tasks.adapters import check_batch, check_fraction, float_targets
 from fedmuscle_flwr.tasks.base import Meter, Task
-from fedmuscle_flwr.tasks.metrics import f1_per_class, mean_average_precision
+from fedmuscle_flwr.tasks.metrics import macro_f1, mean_average_precision, micro_f1
 
 
 class MultiLabelMeter(Meter):
@@ -71,17 +71,11 @@ class MultiLabelMeter(Meter):
         logits = torch.cat(self.logits)  # (N, K)
         truth = torch.cat(self.truth)  # (N, K) bool
         pred = logits >= self.logit_threshold  # (N, K) bool
-        tp = (pred & truth).sum(0)  # (K,)
-        fp = (pred & ~truth).sum(0)
-        fn = (~pred & truth).sum(0)
-        f1, defined = f1_per_class(tp, fp, fn)
-        micro, _ = f1_per_class(
-            tp.sum().reshape(1), fp.sum().reshape(1), fn.sum().reshape(1)
-        )
+        y, p = truth.numpy(), pred.numpy()
         return {
-            "mAP": mean_average_precision(logits.numpy(), truth.numpy()),
-            "f1-micro": float(micro[0]),
-            "f1-macro": float(f1[defined].mean()) if bool(defined.any()) else 0.0,
+            "mAP": mean_average_precision(logits.numpy(), y),
+            "f1-micro": micro_f1(y, p),
+            "f1-macro": macro_f1(y, p),
         }
 
 

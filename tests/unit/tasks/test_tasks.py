@@ -12,7 +12,6 @@ from sklearn.metrics import accuracy_score, average_precision_score, f1_score
 
 from fedmuscle_flwr.data.base import DatasetInfo
 from fedmuscle_flwr.tasks import TASKS, get_task, list_tasks
-from fedmuscle_flwr.tasks.metrics import average_precision
 
 K = 5
 
@@ -146,16 +145,6 @@ def test_classification_meter_matches_sklearn_and_accumulates() -> None:
     assert got["f1-macro"] == pytest.approx(ref_f1)
     assert many.compute() == pytest.approx(got)
     assert set(got) >= {task.primary_metric}
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_average_precision_matches_sklearn_with_ties(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    scores = rng.integers(0, 5, 40).astype(np.float64)  # many ties
-    positive = rng.random(40) < 0.3
-    positive[0] = True
-    ref = average_precision_score(positive, scores)
-    assert average_precision(scores, positive) == pytest.approx(ref)
 
 
 def test_multilabel_meter_matches_sklearn_and_accumulates() -> None:

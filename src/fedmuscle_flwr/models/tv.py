@@ -1,5 +1,9 @@
 """``tv:<name>`` backbones: any torchvision classification model, classifier removed.
 
+The trunk is torchvision's ``create_feature_extractor`` up to the node before the
+model's pooling or classifier (ViTs: the encoder's tokens), so the model's own
+``forward`` logic is kept (GoogLeNet's input transform, DenseNet's last ReLU).
+
 Weights: with ``pretrained`` the torchvision DEFAULT weights are used when they are
 already in torch hub's cache, else a download is tried (bounded timeout); if that
 fails the model is randomly initialised. Every outcome is logged at INFO/WARNING.
@@ -7,10 +11,12 @@ fails the model is randomly initialised. Every outcome is logged at INFO/WARNING
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
+import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,63 +26,57 @@ from fedmuscle_flwr.models.common import ImageEncoder, module_output, probe_dims
 
 log = logging.getLogger(__name__)
 
-Layout = Literal["nchw", "nhwc", "pooled"]
 _DOWNLOAD_TIMEOUT_S = 15.0
-
-
-class _ViTTokens(nn.Module):
-    """torchvision ViT up to the encoder output. Shape: (B, 3, S, S) -> (B, 1+N, D)."""
-
-    def __init__(self, vit: Any) -> None:
-        super().__init__()
-        self.vit: Any = vit
-        vit.heads = nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Shape: (B, 3, S, S) -> (B, 1 + N, D)."""
-        tokens = self.vit._process_input(x)  # (B, N, D)
-        cls = self.vit.class_token.expand(tokens.shape[0], -1, -1)  # (B, 1, D)
-        return self.vit.encoder(torch.cat([cls, tokens], dim=1))
+#: root-level graph nodes where a torchvision classifier leaves its trunk
+_HEAD_NODES = frozenset(
+    {"avgpool", "adaptive_avg_pool2d", "mean", "flatten", "classifier", "fc", "head"}
+)
 
 
 class TorchvisionEncoder(ImageEncoder):
     """A torchvision trunk; pooled = mean of its map (or its token/vector output)."""
 
-    def __init__(self, trunk: nn.Module, layout: Layout, image_size: int) -> None:
+    def __init__(self, trunk: nn.Module, image_size: int) -> None:
         super().__init__(3, image_size)
         self.trunk = trunk
-        self.layout = layout
         self.feature_dim, self.spatial_dim = probe_dims(self, self.dummy_input())
 
     def forward(self, inputs: ModelInput) -> EncoderOutput:
         """Shape: (B, 3, S, S) -> pooled (B, F) [+ spatial (B, F, h, w)]."""
         if not isinstance(inputs, Tensor):
             raise TypeError("an image encoder needs a (B, C, H, W) tensor")
-        out = self.trunk(inputs)
-        if self.layout == "nhwc":
-            out = out.permute(0, 3, 1, 2)  # (B, h, w, C) -> (B, C, h, w)
-        elif self.layout == "pooled":
-            out = out.flatten(1)  # (B, F, ...) -> (B, F)
-        return module_output(out)
+        # (B, F, h, w) map, (B, 1 + N, D) ViT tokens or (B, F) vector
+        return module_output(self.trunk(inputs)[_FEATURES])
 
 
-def _trunk(model: Any, name: str) -> tuple[nn.Module, Layout]:
-    """Cut the classifier off ``model``; return the trunk and its output layout."""
-    if hasattr(model, "class_token") and hasattr(model, "heads"):
-        return _ViTTokens(model), "nchw"  # tokens -> grid in module_output
-    if hasattr(model, "features"):
-        return model.features, "nhwc" if name.startswith("swin") else "nchw"
-    if hasattr(model, "fc") and hasattr(model, "avgpool"):  # resnet / resnext
-        children = dict(model.named_children())
-        keep = [m for k, m in children.items() if k not in ("avgpool", "fc")]
-        return nn.Sequential(*keep), "nchw"
-    if hasattr(model, "trunk_output"):  # regnet
-        return nn.Sequential(model.stem, model.trunk_output), "nchw"
-    last = [k for k, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not last:
-        raise ValueError(f"cannot find the classifier of torchvision model {name!r}")
-    model.set_submodule(last[-1], nn.Identity())
-    return model, "pooled"
+_FEATURES = "features"
+
+
+def _trunk_node(model: nn.Module, name: str) -> str:
+    """The graph node with the last features before the classifier pools them.
+
+    ViTs: the encoder's token output (the class token is picked after it).
+    Others: the node just before the first pooling/flatten/classifier node.
+    """
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    with warnings.catch_warnings():  # "eval nodes are a subsequence of train nodes"
+        warnings.simplefilter("ignore", UserWarning)
+        nodes = get_graph_node_names(model)[1]
+    if hasattr(model, "class_token"):
+        return [n for n in nodes if n.startswith("encoder")][-1]
+    for before, node in itertools.pairwise(nodes):
+        if node.split(".")[0] in _HEAD_NODES:
+            return before
+    raise ValueError(f"cannot find the classifier of torchvision model {name!r}")
+
+
+def _trunk(model: nn.Module, name: str) -> nn.Module:
+    """``model`` up to its last features (torchvision's feature extractor)."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    node = _trunk_node(model, name)
+    return create_feature_extractor(model, return_nodes={node: _FEATURES})
 
 
 def _cached(url: str) -> Path:
@@ -127,8 +127,7 @@ def build_torchvision(
     if fixed is not None and image_size not in (None, fixed):
         raise ValueError(f"tv:{name} needs image_size={fixed}, got {image_size}")
     size = int(fixed or image_size or 64)
-    trunk, layout = _trunk(model, name)
-    return TorchvisionEncoder(trunk, layout, size)
+    return TorchvisionEncoder(_trunk(model, name), size)
 
 
 def _classification() -> Any:

@@ -310,6 +310,24 @@ def test_torchvision_backbones(name: str) -> None:
     check_model(model)
 
 
+@pytest.mark.parametrize(
+    ("name", "node"),
+    [
+        ("resnet18", "layer4.1.relu_1"),  # the block's output, before avgpool
+        ("densenet121", "relu"),  # after forward's own ReLU on features
+        ("swin_t", "permute"),  # channels first again, before avgpool
+        ("vit_b_16", "encoder.ln"),  # the tokens, before the class token is taken
+        ("squeezenet1_0", "features.12.cat"),  # before its convolutional classifier
+    ],
+)
+def test_torchvision_trunk_ends_before_the_classifier(name: str, node: str) -> None:
+    from torchvision.models import get_model
+
+    from fedmuscle_flwr.models.tv import _trunk_node
+
+    assert _trunk_node(get_model(name, weights=None), name) == node
+
+
 @needs_tokenizer
 def test_hf_offline_configs() -> None:
     text = build("hf:prajjwal1/bert-tiny", pretrained=False)

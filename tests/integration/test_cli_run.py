@@ -40,8 +40,16 @@ def test_run_inprocess_writes_runs_and_delta_table(tmp_path, tiny_roster, state_
         config = json.loads((session / algorithm / "config.json").read_text())
         assert config["algorithm"] == algorithm
     report = (session / "report.md").read_text()
-    assert "Δ" in report and "fmnist-vit" in report
-    assert "mean Δ" in result.output or "Δ %" in result.output
+    assert "Δ fedmuscle %" in report and "fmnist-vit" in report
+    # the same report as `fedmuscle report`: table and plots
+    for png in ("metric-per-round", "delta", "alignment", "bytes-per-round"):
+        assert (session / "plots" / f"{png}.png").is_file(), png
+        assert f"plots/{png}.png" in report
+    # not a terminal (a log file): the table as whole markdown lines, never cut
+    table = [ln for ln in result.output.splitlines() if ln.startswith("| ")]
+    assert table[0].endswith("| Δ fedmuscle % |"), table
+    assert any(ln.startswith("| fmnist-vit |") for ln in table)
+    assert any(ln.startswith("| **mean Δ** |") for ln in table)
 
 
 def test_unknown_engine_is_refused_before_running(tmp_path):

@@ -1,27 +1,19 @@
-"""What ``fedmuscle run`` does after validation: simulate each algorithm, report Δ."""
+"""What ``fedmuscle run`` does after validation: simulate each algorithm, report."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.runs.checkpoint import is_complete
-from fedmuscle_flwr.runs.metrics import (
-    INCOMPLETE,
-    IncompleteRun,
-    delta_rows,
-    mean_delta,
-    read_summary,
-)
-from fedmuscle_flwr.runs.report import delta_markdown, delta_table
+from fedmuscle_flwr.runs.metrics import INCOMPLETE, IncompleteRun, read_summary
+from fedmuscle_flwr.runs.report import write_report
 
 log = logging.getLogger(__name__)
-REFERENCE = "local"
 
 
 def run_and_report(
@@ -30,7 +22,11 @@ def run_and_report(
     console: Console,
     execute: Callable[[RunConfig], Path] | None = None,
 ) -> None:
-    """Run every run of ``runs`` in order, then print and save the Δ tables.
+    """Run every run of ``runs`` in order, then write the report of the session.
+
+    The report is :func:`~fedmuscle_flwr.runs.report.write_report`'s (``fedmuscle
+    report``): ``report.md`` with the table (metric per client and algorithm, Δ vs
+    ``local``) and the plots in ``plots/``.
 
     Raises :class:`~fedmuscle_flwr.runs.metrics.IncompleteRun` at the end when a run
     ended ``incomplete`` (the report is written first).
@@ -41,7 +37,6 @@ def run_and_report(
         from fedmuscle_flwr.launch.engines import get_engine
 
         execute = get_engine("simulation").run
-    finals: dict[str, dict[str, Any]] = {}
     incomplete: dict[str, str] = {}
     for name, run in runs.items():
         run_dir = Path(run.output_dir) / run.run_name
@@ -50,28 +45,10 @@ def run_and_report(
         else:
             run_dir = execute(run)
         summary = read_summary(run_dir)
-        finals[name] = summary["clients"]
         if summary.get("status") == INCOMPLETE:
             incomplete[name] = str(summary.get("reason", ""))
-    report = [f"# {session.name}\n"]
-    for name, final in finals.items():
-        if name == REFERENCE or REFERENCE not in finals:
-            continue
-        rows = delta_rows(final, finals[REFERENCE])
-        console.print(delta_table(rows, name))
-        report.append(delta_markdown(rows, name))
-        log.info("%s: mean Δ = %+.1f %%", name, mean_delta(rows))
-    if len(report) == 1:  # no reference run: plain metric table
-        for name, final in finals.items():
-            report.append(f"## {name}\n")
-            report += [
-                f"- {c}: {r['metric-name']} = {r['metric']:.4f}"
-                for c, r in final.items()
-            ]
-            for c, r in final.items():
-                console.print(f"{name} {c}: {r['metric-name']} = {r['metric']:.4f}")
-    (session / "report.md").write_text("\n".join(report) + "\n")
-    console.print(f"runs and report in {session}")
+    write_report(session, console)  # the same as `fedmuscle report SESSION`
+    console.print(f"runs, report.md and plots/ in {session}")
     if incomplete:
         raise IncompleteRun(
             "incomplete: "

@@ -10,7 +10,8 @@ A run is *finished* when its ``summary.json`` exists. Running the plan again
 (``fedmuscle experiment --resume FOLDER``) skips finished runs and continues the
 others from their checkpoints (checkpoint.py), so an interrupted experiment
 costs at most the rounds in flight. The same reader also accepts a
-``fedmuscle run`` session folder (``<session>/<algorithm>/``, one seed).
+``fedmuscle run`` session folder (``<session>/<algorithm>/``, one seed) and a
+single run folder (``fedmuscle server``'s ``<output>/<run-name>/``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 PLAN = "experiment.json"
 SEED_PREFIX = "seed-"
 SUMMARY = "summary.json"
+CONFIG = "config.json"  # the validated run config, in every run folder
 PLOTS = "plots"  # written by the report, not a run
 
 
@@ -57,8 +59,13 @@ def seed_dir(seed: int) -> str:
 
 
 def run_path(folder: Path, key: RunKey) -> Path:
-    """Where the run ``key`` lives inside ``folder``."""
-    return folder / key.label
+    """Where the run ``key`` lives inside ``folder`` (``folder`` itself if a run)."""
+    return folder if is_run(folder) else folder / key.label
+
+
+def is_run(folder: Path) -> bool:
+    """``folder`` is one run (``fedmuscle server``'s output), not a set of runs."""
+    return (folder / CONFIG).is_file()
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -181,6 +188,9 @@ def _subfolders(folder: Path) -> list[str]:
 
 def expected_runs(folder: Path) -> list[RunKey]:
     """The runs an experiment or session folder should hold (finished or not)."""
+    if is_run(folder):
+        config = json.loads((folder / CONFIG).read_text())
+        return [RunKey(None, str(config.get("algorithm", folder.name)))]
     plan = read_plan(folder)
     seeds = [
         n

@@ -88,12 +88,19 @@ def _figure(panels: int, title: str) -> tuple[Figure, list[Axes]]:
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """One legend for the figure, outside every panel's data (right of them)."""
+    legend: dict[str, Any] = {}
     for ax in fig.axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
         ax.grid(alpha=0.3)
         if ax.get_xlabel() == "round":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if legend:
+        fig.legend(
+            list(legend.values()), list(legend), loc="outside right upper",
+            fontsize="small", title="algorithm",
+        )  # fmt: skip
     fig.savefig(path, dpi=110)
     return path
 

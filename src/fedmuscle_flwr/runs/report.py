@@ -1,9 +1,9 @@
-"""Result tables: the Δ table of a run (fedmuscle.md §4) and the paper's table.
+"""The result table of fedmuscle.md §4 (the paper's) and the report around it.
 
-``delta_table``/``delta_markdown``: one algorithm vs local, one seed (``fedmuscle
-run``). ``paper_table``: every algorithm of an experiment or session folder, per
+``paper_table``: every algorithm of an experiment, session or run folder, per
 client the metric and Δ vs local as mean ± std over seeds, plus the mean Δ row;
-``write_report`` saves it as ``report.md`` with the plots of :mod:`.plots`.
+``write_report`` saves it as ``report.md`` with the plots of :mod:`.plots`
+(``fedmuscle report``, and at the end of ``fedmuscle run`` and ``fedmuscle server``).
 """
 
 from __future__ import annotations
@@ -20,45 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedmuscle_flwr.runs.experiment import PLOTS, Results, RunKey, load_results
-from fedmuscle_flwr.runs.metrics import DeltaRow, delta_rows, mean_delta
-
-
-def delta_table(rows: Sequence[DeltaRow], ours: str = "fedmuscle") -> Table:
-    """A rich table: client, task, model, metric, ours, local, Δ %."""
-    table = Table(title=f"{ours} vs local (Δ = relative change of the task metric)")
-    for col in ("client", "task", "model", "metric", ours, "local", "Δ %"):
-        table.add_column(
-            col, justify="right" if col in (ours, "local", "Δ %") else "left"
-        )
-    for r in rows:
-        table.add_row(
-            r.client,
-            r.task,
-            r.model,
-            r.metric_name,
-            f"{r.ours:.4f}",
-            f"{r.local:.4f}",
-            f"{r.delta:+.1f}",
-        )
-    table.add_section()
-    table.add_row("mean", "", "", "", "", "", f"{mean_delta(rows):+.1f}")
-    return table
-
-
-def delta_markdown(rows: Sequence[DeltaRow], ours: str = "fedmuscle") -> str:
-    """The same table in markdown (written next to the runs)."""
-    lines = [
-        f"| client | task | model | metric | {ours} | local | Δ % |",
-        "|---|---|---|---|---:|---:|---:|",
-    ]
-    lines += [
-        f"| {r.client} | {r.task} | {r.model} | {r.metric_name} | {r.ours:.4f} "
-        f"| {r.local:.4f} | {r.delta:+.1f} |"
-        for r in rows
-    ]
-    lines.append(f"| **mean** | | | | | | **{mean_delta(rows):+.1f}** |")
-    return "\n".join(lines) + "\n"
-
+from fedmuscle_flwr.runs.metrics import delta_rows, mean_delta
 
 # ------------------------------------------------ the paper-format table
 REFERENCE = "local"
@@ -223,8 +185,16 @@ def write_report(folder: Path, console: Console | None = None) -> Path:
     doc += [f"![{p.stem}]({PLOTS}/{p.name})\n" for p in plots]
     path = folder / "report.md"
     path.write_text("\n".join(doc))
-    if console is not None:
+    if console is not None and console.is_terminal:
         console.print(paper_rich(table))
+    elif console is not None:  # a log file: markdown lines, never cut or wrapped
+        console.print(
+            paper_markdown(table, results),
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+    if console is not None:
         for key in results.missing:
             console.print(f"[yellow]missing (not finished): {key.label}[/yellow]")
         console.print(f"report in {path}")

@@ -228,3 +228,40 @@ def test_experiment_runs_only_unfinished_runs(tmp_path):
         experiment_configs(
             plan, folder, lambda o: build_run_config("tiny", None, {**o}), resume=False
         )
+
+
+def test_report_of_a_single_run_folder(tmp_path):
+    # Prepare: what `fedmuscle server` leaves, one run with its config.json
+    run = tmp_path / "20261202-120000-fedmuscle"
+    make_run(run, FINALS[0, "fedmuscle"])
+    (run / "config.json").write_text('{"algorithm": "fedmuscle"}')
+    # Execute
+    report = write_report(run).read_text()
+    # Assert: one algorithm, its metrics, no Δ, the plots of the run
+    assert "| a-cnn | cnn | classification | accuracy | 0.5500 |" in report
+    assert "no Δ" in report
+    assert len(list((run / "plots").glob("*.png"))) == 4
+
+
+def test_plot_legend_is_outside_the_panels(experiment):
+    from fedmuscle_flwr.runs.metrics import read_rows
+    from fedmuscle_flwr.runs.plots import _figure, _line, _save
+
+    # Prepare: two panels, two algorithms each
+    runs = {
+        a: [read_rows(experiment / f"seed-{s}" / a) for s in (0, 1)]
+        for a in ("fedmuscle", "local")
+    }
+    fig, axes = _figure(2, "metric")
+    for ax, client in zip(axes, ("a-cnn", "b-mlp"), strict=True):
+        for algorithm, seeds in runs.items():
+            _line(ax, seeds, client, "metric", algorithm)
+    # Execute
+    _save(fig, experiment / "m.png")
+    # Assert: one figure legend naming each algorithm once, right of every panel
+    assert all(ax.get_legend() is None for ax in axes)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["fedmuscle", "local"]
+    renderer = fig.canvas.get_renderer()
+    box = legend.get_window_extent(renderer)
+    assert all(box.x0 >= ax.get_window_extent(renderer).x1 for ax in axes)

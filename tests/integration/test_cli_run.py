@@ -1,5 +1,6 @@
 """`fedmuscle run` end to end through the CLI, on the in-process engine (no Ray)."""
 
+import csv
 import json
 
 import pytest
@@ -27,6 +28,7 @@ def test_run_inprocess_writes_runs_and_delta_table(tmp_path, tiny_roster, state_
         f"federation.roster={tiny_roster}",
         "--set",
         "public.size=200",
+        "--live-csv",
     ]
     # Execute
     result = CliRunner().invoke(cli, args)
@@ -39,12 +41,22 @@ def test_run_inprocess_writes_runs_and_delta_table(tmp_path, tiny_roster, state_
         assert clients == {"fmnist-cnn", "fmnist-vit", "mosaic-mlp"}
         config = json.loads((session / algorithm / "config.json").read_text())
         assert config["algorithm"] == algorithm
+        with (session / algorithm / "rounds.csv").open() as fh:
+            lines = list(csv.DictReader(fh))
+        assert [line["round"] for line in lines] == ["0", "1"]
+        assert float(lines[1]["metric:fmnist-vit"]) > 0
     report = (session / "report.md").read_text()
     assert "Δ fedmuscle %" in report and "fmnist-vit" in report
     # the same report as `fedmuscle report`: table and plots
     for png in ("metric-per-round", "delta", "alignment", "bytes-per-round"):
         assert (session / "plots" / f"{png}.png").is_file(), png
         assert f"plots/{png}.png" in report
+    # a calm console: one line per round, each client's model named once per run
+    out = result.output
+    assert out.count("round 1/1 |") == 2 and out.count("round 0/1 |") == 2, out
+    assert "round 1 train" not in out and "round 1 evaluate" not in out
+    assert out.count("client fmnist-vit: model vit-tiny") == 2
+    assert "params (" not in out  # the per-message model summary is DEBUG
     # not a terminal (a log file): the table as whole markdown lines, never cut
     table = [ln for ln in result.output.splitlines() if ln.startswith("| ")]
     assert table[0].endswith("| Δ fedmuscle % |"), table

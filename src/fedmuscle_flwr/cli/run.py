@@ -11,22 +11,43 @@ import typer
 from fedmuscle_flwr.cli.common import (
     build_run_config,
     console,
+    fail,
+    log,
     parse_set,
     setup_logging,
 )
+from fedmuscle_flwr.config.files import list_entries
 from fedmuscle_flwr.config.schema import ConfigError
 from fedmuscle_flwr.data.sources import DataUnavailableError
-from fedmuscle_flwr.launch.preflight import check_federation
+from fedmuscle_flwr.launch.preflight import check_federation, check_names
+
+
+def _names(what: str) -> str:
+    """The registered names of ``what`` for a --help text (lazy registries)."""
+    from fedmuscle_flwr.launch.engines import ENGINES
+    from fedmuscle_flwr.method.algorithms import ALGORITHMS
+
+    table = {
+        "algorithms": lambda: list(ALGORITHMS),
+        "engines": lambda: list(ENGINES),
+        "presets": lambda: list_entries("server"),
+    }
+    return ", ".join(table[what]())
 
 
 def run(
-    preset: Annotated[str, typer.Option(help="server/<preset>.toml")] = "default",
+    preset: Annotated[
+        str, typer.Option(help=f"server/<preset>.toml or a path: {_names('presets')}")
+    ] = "default",
     config: Annotated[
         Path | None, typer.Option(help="TOML overriding the preset")
     ] = None,
     rounds: Annotated[int | None, typer.Option(help="number of rounds")] = None,
     algorithm: Annotated[
-        str, typer.Option(help="comma list; 'local' is the Δ reference")
+        str,
+        typer.Option(
+            help=f"comma list; 'local' is the Δ reference: {_names('algorithms')}"
+        ),
     ] = "fedmuscle,local",
     seed: Annotated[int | None, typer.Option()] = None,
     output: Annotated[Path, typer.Option(help="parent folder of the run")] = Path(
@@ -36,12 +57,19 @@ def run(
         list[str] | None, typer.Option("--set", help="dotted key=value, repeatable")
     ] = None,
     engine: Annotated[
-        str, typer.Option(help="simulation (Flower + Ray) | inprocess (no Ray)")
+        str,
+        typer.Option(
+            help=f"{_names('engines')}: Flower's simulation (Ray) | one process"
+        ),
     ] = "simulation",
     resume: Annotated[
         Path | None,
         typer.Option(help="continue this session folder (same options as before)"),
     ] = None,
+    live_csv: Annotated[
+        bool,
+        typer.Option(help="rewrite <run>/rounds.csv after every round (a live view)"),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a federation in Flower's simulation engine (default: the embedded one).
@@ -52,17 +80,23 @@ def run(
     """
     from fedmuscle_flwr.launch.engines import get_engine
 
-    setup_logging(verbose)
-    overrides = parse_set(set_ or [])
-    if rounds is not None:
-        overrides["num-rounds"] = rounds
-    if seed is not None:
-        overrides["seed"] = seed
+    setup_logging(verbose, calm=True)
     session = output / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(preset).stem}"
-    if resume is not None:
-        session, overrides["checkpoint.resume"] = resume, True
     algorithms = [a.strip() for a in algorithm.split(",") if a.strip()]
     try:
+        overrides = parse_set(set_ or [])
+        if rounds is not None:
+            overrides["num-rounds"] = rounds
+        if seed is not None:
+            overrides["seed"] = seed
+        if live_csv:
+            overrides["live-csv"] = True
+        if resume is not None:
+            if not resume.is_dir():
+                raise ConfigError(f"--resume {resume}: no such session folder")
+            session, overrides["checkpoint.resume"] = resume, True
+        if not algorithms:
+            raise ConfigError(f"--algorithm: none given; from {_names('algorithms')}")
         runs = {
             name: build_run_config(
                 preset,
@@ -77,15 +111,21 @@ def run(
             for name in algorithms
         }
         runner = get_engine(engine)
+        for one in runs.values():  # names (algorithm, roster, models): no data yet
+            check_names(one)
         if resume is not None:
             from fedmuscle_flwr.runs.checkpoint import check_session
 
             check_session(runs, session)
         # the whole roster against its data and public set, before any training
-        check_federation(next(iter(runs.values())), build_models=False)
+        first = next(iter(runs.values()))
+        log.info(
+            "checking roster %r against its data and the public set",
+            first.federation.roster,
+        )
+        check_federation(first, build_models=False)
     except (ConfigError, DataUnavailableError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     from fedmuscle_flwr.launch.session import run_and_report
     from fedmuscle_flwr.runs.metrics import EXIT_INCOMPLETE, IncompleteRun
 
@@ -106,8 +146,7 @@ def list_(
 
     table = registries()
     if what not in table:
-        console.print(f"[red]unknown list {what!r}; choose from {sorted(table)}[/red]")
-        raise typer.Exit(2)
+        raise fail(f"unknown list {what!r}; choose from {', '.join(table)}")
     for name, description in table[what]().items():
         console.print(f"[bold]{name}[/bold]  {description}")
 
@@ -120,7 +159,7 @@ def data_prepare(name: Annotated[str, typer.Argument(help="dataset name")]) -> N
     try:
         console.print(prepare(name))
     except (DataUnavailableError, KeyError) as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"error: {exc}", style="red", soft_wrap=True, markup=False)
         raise typer.Exit(1) from None
 
 
@@ -160,17 +199,19 @@ def experiment(
     )
     from fedmuscle_flwr.runs.report import write_report
 
-    setup_logging(verbose)
-    overrides = parse_set(set_ or [])
-    if rounds is not None:
-        overrides["num-rounds"] = rounds
+    setup_logging(verbose, calm=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     folder = resume or output / f"{stamp}-{Path(preset).stem}-experiment"
     names = tuple(a.strip() for a in algorithms.split(",") if a.strip())
     plan = Plan(preset, names, tuple(range(seeds)))
     try:
+        overrides = parse_set(set_ or [])
+        if rounds is not None:
+            overrides["num-rounds"] = rounds
         if resume is not None and not resume.is_dir():
             raise ConfigError(f"--resume {resume}: no such experiment folder")
+        if not names:
+            raise ConfigError(f"--algorithms: none given; from {_names('algorithms')}")
         runner = get_engine(engine)
         configs = experiment_configs(
             plan,
@@ -178,9 +219,10 @@ def experiment(
             lambda run: build_run_config(preset, None, {**overrides, **run}),
             resume is not None,
         )
+        for one in {c.algorithm: c for c in configs.values()}.values():
+            check_names(one)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     write_plan(folder, plan)
     run_experiment(configs, folder, runner.run)
     write_report(folder, console)
@@ -196,8 +238,7 @@ def report(
 
     setup_logging(False)
     if not run_dir.is_dir():
-        console.print(f"[red]{run_dir}: no such folder[/red]")
-        raise typer.Exit(2)
+        raise fail(f"{run_dir}: no such folder (a run, session or experiment)")
     write_report(run_dir, console)
 
 

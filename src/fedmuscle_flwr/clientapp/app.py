@@ -23,7 +23,11 @@ from flwr.clientapp import ClientApp
 from fedmuscle_flwr.clientapp.runtime import RuntimeCache, run_phase
 from fedmuscle_flwr.clientapp.state import default_state_dir, open_store
 from fedmuscle_flwr.config.files import resolve_profile
-from fedmuscle_flwr.runs.logs import RUN_FINISHED_MARK, ensure_console_logging
+from fedmuscle_flwr.runs.logs import (
+    RUN_FINISHED_MARK,
+    ensure_console_logging,
+    quiet_flower_in_worker,
+)
 from fedmuscle_flwr.wire.messages import METRIC_NAME, Instruction, Reply
 from fedmuscle_flwr.wire.protocol import decode_instruction, encode_reply
 
@@ -50,6 +54,7 @@ def keep_warm(size: int = 2) -> None:
 
 def _handle(phase: str, msg: Message, context: Context) -> Message:
     ensure_console_logging()
+    quiet_flower_in_worker()
     ins = decode_instruction(msg.content, msg.metadata.message_type)
     profile = resolve_profile(context.node_config, ins.run.federation.roster)
     state_dir = context.node_config.get("state-dir")

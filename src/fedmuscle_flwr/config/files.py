@@ -24,7 +24,13 @@ from typing import Any
 
 from fedmuscle_flwr.config.profile import ClientProfile, Roster
 from fedmuscle_flwr.config.run import RunConfig
-from fedmuscle_flwr.config.schema import ConfigError, deep_merge, unflatten, validate
+from fedmuscle_flwr.config.schema import (
+    ConfigError,
+    deep_merge,
+    flatten,
+    unflatten,
+    validate,
+)
 
 
 # ------------------------------------------------------------------- locating
@@ -125,11 +131,44 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
     return read_toml(_resolve(name_or_path, "server"))
 
 
+#: the settings ``pyproject.toml`` declares in ``[tool.flwr.app.config]`` (so that
+#: ``flwr run . --run-config 'num-rounds=3'`` may override them), besides ``preset``
+APP_CONFIG_KEYS = (
+    "algorithm", "num-rounds", "seed", "device", "client-threads", "output-dir",
+    "public.size", "train.epochs", "train.lr", "train.batch-size",
+    "train.head-refit-epochs", "muscle.steps", "muscle.batch-size", "muscle.dim",
+    "muscle.partners", "muscle.tau", "muscle.tau-partners", "muscle.lr",
+    "muscle.sync", "muscle.precision", "eval.every", "eval.probe-size",
+    "federation.roster", "federation.min-clients",
+)  # fmt: skip
+DEFAULT_PRESET = "default"
+
+
+def app_config() -> dict[str, Any]:
+    """``[tool.flwr.app.config]``: the preset and the main settings it resolves to.
+
+    The values are those of the default preset, so ``flwr run .`` without
+    overrides runs exactly ``fedmuscle run --algorithm fedmuscle``'s config;
+    ``tests/unit/config/test_app_config.py`` keeps ``pyproject.toml`` equal to this.
+    """
+    run = RunConfig.from_mapping(load_preset(DEFAULT_PRESET))
+    flat = flatten(run.model_dump(by_alias=True, mode="json"))
+    return {"preset": DEFAULT_PRESET, **{key: flat[key] for key in APP_CONFIG_KEYS}}
+
+
 def resolve_run_config(flat: Mapping[str, Any]) -> RunConfig:
-    """Flower's flat run config -> RunConfig: preset file, then the other keys."""
+    """Flower's flat run config -> RunConfig: the preset, then the changed keys.
+
+    Flower hands the ServerApp every declared key, overridden or not, so a key
+    counts as an override when its value differs from the declared default
+    (:func:`app_config`); undeclared keys always do. With another preset, a key
+    set to the default preset's value therefore keeps the preset's value.
+    """
     flat = dict(flat)
-    preset = str(flat.pop("preset", "default"))
-    return RunConfig.from_mapping(deep_merge(load_preset(preset), unflatten(flat)))
+    preset = str(flat.pop("preset", DEFAULT_PRESET))
+    declared = app_config()
+    changed = {k: v for k, v in flat.items() if k not in declared or v != declared[k]}
+    return RunConfig.from_mapping(deep_merge(load_preset(preset), unflatten(changed)))
 
 
 def list_entries(folder: str) -> list[str]:

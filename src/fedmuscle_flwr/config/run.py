@@ -204,6 +204,9 @@ class RunConfig(_Schema):
     )
     output_dir: str = Field("runs", description="run folders are created below it")
     run_name: str = Field("", description="run folder name; '' = <time>-<algorithm>")
+    live_csv: bool = Field(
+        False, description="rewrite <run dir>/rounds.csv after every round (live view)"
+    )
     public: PublicConfig = PublicConfig()
     train: TrainConfig = TrainConfig()
     muscle: MuscleConfig = MuscleConfig()

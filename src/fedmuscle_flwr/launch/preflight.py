@@ -11,7 +11,9 @@ from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.config.schema import ConfigError
 from fedmuscle_flwr.data.base import DatasetInfo, Modality
 from fedmuscle_flwr.data.registry import check_private, check_public, dataset_info
+from fedmuscle_flwr.method.algorithms import check_algorithm
 from fedmuscle_flwr.models.client_model import build_client_model
+from fedmuscle_flwr.models.registry import check_backbone
 from fedmuscle_flwr.tasks.registry import get_task
 
 
@@ -67,6 +69,32 @@ def _check_client(profile: ClientProfile, dim: int, build_models: bool) -> None:
         task = get_task(profile.task.kind, profile.task.options)
         with _field("model"):
             build_client_model(profile.model, task, info.num_classes, dim)
+
+
+def check_profile(profile: ClientProfile, where: str = "") -> None:
+    """What a profile names, without data or models: task, dataset, backbone.
+
+    Raises :class:`ConfigError` naming the client, the field and what is accepted.
+    """
+    with _field(where or f"client {profile.name!r}"):
+        _check_task(profile)
+        with _field("model"):
+            check_backbone(profile.model)
+
+
+def check_names(run: RunConfig) -> tuple[ClientProfile, ...]:
+    """The run's algorithm and every roster client's names (cheap, no data).
+
+    :func:`check_federation` loads the data afterwards; this is what a mistyped
+    name needs to be caught in well under a second.
+    """
+    check_algorithm(run)
+    roster = run.federation.roster
+    with _field(f"federation.roster {roster!r}"):
+        profiles = load_roster(roster)
+    for profile in profiles:
+        check_profile(profile, f"client {profile.name!r} (roster {roster!r})")
+    return profiles
 
 
 @contextmanager

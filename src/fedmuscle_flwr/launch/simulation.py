@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from logging import DEBUG
 from pathlib import Path
 
 from flwr.simulation import run_simulation
@@ -16,9 +19,41 @@ from flwr.simulation import run_simulation
 from fedmuscle_flwr.clientapp.app import app as client_app
 from fedmuscle_flwr.config.files import load_roster
 from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.runs.logs import PACKAGE_LOGGER
 from fedmuscle_flwr.serverapp.app import make_server_app, name_run
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _quiet_actors(quiet: bool) -> Iterator[None]:
+    """While on: Ray's actors (they inherit the environment) log our warnings only.
+
+    Their ClientApps call :func:`~fedmuscle_flwr.logs.ensure_console_logging`,
+    which reads these variables; Flower's actor notices go down to errors.
+    """
+    env = {"FEDMUSCLE_LOG_LEVEL": "WARNING", "FEDMUSCLE_FLWR_LOG_LEVEL": "ERROR"}
+    saved = {k: os.environ.get(k) for k in env}
+    if quiet:
+        os.environ.update({k: os.environ.get(k) or v for k, v in env.items()})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _deliberate_api(record: logging.LogRecord) -> bool:
+    """Drop Flower's notice that ``run_simulation`` is deprecated (twice per run).
+
+    The embedded engine runs a ServerApp built in this process (one per
+    algorithm, around an already validated config), which ``flwr run`` cannot.
+    """
+    message = record.getMessage()
+    return not ("DEPRECATED" in message and "run_simulation" in message)
 
 
 def simulate(
@@ -43,17 +78,30 @@ def simulate(
     )
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    init_args: dict[str, object] = {
+        "num_cpus": os.cpu_count() or 1,
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+    }
     backend = {
         "client_resources": {"num_cpus": cpus_per_client, "num_gpus": gpus_per_client},
-        "init_args": {"num_cpus": os.cpu_count() or 1, "include_dashboard": False},
+        "init_args": init_args,
     }
-    log.info("simulating %s with %d clients", run.algorithm, num_clients)
-    run_simulation(
-        server_app=make_server_app(run),
-        client_app=client_app,
-        num_supernodes=num_clients,
-        backend_config=backend,  # type: ignore[arg-type]
+    logging.getLogger("flwr").addFilter(_deliberate_api)
+    log.info(
+        "%s: starting Flower's simulation engine (Ray, %d virtual SuperNodes, "
+        "%g CPU each); the first round waits for Ray's start-up",
+        run.algorithm,
+        num_clients,
+        cpus_per_client,
     )
+    with _quiet_actors(not logging.getLogger(PACKAGE_LOGGER).isEnabledFor(DEBUG)):
+        run_simulation(
+            server_app=make_server_app(run),
+            client_app=client_app,
+            num_supernodes=num_clients,
+            backend_config=backend,  # type: ignore[arg-type]
+        )
     run_dir = Path(run.output_dir).expanduser() / run.run_name
     if not (run_dir / "summary.json").is_file():
         raise RuntimeError(f"the simulation of {run.run_name} wrote no summary")

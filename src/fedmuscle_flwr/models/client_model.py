@@ -210,7 +210,7 @@ def build_client_model(
             encoder.requires_grad_(False)
         apply_lora(encoder, spec.lora)  # rank 0: no-op
     model = ClientModel(encoder, projector, head, head_on, spec.freeze_backbone)
-    log.info(
+    log.debug(  # built per message; the server names each client's model once
         "model %s: F=%d, d=%d, head on %s, %d params (%d trainable)",
         spec.backbone,
         encoder.feature_dim,

@@ -85,6 +85,44 @@ def build_encoder(spec: ModelSpec) -> Encoder:
     )
 
 
+def check_backbone(spec: ModelSpec) -> None:
+    """Check ``spec.backbone`` and its options without building anything.
+
+    Registered names and ``tv:`` models are checked against their registries;
+    ``hf:`` ids and plugins are only known once built (at the client).
+
+    Raises
+    ------
+    ValueError
+        Unknown backbone or option (the message lists what is accepted).
+    """
+    name, options = spec.backbone, dict(spec.options)
+    if name.startswith("tv:"):
+        from torchvision.models import list_models
+
+        known = list_models(module=_torchvision_models())
+        if name[3:] not in known:
+            raise ValueError(
+                f"model.backbone {name!r}: unknown torchvision model; known: {known}"
+            )
+        _check_options(build_torchvision, options, name)
+    elif name.startswith("hf:") or (":" in name and name not in ENCODERS):
+        return
+    elif name in ENCODERS:
+        _check_options(ENCODERS[name], options, name)
+    else:
+        raise ValueError(
+            f"unknown model.backbone {name!r}; known: {sorted(ENCODERS)} "
+            f"or one of the forms {list(SCHEMES)}"
+        )
+
+
+def _torchvision_models() -> Any:
+    import torchvision.models
+
+    return torchvision.models
+
+
 def _check_options(
     builder: Callable[..., Any], options: dict[str, Any], name: str
 ) -> None:

@@ -38,7 +38,12 @@ from typing import Any
 
 from fedmuscle_flwr.config.schema import ConfigError, flatten
 from fedmuscle_flwr.config.run import RunConfig
-from fedmuscle_flwr.runs.metrics import MetricsFileError, RunRecorder, parse_rows
+from fedmuscle_flwr.runs.metrics import (
+    MetricsFileError,
+    RunRecorder,
+    parse_rows,
+    write_rounds_csv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ FORMAT = 1
 VOLATILE = frozenset(
     {
         "output-dir",
+        "live-csv",
         "run-name",
         "device",
         "checkpoint.resume",
@@ -270,6 +276,8 @@ class RunSession:
         """
         self.completed = server_round
         self.history.append({"round": server_round, **summary})
+        if self.run.live_csv:
+            write_rounds_csv(self.run_dir, self.recorder.rows, self.history)
         if not self.run.checkpoint.enabled:
             return
         ckpt = Checkpoint(

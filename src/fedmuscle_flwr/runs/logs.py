@@ -17,6 +17,7 @@ PACKAGE_LOGGER = "fedmuscle_flwr"
 #: what a client's ClientApp logs after it answered the run's last message (the
 #: final round's evaluation); ``fedmuscle client --exit-after-run`` watches for it
 RUN_FINISHED_MARK = "fedmuscle: run finished"
+PROGRESS_LOGGER = f"{PACKAGE_LOGGER}.progress"  # one line per finished round
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -34,4 +35,21 @@ def ensure_console_logging() -> None:
     logger.setLevel(os.environ.get("FEDMUSCLE_LOG_LEVEL", "INFO").upper())
 
 
-__all__ = ["PACKAGE_LOGGER", "RUN_FINISHED_MARK", "ensure_console_logging"]
+def quiet_flower_in_worker() -> None:
+    """Flower's logger to ``FEDMUSCLE_FLWR_LOG_LEVEL`` when set (in Ray's actors).
+
+    The simulation engine sets it for the ClientApps' actors, whose Flower
+    notices ("Manually terminating ClientAppActor") reach the driver's console.
+    """
+    level = os.environ.get("FEDMUSCLE_FLWR_LOG_LEVEL")
+    if level:
+        logging.getLogger("flwr").setLevel(level.upper())
+
+
+__all__ = [
+    "PACKAGE_LOGGER",
+    "PROGRESS_LOGGER",
+    "RUN_FINISHED_MARK",
+    "ensure_console_logging",
+    "quiet_flower_in_worker",
+]

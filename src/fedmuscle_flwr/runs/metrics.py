@@ -10,6 +10,7 @@ comes from (``round``; ``stale`` when that is not the last evaluation).
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -124,6 +125,75 @@ class RunRecorder:
         summary = {**status, "clients": clients, **extra}
         path.write_text(json.dumps(summary, indent=2, default=_jsonable))
         return path
+
+
+ROUNDS_CSV = "rounds.csv"
+
+
+def round_table(
+    rows: Iterable[Mapping[str, Any]], history: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """One line per completed round: its summary, server row and client metrics.
+
+    ``history`` holds the completed rounds' summaries (round, seconds, clients,
+    incidents); the metric rows add the mean task loss of the round's training,
+    the server's evaluation row (probe alignment, bytes, mean metric) and each
+    client's task metric as ``metric:<client>`` (rounds with an evaluation).
+    """
+    by_round: dict[int, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_round.setdefault(int(row["round"]), []).append(row)
+    table = []
+    for summary in history:
+        rnd = int(summary["round"])
+        line: dict[str, Any] = dict(summary)
+        mine = by_round.get(rnd, [])
+        losses = [r["task-loss"] for r in mine if isinstance(r.get("task-loss"), float)]
+        if losses:
+            line["task-loss"] = sum(losses) / len(losses)
+        for r in mine:
+            if r["client"] == SERVER_ROW and r.get("phase") == "round":
+                line |= {k: v for k, v in r.items() if k not in ("client", "phase")}
+            elif r.get("phase") == "evaluate" and "metric" in r:
+                line[f"metric:{r['client']}"] = r["metric"]
+        table.append(line)
+    return table
+
+
+#: the figures of a round's progress line: (column, label, format)
+_ROUND_FIGURES = (
+    ("clients", "clients", ".0f"),
+    ("task-loss", "task-loss", ".3f"),
+    ("mean-metric", "mean-metric", ".4f"),
+    ("probe-positive-sim", "probe-sim", ".3f"),
+    ("probe-mi-bound", "MI-bound", ".2f"),
+)
+
+
+def round_line(line: Mapping[str, Any], total: int) -> str:
+    """One readable line for a :func:`round_table` entry (its figures present)."""
+    parts = [f"round {line['round']}/{total}", f"{line.get('seconds', 0.0):.1f} s"]
+    for key, label, spec in _ROUND_FIGURES:
+        value = line.get(key)
+        if isinstance(value, int | float) and math.isfinite(value):
+            parts.append(f"{label} {format(value, spec)}")
+    return " | ".join(parts)
+
+
+def write_rounds_csv(
+    run_dir: Path,
+    rows: Iterable[Mapping[str, Any]],
+    history: Iterable[Mapping[str, Any]],
+) -> Path:
+    """``rounds.csv`` (:func:`round_table`), replaced whole (no half-written file)."""
+    table = round_table(rows, history)
+    columns = list(dict.fromkeys(k for line in table for k in line))
+    tmp = run_dir / f".{ROUNDS_CSV}.tmp"
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(table)
+    return tmp.replace(run_dir / ROUNDS_CSV)
 
 
 def _jsonable(value: Any) -> Any:

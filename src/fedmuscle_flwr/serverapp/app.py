@@ -17,14 +17,17 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedmuscle_flwr.config.files import resolve_run_config
+from fedmuscle_flwr.config.files import load_roster, resolve_run_config
 from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.config.schema import ConfigError
 from fedmuscle_flwr.runs.checkpoint import open_run
-from fedmuscle_flwr.runs.logs import ensure_console_logging
-from fedmuscle_flwr.runs.metrics import COMPLETED, run_status
+from fedmuscle_flwr.runs.logs import PROGRESS_LOGGER, ensure_console_logging
+from fedmuscle_flwr.runs.metrics import COMPLETED, round_line, round_table, run_status
 from fedmuscle_flwr.serverapp.strategy import FedMuscle
 
 log = logging.getLogger(__name__)
+#: one line per finished round (``fedmuscle run`` shows these, or a progress bar)
+progress = logging.getLogger(PROGRESS_LOGGER)
 
 
 def name_run(run: RunConfig) -> RunConfig:
@@ -47,6 +50,9 @@ def serve(grid: Grid, run: RunConfig) -> Path:
     def on_round(server_round: int, summary: Mapping[str, float], secs: float) -> None:
         session.names = strategy.book.to_json()  # bindings kept across --resume
         session.save(server_round, summary, secs)
+        (line,) = round_table(recorder.rows, [{"round": server_round, **summary}])
+        extra = {"round": server_round, "total": run.num_rounds}
+        progress.info("%s", round_line(line, run.num_rounds), extra=extra)
 
     strategy = FedMuscle(run, recorder, on_round=on_round, completed=session.completed)
     strategy.restore_names(session.names)
@@ -69,6 +75,29 @@ def serve(grid: Grid, run: RunConfig) -> Path:
     return run_dir
 
 
+def check_node_count(nodes: int, run: RunConfig) -> None:
+    """Warn when the nodes connected at start do not match the roster's clients.
+
+    ``flwr run . local`` starts Flower's default of 2 virtual SuperNodes, which
+    run the roster's first 2 clients (partition-id 0, 1) only.
+    """
+    try:
+        clients = len(load_roster(run.federation.roster))
+    except ConfigError:
+        return  # the clients resolve the roster themselves and report it
+    if nodes != clients:
+        log.warning(
+            "%d nodes connected, roster %r has %d clients: in a simulation "
+            "(`flwr run . local`) start one SuperNode per client with "
+            '--federation-config "num-supernodes=%d" (a deployment\'s clients '
+            "name their own profiles and may ignore this)",
+            nodes,
+            run.federation.roster,
+            clients,
+            clients,
+        )
+
+
 def make_server_app(run: RunConfig | None = None) -> ServerApp:
     """A ServerApp for ``run``, or one that reads the run config from Flower."""
     server_app = ServerApp()
@@ -76,7 +105,11 @@ def make_server_app(run: RunConfig | None = None) -> ServerApp:
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         ensure_console_logging()
-        cfg = run if run is not None else resolve_run_config(context.run_config)
+        if run is not None:
+            serve(grid, run)
+            return
+        cfg = resolve_run_config(context.run_config)
+        check_node_count(len(list(grid.get_node_ids())), cfg)
         serve(grid, cfg)
 
     return server_app

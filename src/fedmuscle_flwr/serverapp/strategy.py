@@ -38,9 +38,8 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
 from fedmuscle_flwr.config.run import RunConfig
-from fedmuscle_flwr.config.schema import ConfigError
 from fedmuscle_flwr.method import planner, robust
-from fedmuscle_flwr.method.algorithms import get_algorithm
+from fedmuscle_flwr.method.algorithms import check_algorithm
 from fedmuscle_flwr.method.algorithms.base import Uploads
 from fedmuscle_flwr.method.alignment import alignment
 from fedmuscle_flwr.runs.metrics import SERVER_ROW, RunRecorder
@@ -90,12 +89,7 @@ class FedMuscle(Strategy):
         completed: int = -1,
     ) -> None:
         self.run = run
-        self.algorithm = get_algorithm(run.algorithm)
-        if self.algorithm.space != "representation" and run.privacy.noise > 0:
-            raise ConfigError(
-                f"privacy.noise applies to representations; algorithm "
-                f"{run.algorithm!r} uploads {self.algorithm.space}"
-            )
+        self.algorithm = check_algorithm(run)
         self.algorithm.setup(run)
         self.recorder = recorder
         self.on_round = on_round
@@ -115,6 +109,7 @@ class FedMuscle(Strategy):
         self.bytes = {"up": 0, "down": 0}
         self.incidents = Incidents(recorder)
         self.trained = 0  # valid training replies this round
+        self._introduced: set[str] = set()  # clients whose model was logged
         self._sent = _Sent()
 
     def _connected(self, node: int) -> bool:
@@ -203,8 +198,22 @@ class FedMuscle(Strategy):
                 continue
             good[node] = reply
             self.identity[node] = reply.identity
+            self._introduce(self.names.get(node, str(node)), reply.identity)
         self.incidents.timed_out(phase, set(self._sent.indices) - answered, self.names)
         return good
+
+    def _introduce(self, name: str, identity: Mapping[str, str]) -> None:
+        """Name a client's model and task once per run, at its first reply."""
+        if name in self._introduced:
+            return
+        self._introduced.add(name)
+        log.info(
+            "client %s: model %s, task %s (%s)",
+            name,
+            identity.get(p.MODEL_NAME, "?"),
+            identity.get(p.TASK_KIND, "?"),
+            identity.get(p.METRIC_NAME, "?"),
+        )
 
     def _decode(self, msg: Message, node: int, who: str, phase: str) -> p.Reply:
         """Size limit before decoding, then the protocol, then the name binding."""

@@ -265,3 +265,32 @@ def test_plot_legend_is_outside_the_panels(experiment):
     renderer = fig.canvas.get_renderer()
     box = legend.get_window_extent(renderer)
     assert all(box.x0 >= ax.get_window_extent(renderer).x1 for ax in axes)
+
+
+def test_rounds_csv_has_one_line_per_completed_round(tmp_path):
+    import csv
+
+    from fedmuscle_flwr.metrics import round_table, write_rounds_csv
+
+    # Prepare: rounds 0 (evaluation only), 1 (training, no evaluation), 2 (both)
+    rows = [
+        {"round": 0, "client": "a", "phase": "evaluate", "metric": 0.5},
+        {"round": 0, "client": SERVER_ROW, "phase": "round", "probe-mi-bound": 0.1},
+        {"round": 1, "client": "a", "phase": "train", "task-loss": 2.0},
+        {"round": 1, "client": "b", "phase": "train", "task-loss": 1.0},
+        {"round": 2, "client": "a", "phase": "evaluate", "metric": 0.7},
+        {"round": 2, "client": SERVER_ROW, "phase": "round", "probe-mi-bound": 0.9},
+    ]
+    history = [{"round": r, "seconds": 1.0 + r, "clients": 2.0} for r in (0, 1, 2)]
+    # Execute
+    table = round_table(rows, history)
+    path = write_rounds_csv(tmp_path, rows, history)
+    # Assert
+    assert [t["round"] for t in table] == [0, 1, 2]
+    assert table[1]["task-loss"] == pytest.approx(1.5) and "metric:a" not in table[1]
+    assert table[2]["metric:a"] == 0.7 and table[2]["probe-mi-bound"] == 0.9
+    with path.open() as fh:
+        lines = list(csv.DictReader(fh))
+    assert path.name == "rounds.csv" and len(lines) == 3
+    assert lines[0]["metric:a"] == "0.5" and lines[1]["metric:a"] == ""
+    assert not list(tmp_path.glob(".*.tmp"))

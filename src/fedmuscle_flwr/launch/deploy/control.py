@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedmuscle_flwr.launch.deploy.processes import DeploymentError
+from fedmuscle_flwr.launch.deploy.processes import DeploymentError, flower_program
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def write_connection(home: Path, address: str, ca: Path | None) -> Path:
 
 def flwr_json(args: Sequence[str], env: Mapping[str, str], timeout: float = 60) -> Any:
     """Run ``flwr <args> --format json``; return the parsed JSON or raise."""
-    cmd = ["flwr", *args, "--format", "json"]
+    cmd = [flower_program("flwr"), *args, "--format", "json"]
     out = subprocess.run(
         cmd, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False
     )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from fedmuscle_flwr.launch.deploy.processes import (
     Managed,
     flower_env,
+    flower_program,
     free_port,
     process_group,
     toml_value,
@@ -167,7 +168,7 @@ def supernode_command(opts: ClientOptions, runtime_port: int) -> list[str]:
         launcher += ["--idle-s", str(opts.idle_s), "--reply-s", str(opts.reply_s)]
         launcher += ["--", "--isolation", "process"]
     else:
-        launcher = ["flower-supernode", "--isolation", "subprocess"]
+        launcher = [flower_program("flower-supernode"), "--isolation", "subprocess"]
     cmd = [
         *launcher,
         "--superlink",

@@ -23,6 +23,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,6 +42,16 @@ class DeploymentError(RuntimeError):
     """A Flower process failed to start, exited early, or a run failed."""
 
 
+def flower_program(name: str) -> str:
+    """Flower's program ``name`` (``flwr``, ``flower-superlink``, ...) of this install.
+
+    The one next to the running interpreter (the venv's ``bin/``, whether or not
+    it is on ``PATH``), else the bare name for a ``PATH`` lookup.
+    """
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else name
+
+
 def flower_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for every Flower executable: own ``FLWR_HOME``, offline, quiet.
 
@@ -48,9 +59,14 @@ def flower_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, 
     it otherwise). Runtime dependency installation is off through the flags
     (``--disable-runtime-dependency-installation`` on the SuperLink; SuperNodes
     default to off in 1.39) and through the env var later versions read.
+    ``PATH`` starts with this interpreter's ``bin/`` (:func:`flower_program`).
     """
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    # Flower starts its own programs by name (the SuperLink its SuperExec, ...):
+    # this interpreter's bin/ first, so a venv that is not activated works too
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bindir, env.get("PATH", os.defpath)])
     env.update(
         FLWR_HOME=str(home),
         FLWR_DISABLE_UPDATE_CHECK="1",

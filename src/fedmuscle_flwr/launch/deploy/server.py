@@ -50,6 +50,7 @@ from fedmuscle_flwr.launch.deploy.processes import (
     DeploymentError,
     Managed,
     flower_env,
+    flower_program,
     process_group,
     split_address,
     toml_value,
@@ -97,7 +98,7 @@ def superlink_command(opts: ServerOptions) -> list[str]:
     """The ``flower-superlink`` command line for ``opts`` (1.39 flags)."""
     host, port = split_address(opts.control_address)
     cmd = [
-        "flower-superlink",
+        flower_program("flower-superlink"),
         "--fleet-api-type",
         "grpc-rere",
         "--fleet-api-address",
@@ -254,7 +255,7 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
             home,
             CONNECTION,
         )
-        stream = ["flwr", "log", str(run_id), CONNECTION, "--stream"]
+        stream = [flower_program("flwr"), "log", str(run_id), CONNECTION, "--stream"]
         logs = Managed(
             "serverapp-log", stream, env, workdir / "logs" / "serverapp.log", _relay
         )

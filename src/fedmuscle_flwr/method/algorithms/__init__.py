@@ -10,6 +10,7 @@ import importlib
 import inspect
 import pkgutil
 
+from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.config.schema import ConfigError
 from fedmuscle_flwr.method.algorithms.base import Algorithm
 
@@ -41,6 +42,17 @@ def get_algorithm(name: str) -> Algorithm:
         ) from None
 
 
+def check_algorithm(run: RunConfig) -> Algorithm:
+    """The run's algorithm, checked against the run (before any process starts)."""
+    algorithm = get_algorithm(run.algorithm)
+    if algorithm.space != "representation" and run.privacy.noise > 0:
+        raise ConfigError(
+            f"privacy.noise applies to representations; algorithm "
+            f"{run.algorithm!r} uploads {algorithm.space}"
+        )
+    return algorithm
+
+
 _discover()
 
-__all__ = ["ALGORITHMS", "Algorithm", "get_algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "check_algorithm", "get_algorithm"]

@@ -85,6 +85,7 @@ def server(
         ServerOptions,
         run_server,
     )
+    from fedmuscle_flwr.method.algorithms import check_algorithm
 
     if (tls_dir is None) == (not insecure):
         raise _fail("give exactly one of --tls-dir DIR (default choice) or --insecure")
@@ -95,6 +96,7 @@ def server(
         if resume is not None:
             overrides |= _resume_overrides(resume)
         run = build_run_config(preset, config, overrides)
+        check_algorithm(run)
         if resume is not None:
             from fedmuscle_flwr.runs.checkpoint import check_resumable
 
@@ -218,6 +220,7 @@ def client(
     from fedmuscle_flwr.config.schema import ConfigError
     from fedmuscle_flwr.launch.deploy.node import EXIT_NODE_REFUSED, EXIT_TLS_FAILED
     from fedmuscle_flwr.launch.deploy.server import ClientOptions, run_client
+    from fedmuscle_flwr.launch.preflight import check_profile
 
     if (tls_ca is None) == (not insecure):
         raise _fail("give exactly one of --tls-ca FILE (default choice) or --insecure")
@@ -226,6 +229,7 @@ def client(
     try:
         overrides = _overrides(set_)
         checked = load_profile(profile, overrides)  # fail here, not in the ClientApp
+        check_profile(checked, f"profile {checked.name!r}")  # task, dataset, model
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     log.info(

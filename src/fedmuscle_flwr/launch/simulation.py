@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def _quiet_actors(quiet: bool) -> Iterator[None]:
     """While on: Ray's actors (they inherit the environment) log our warnings only.
 
-    Their ClientApps call :func:`~fedmuscle_flwr.logs.ensure_console_logging`,
+    Their ClientApps call :func:`~fedmuscle_flwr.runs.logs.ensure_console_logging`,
     which reads these variables; Flower's actor notices go down to errors.
     """
     env = {"FEDMUSCLE_LOG_LEVEL": "WARNING", "FEDMUSCLE_FLWR_LOG_LEVEL": "ERROR"}

@@ -270,7 +270,7 @@ def test_plot_legend_is_outside_the_panels(experiment):
 def test_rounds_csv_has_one_line_per_completed_round(tmp_path):
     import csv
 
-    from fedmuscle_flwr.metrics import round_table, write_rounds_csv
+    from fedmuscle_flwr.runs.metrics import round_table, write_rounds_csv
 
     # Prepare: rounds 0 (evaluation only), 1 (training, no evaluation), 2 (both)
     rows = [

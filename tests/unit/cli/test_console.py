@@ -7,8 +7,8 @@ import logging
 
 from rich.console import Console
 
-from fedmuscle_flwr.cli import _OneLinePerRound, _QuietFlower, _RoundBar
-from fedmuscle_flwr.logs import PROGRESS_LOGGER
+from fedmuscle_flwr.cli.common import OneLinePerRound, QuietOthers, RoundBar
+from fedmuscle_flwr.runs.logs import PROGRESS_LOGGER
 
 
 def _record(name: str, level: int, msg: str, *args: object, **extra: object):
@@ -18,8 +18,8 @@ def _record(name: str, level: int, msg: str, *args: object, **extra: object):
 
 
 def test_other_libraries_below_warning_and_phase_lines_are_dropped() -> None:
-    quiet, calm = _QuietFlower(), _OneLinePerRound()
-    driver = "fedmuscle_flwr.driver"
+    quiet, calm = QuietOthers(), OneLinePerRound()
+    driver = "fedmuscle_flwr.serverapp.strategy"  # the round loop
     assert not quiet.filter(_record("alembic.runtime", logging.INFO, "setup plugin"))
     assert not quiet.filter(_record("flwr", logging.INFO, "Starting"))
     assert quiet.filter(_record("ray", logging.WARNING, "low memory"))
@@ -32,14 +32,20 @@ def test_other_libraries_below_warning_and_phase_lines_are_dropped() -> None:
 
 def test_round_bar_follows_rounds_and_phases_on_a_terminal() -> None:
     out = io.StringIO()
-    bar = _RoundBar(Console(file=out, force_terminal=True, width=100))
+    bar = RoundBar(Console(file=out, force_terminal=True, width=100))
     # Execute: round 0 (initial evaluation) done, round 1 trained, rounds 1-2 done
     bar.emit(_record(PROGRESS_LOGGER, logging.INFO, "x", round=0, total=2))
     assert bar.bar is not None and bar.task is not None
     task = bar.bar.tasks[0]
     assert (task.completed, task.total, task.description) == (0, 2, "round 1: train")
     bar.emit(
-        _record("fedmuscle_flwr.driver", logging.INFO, "round %d train: %s", 1, "")
+        _record(
+            "fedmuscle_flwr.serverapp.strategy",
+            logging.INFO,
+            "round %d train: %s",
+            1,
+            "",
+        )
     )
     assert task.description == "round 1: align, evaluate"
     bar.emit(_record(PROGRESS_LOGGER, logging.INFO, "x", round=1, total=2))

@@ -158,13 +158,17 @@ def addresses(tmp: Path) -> tuple[str, str, Path]:
     return fleet, control, tmp / "runs" / "faults"
 
 
-def completed_once(procs: Fleet, code: int, run_dir: Path):
-    """Assert: the resumed server completed rounds 1 and 2, each exactly once.
+def completed_once(procs: Fleet, code: int, run_dir: Path, status: str = "completed"):
+    """Assert: the resumed server ran rounds 1 and 2, each exactly once.
 
-    Returns the checkpoint, the metric rows and the clients with a valid
-    training reply per round.
+    ``status`` is how the run must say it ended (summary.json; exit 0 for
+    ``completed``, 4 for ``incomplete``). Returns the checkpoint, the metric
+    rows and the clients with a valid training reply per round.
     """
-    assert code == 0, procs.log("server-resumed")[-4000:]
+    assert code == (0 if status == "completed" else 4), procs.log("server-resumed")[
+        -4000:
+    ]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == status
     assert "resuming" in procs.log("server-resumed")
     ckpt = load_checkpoint(run_dir)
     assert ckpt.round == 2 and ckpt.segments == 2
@@ -248,14 +252,15 @@ def test_real_processes_ci_kill_3_of_10_bad_replies_server_crash_resume(
     # alone (their SuperNodes exit when the new SuperLink does not know them,
     # and `fedmuscle client` relaunches them). min-clients (a waiting knob,
     # outside the config hash) = the 7 survivors, so that round 2 waits for
-    # every relaunched node; with 5 valid replies its alignment is skipped
+    # every relaunched node; with 5 valid replies its alignment is skipped, and
+    # the run says truthfully that it ended incomplete (5 valid < 7, exit 4)
     resume = ["--resume", str(run_dir), "--set", "federation.min-clients=7"]
     resumed = procs.start("server-resumed", ci_server_cmd(tmp_path, fleet, control,
                                                           *resume))  # fmt: skip
     code = resumed.wait(420)
     wall = time.monotonic() - t_start
-    # Assert: completed, resumed, every round exactly once
-    ckpt, rows, by_round = completed_once(procs, code, run_dir)
+    # Assert: resumed, every round exactly once, ended incomplete (not completed)
+    ckpt, rows, by_round = completed_once(procs, code, run_dir, "incomplete")
     honest_left = {f"c{i}" for i in honest if i not in killed}
     assert by_round[2] == honest_left  # the faulty clients' replies: rejected
     assert by_round[1] <= honest_left

@@ -37,6 +37,7 @@ from fedmuscle_flwr.method.seeds import (
     client_seed,
     rng_for,
 )
+from fedmuscle_flwr.models.batchnorm import trainable_norms
 from fedmuscle_flwr.models.client_model import (
     ClientModel,
     build_client_model,
@@ -148,7 +149,12 @@ class ClientRuntime:
             return Reply(metrics, self.identity())
         algorithm = get_algorithm(ins.run.algorithm)
         z = training.encode_public(
-            self.model, self.public, idx, self.device, algorithm.readout
+            self.model,
+            self.public,
+            idx,
+            self.device,
+            algorithm.readout,
+            batch_stats=not ins.run.muscle.freeze_norm_stats,
         )
         upload = self._upload(z, ins, phase, algorithm.space)
         return Reply(metrics, self.identity(), upload, idx)
@@ -287,20 +293,49 @@ class ClientRuntime:
         return [{k: t[s] for k, t in tensors.items()} for s in range(steps)]
 
     def evaluate(self, ins: Instruction) -> Reply:
-        """Task metrics on the own test split + probe representations."""
-        metrics = training.evaluate(
-            self.model,
-            self.task,
-            self.data.test,
-            batch_size=max(ins.run.train.batch_size, 128),
-            device=self.device,
-            num_outputs=self.data.info.num_classes,
-        )
+        """Task metrics on the own test split + probe representations.
+
+        With ``eval.norm-stats = "recompute"`` (default) the BatchNorm running
+        statistics are first re-estimated on the private train split, for every
+        algorithm alike; the metric with the running averages as they were is
+        reported beside it as ``metric-running-stats``. The re-estimate lives for
+        this evaluation only (evaluate saves no state).
+        """
+        batch_size = max(ins.run.train.batch_size, 128)
+        metrics = self._test_metrics(batch_size)
+        recompute = ins.run.eval.norm_stats == "recompute"
+        if recompute and trainable_norms(self.model):
+            running = metrics[self.task.primary_metric]
+            training.recompute_norm_statistics(
+                self.model,
+                self.data.train,
+                batch_size=batch_size,
+                device=self.device,
+                max_batches=ins.run.eval.norm_stats_batches,
+            )
+            metrics = self._test_metrics(batch_size)
+            metrics["metric-running-stats"] = running
         metrics["metric"] = metrics[self.task.primary_metric]
         metrics[NUM_EXAMPLES] = float(len(self.data.test))
         probe = ins.arrays[PROBE_INDICES][None, :]  # (1, P)
-        z = training.encode_public(self.model, self.public, probe, self.device)
+        z = training.encode_public(
+            self.model,
+            self.public,
+            probe,
+            self.device,
+            batch_stats=not ins.run.muscle.freeze_norm_stats,
+        )
         return Reply(metrics, self.identity(), self._upload(z, ins, 1), probe)
+
+    def _test_metrics(self, batch_size: int) -> dict[str, float]:
+        return training.evaluate(
+            self.model,
+            self.task,
+            self.data.test,
+            batch_size=batch_size,
+            device=self.device,
+            num_outputs=self.data.info.num_classes,
+        )
 
 
 class RuntimeCache:

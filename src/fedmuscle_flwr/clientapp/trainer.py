@@ -18,11 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from fedmuscle_flwr.data.base import PublicData, Split
 from fedmuscle_flwr.method.algorithms.base import Algorithm, AlignContext, StepPayload
 from fedmuscle_flwr.models.base import ModelInput, move_to
+from fedmuscle_flwr.models.batchnorm import (
+    public_encoding,
+    recompute_running_stats,
+    trainable_norms,
+)
 from fedmuscle_flwr.models.client_model import ClientModel, public_inputs
 from fedmuscle_flwr.tasks.base import Task
 
@@ -90,13 +94,20 @@ def encode_public(
     indices: np.ndarray,
     device: torch.device,
     readout: Readout = _representation,
+    *,
+    batch_stats: bool = True,
 ) -> np.ndarray:
-    """Z^n (or logits) of each batch of ``indices`` (K, B), K >= 1 -> (K, B, D)."""
-    model.eval()
-    out = [
-        readout(model, public_inputs(model, public, row, device)).float().cpu()  # type: ignore[arg-type]
-        for row in indices
-    ]
+    """Z^n (or logits) of each batch of ``indices`` (K, B), K >= 1 -> (K, B, D).
+
+    Encoded as :func:`align` encodes its anchor (:func:`public_encoding`: each
+    public batch normalised by its own BatchNorm statistics, dropout off, the
+    running statistics untouched); ``batch_stats=False``: plain eval mode.
+    """
+    with public_encoding(model, batch_stats=batch_stats):
+        out = [
+            readout(model, public_inputs(model, public, row, device)).float().cpu()  # type: ignore[arg-type]
+            for row in indices
+        ]
     return torch.stack(out).numpy()  # (K, B, d)
 
 
@@ -118,41 +129,56 @@ def align(
     neither evaluated nor updated (frozen, fedmuscle.md §3 step 2c); logit-space
     baselines pass the task parameters.
 
-    With ``ctx.cfg.freeze_norm_stats`` the normalisation layers keep the running
-    statistics of the private data (see :func:`freeze_norm_statistics`).
+    The anchor is encoded exactly as :func:`encode_public` encodes uploads
+    (:func:`public_encoding`): BatchNorm normalises each public batch with its
+    own statistics and its running statistics (the private data's) are left as
+    they were, so phase 2 leaves no public-data statistics in the model that
+    evaluates private data. With ``ctx.cfg.freeze_norm_stats`` (an ablation)
+    both use the running statistics instead.
     """
-    model.train()
-    if ctx.cfg.freeze_norm_stats:
-        freeze_norm_statistics(model)
     t0, losses = time.perf_counter(), []
-    for row, payload in zip(step_indices, payloads, strict=True):
-        anchor = algorithm.readout(model, public_inputs(model, public, row, device))  # type: ignore[arg-type]
-        loss = algorithm.align_loss(anchor, payload, ctx)  # (B, D) -> scalar
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    with public_encoding(model, batch_stats=not ctx.cfg.freeze_norm_stats):
+        for row, payload in zip(step_indices, payloads, strict=True):
+            anchor = algorithm.readout(model, public_inputs(model, public, row, device))  # type: ignore[arg-type]
+            loss = algorithm.align_loss(anchor, payload, ctx)  # (B, D) -> scalar
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
     n = int(step_indices.size)
     mean = float(np.mean(losses)) if losses else float("nan")
     first = losses[0] if losses else float("nan")
     return PhaseStats(mean, n, time.perf_counter() - t0, first_loss=first)
 
 
-def freeze_norm_statistics(model: torch.nn.Module) -> int:
-    """Put every BatchNorm layer in eval mode; return how many there are.
+def recompute_norm_statistics(
+    model: ClientModel,
+    split: Split,
+    *,
+    batch_size: int,
+    device: torch.device,
+    max_batches: int = 0,
+) -> int:
+    """Re-estimate the BatchNorm running statistics on ``split`` (private train data).
 
-    Phase 2 sees public data only: in train mode a BatchNorm layer normalises
-    with, and moves its running statistics towards, the *public* data's
-    statistics, which the frozen task head then meets at test time. Frozen
-    statistics keep the private data's normalisation (the affine weights still
-    train). Measured as an ablation (``muscle.freeze-norm-stats``, off by
-    default): it does not stop the accuracy loss of off-domain clients and is
-    worse on the default federation (docs/results.md §5).
+    No weight changes: one pass in eval mode with BatchNorm accumulating the exact
+    mean of the batches' statistics (:func:`recompute_running_stats`). Run before
+    every evaluation, for every algorithm alike (``eval.norm-stats = "recompute"``):
+    running averages lag the weights of a briefly trained model. Batches are equal
+    splits of the data (none of one sample); ``max_batches`` caps them (0: all).
+    Returns the number of batches used (0 without BatchNorm layers).
     """
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    for m in norms:
-        m.eval()
-    return len(norms)
+    if not trainable_norms(model) or len(split) < 2:
+        return 0
+    chunks = np.array_split(np.arange(len(split)), max(1, len(split) // batch_size))
+    if max_batches:
+        chunks = chunks[:max_batches]
+
+    def forward(idx: object) -> object:
+        batch = split.take(idx)  # type: ignore[arg-type]
+        return model(move_to(model.prepare(batch.x), device))  # type: ignore[arg-type]
+
+    return recompute_running_stats(model, chunks, forward)
 
 
 @torch.no_grad()

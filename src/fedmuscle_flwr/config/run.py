@@ -65,8 +65,9 @@ class MuscleConfig(_Schema):
     )
     freeze_norm_stats: bool = Field(
         False,
-        description="phase 2 keeps BatchNorm running statistics of the private data "
-        "(an ablation: worse on the default federation, docs/results.md §5)",
+        description="phase 2 and the uploads normalise public batches with the "
+        "private data's BatchNorm running statistics instead of the batch's own "
+        "(an ablation, docs/results.md §5)",
     )
     kd_temperature: float = Field(
         2.0, gt=0, description="T of the feddf baseline's ensemble distillation"
@@ -88,6 +89,14 @@ class EvalConfig(_Schema):
     every: int = Field(1, ge=1, description="evaluate every k rounds (and the last)")
     probe_size: int = Field(64, ge=2)
     initial: bool = Field(True, description="also evaluate before round 1")
+    norm_stats: Literal["recompute", "running"] = Field(
+        "recompute",
+        description="BatchNorm statistics at evaluation: re-estimated on the private "
+        "train split (weights unchanged) or the running averages as they are",
+    )
+    norm_stats_batches: int = Field(
+        0, ge=0, description="cap on the batches of the re-estimation; 0 = all"
+    )
 
 
 class FederationConfig(_Schema):

@@ -1,4 +1,4 @@
-"""Phase 2 and the client's private head: frozen BatchNorm statistics, head re-fit."""
+"""Phase 2 and evaluation: BatchNorm statistics (issue 16) and the head re-fit."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fedmuscle_flwr.config.run import MuscleConfig, RunConfig
 from fedmuscle_flwr.data.registry import load_public
 from fedmuscle_flwr.method.algorithms import get_algorithm
 from fedmuscle_flwr.method.algorithms.base import AlignContext
+from fedmuscle_flwr.models.batchnorm import recompute_running_stats, trainable_norms
 from fedmuscle_flwr.models.client_model import build_client_model
 from fedmuscle_flwr.tasks.registry import get_task
 
@@ -25,8 +26,7 @@ def _running_stats(model: torch.nn.Module) -> list[torch.Tensor]:
     return [b.clone() for n, b in model.named_buffers() if "running_" in n]
 
 
-@pytest.mark.parametrize("freeze", [True, False])
-def test_align_keeps_or_moves_batchnorm_statistics(freeze: bool) -> None:
+def _setup(freeze: bool = False):  # type: ignore[no-untyped-def]
     profile = load_profile("mnist5k-cnn")  # small CNN with BatchNorm
     task = get_task("classification", {})
     model = build_client_model(profile.model, task, 10, D, seed=0)
@@ -38,6 +38,14 @@ def test_align_keeps_or_moves_batchnorm_statistics(freeze: bool) -> None:
         {"partners": F.normalize(torch.randn(1, B, D, generator=gen), dim=-1)}
         for _ in range(3)
     ]
+    return model, task, public, cfg, steps, payloads
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_align_leaves_no_public_statistics(freeze: bool) -> None:
+    """Phase 2 trains every weight of w^n but keeps the private running statistics."""
+    model, task, public, cfg, steps, payloads = _setup(freeze)
+    model.train()
     before = _running_stats(model)
     weights = [p.detach().clone() for p in model.representation_parameters()]
     opt = torch.optim.Adam(model.representation_parameters(), lr=1e-2)
@@ -52,15 +60,87 @@ def test_align_keeps_or_moves_batchnorm_statistics(freeze: bool) -> None:
         device=torch.device("cpu"),
     )
     after = _running_stats(model)
-    assert before, "the small CNN has BatchNorm layers"
-    same = all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
-    assert same is freeze
+    assert len(before) == 2 * len(trainable_norms(model)) > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
     moved = [
         not torch.equal(a, b)
         for a, b in zip(weights, model.representation_parameters(), strict=True)
     ]
     assert all(moved)  # conv, BatchNorm affine and projector weights all train
-    assert training.freeze_norm_statistics(model) == len(before) // 2
+    assert model.training  # the caller's mode is restored
+    assert all(m.track_running_stats for m in trainable_norms(model))
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_anchor_is_encoded_like_the_upload(freeze: bool) -> None:
+    """The Muscle anchor of a step equals what encode_public uploads of that batch."""
+    model, task, public, cfg, steps, payloads = _setup(freeze)
+    with torch.no_grad():  # distinct running statistics: eval mode would differ
+        for m in trainable_norms(model):
+            m.running_mean.add_(0.5)  # type: ignore[operator]
+            m.running_var.mul_(3.0)  # type: ignore[operator]
+    upload = training.encode_public(
+        model, public, steps[:1], torch.device("cpu"), batch_stats=not freeze
+    )[0]
+    anchors: list[torch.Tensor] = []
+    muscle = get_algorithm("fedmuscle")
+
+    class Spy(type(muscle)):  # type: ignore[misc]
+        def align_loss(self, anchor, payload, ctx):  # type: ignore[no-untyped-def]
+            anchors.append(anchor.detach().clone())
+            return super().align_loss(anchor, payload, ctx)
+
+    opt = torch.optim.SGD(model.representation_parameters(), lr=0.0)
+    training.align(
+        model,
+        public,
+        steps[:1],
+        payloads[:1],
+        opt,
+        algorithm=Spy(),
+        ctx=AlignContext(cfg, task),
+        device=torch.device("cpu"),
+    )
+    np.testing.assert_allclose(anchors[0].numpy(), upload, rtol=0, atol=1e-6)
+
+
+def test_recompute_running_statistics_is_the_exact_batch_mean() -> None:
+    """Re-estimation: the mean of the batches' statistics, weights and modes unchanged."""
+    norm = torch.nn.BatchNorm1d(3, momentum=0.1)
+    model = torch.nn.Sequential(norm, torch.nn.Dropout(0.5))
+    model.train()
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randn(8, 3, generator=gen) * 2 + 5 for _ in range(4)]
+    weight = norm.weight.detach().clone()
+    seen = recompute_running_stats(model, batches, model)
+    assert seen == 4
+    data = torch.cat(batches)
+    mean_var = torch.stack([b.var(0, unbiased=True) for b in batches]).mean(0)
+    torch.testing.assert_close(norm.running_mean, data.mean(0))
+    torch.testing.assert_close(norm.running_var, mean_var)
+    assert torch.equal(norm.weight, weight) and norm.momentum == 0.1
+    assert model.training and norm.training
+    assert recompute_running_stats(torch.nn.Linear(3, 3), batches, model) == 0
+
+
+def test_frozen_encoder_keeps_its_statistics() -> None:
+    """A frozen (pretrained) encoder's BatchNorm layers are left alone."""
+    model, *_ = _setup()
+    model.frozen_encoder = True
+    assert all(
+        not any(m is n for n in model.encoder.modules()) for m in trainable_norms(model)
+    )
+
+
+def test_client_evaluates_with_recomputed_statistics(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    """Evaluation re-estimates BatchNorm statistics; the running-average metric is kept."""
+    rows = _two_clients(tmp_path, algorithm="local", **{"train.head-refit-epochs": 0})
+    ev = [r for r in rows if r.get("phase") == "evaluate"]
+    with_bn = [r for r in ev if r["client"] == "custom-plugin"]
+    assert with_bn and all("metric-running-stats" in r for r in with_bn)
+    assert not any("metric-running-stats" in r for r in ev if r not in with_bn)
 
 
 def _two_clients(tmp_path: Path, **extra: object) -> list[dict]:

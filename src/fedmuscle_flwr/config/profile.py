@@ -72,6 +72,16 @@ class DataSpec(_Schema):
     partition: PartitionSpec = PartitionSpec()
     max_train: int = Field(0, ge=0, description="0 = the whole partition")
     max_test: int = Field(0, ge=0, description="0 = the whole test split")
+    per_class: int = Field(
+        0, ge=0, description="labels per class kept of the partition; 0 = all"
+    )
+    validation: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="carve this fraction of the train rows as the split evaluated "
+        "instead of the test split (tuning; the test split is never read); 0 = off",
+    )
 
 
 class ClientProfile(_Schema):

@@ -87,6 +87,9 @@ class EvalConfig(_Schema):
     """Evaluation and the fixed public probe batch used to measure alignment."""
 
     every: int = Field(1, ge=1, description="evaluate every k rounds (and the last)")
+    last: int = Field(
+        1, ge=1, description="also evaluate each of the last k rounds (1: the last)"
+    )
     probe_size: int = Field(64, ge=2)
     initial: bool = Field(True, description="also evaluate before round 1")
     norm_stats: Literal["recompute", "running"] = Field(
@@ -97,6 +100,10 @@ class EvalConfig(_Schema):
     norm_stats_batches: int = Field(
         0, ge=0, description="cap on the batches of the re-estimation; 0 = all"
     )
+
+    def due(self, rnd: int, num_rounds: int) -> bool:
+        """Whether round ``rnd`` (1-based) of ``num_rounds`` ends with an evaluation."""
+        return rnd % self.every == 0 or rnd > num_rounds - self.last
 
 
 class FederationConfig(_Schema):

@@ -117,7 +117,19 @@ def load_private(spec: DataSpec) -> PrivateData:
     data = entry.load()
     p = spec.partition
     table = _table(spec.dataset, p.scheme, p.num_partitions, p.alpha, p.classes, p.seed)
-    rows = subsample(table[p.index], spec.max_train, np.random.default_rng([p.seed, 1]))
+    rows = table[p.index]
+    if spec.per_class:
+        rows = per_class(rows, _primary(spec.dataset, "train"), spec.per_class, p.seed)
+    rows = subsample(rows, spec.max_train, np.random.default_rng([p.seed, 1]))
+    if spec.validation:
+        train_rows, val_rows = carve_validation(rows, spec.validation, p.seed)
+        test_rng = np.random.default_rng([p.seed, 2])
+        val_rows = subsample(val_rows, spec.max_test, test_rng)
+        return PrivateData(
+            entry.info,
+            _finish(data.train.take(train_rows), entry.info),
+            _finish(data.train.take(val_rows), entry.info),
+        )
     test_rows = np.arange(len(data.test))
     if p.scheme == "classes":
         test_rows = test_rows[np.isin(_primary(spec.dataset, "test"), p.classes)]
@@ -127,6 +139,34 @@ def load_private(spec: DataSpec) -> PrivateData:
         _finish(data.train.take(rows), entry.info),
         _finish(data.test.take(test_rows), entry.info),
     )
+
+
+def per_class(
+    rows: np.ndarray, labels: np.ndarray, limit: int, seed: int
+) -> np.ndarray:
+    """At most ``limit`` of ``rows`` per primary class (``labels`` of all train rows).
+
+    Seeded by ``seed``; sorted. Multi-label rows count under their primary label.
+    """
+    rng = np.random.default_rng([seed, 3])
+    kept = [
+        subsample(rows[labels[rows] == c], limit, rng) for c in np.unique(labels[rows])
+    ]
+    return np.sort(np.concatenate(kept)) if kept else rows
+
+
+def carve_validation(
+    rows: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``rows`` into (train, validation), ``fraction`` of them (>= 1) validation.
+
+    A seeded draw, independent of the run's seed; both parts sorted, disjoint.
+    """
+    if len(rows) < 2:
+        raise ValueError(f"data.validation: {len(rows)} train rows cannot be split")
+    n_val = min(len(rows) - 1, max(1, round(fraction * len(rows))))
+    val = subsample(rows, n_val, np.random.default_rng([seed, 4]))
+    return np.setdiff1d(rows, val), val
 
 
 @contextmanager

@@ -353,7 +353,7 @@ class FedMuscle(Strategy):
                 msgs = self.configure_align(rnd, step, grid)
                 row = self.aggregate_align(rnd, step, exchange(msgs))
                 log.debug("round %d align step %d: %s", rnd, step, fmt(dict(row)))
-            if rnd % self.run.eval.every == 0 or rnd == rounds:
+            if self.run.eval.due(rnd, rounds):
                 evaluate(rnd)
             done(rnd, self.trained, t0)
         return result

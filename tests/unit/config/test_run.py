@@ -101,3 +101,11 @@ def test_resolve_profile_deployment_and_simulation():
         resolve_profile({"partition-id": 99}, "default")
     with pytest.raises(ConfigError, match="profile"):
         resolve_profile({}, "default")
+
+
+def test_eval_due_every_k_and_the_last_rounds() -> None:
+    from fedmuscle_flwr.config.run import EvalConfig
+
+    due = [r for r in range(1, 21) if EvalConfig(every=5, last=3).due(r, 20)]
+    assert due == [5, 10, 15, 18, 19, 20]
+    assert [r for r in range(1, 8) if EvalConfig(every=3).due(r, 7)] == [3, 6, 7]

@@ -3,11 +3,12 @@
 # (the GPU machine has 16 cores and no Ray), then tars the session folders and logs.
 #   bash experiments/sweep.sh SPEC_FILE [PARALLEL]
 # SPEC_FILE: one run per line, "tag  fedmuscle-run-arguments..." ('#' starts a comment).
-# Results: $OUT/sweep.tar.gz (device tool) or ./sweep-out/ (elsewhere).
+# Results: $OUT/sweep.tar.gz (device tool) or ./sweep-out/ (elsewhere); SWEEP_WORK (the run
+# folder, default /tmp/fm-sweep) and SWEEP_TAR (the archive's name) keep sweeps apart.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SPEC="$1"; PAR="${2:-8}"
-DEST="${OUT:-$ROOT/sweep-out}"; WORK=/tmp/fm-sweep
+DEST="${OUT:-$ROOT/sweep-out}"; WORK="${SWEEP_WORK:-/tmp/fm-sweep}"
 mkdir -p "$WORK" "$DEST"
 if [ -d "$ROOT/.gpu-bundle" ]; then source "$ROOT/experiments/gpu_env.sh"; fi
 one() {
@@ -26,4 +27,4 @@ LIMIT=(); [ -n "${SWEEP_BUDGET_S:-}" ] && LIMIT=(timeout "$SWEEP_BUDGET_S")
 grep -v '^\s*#' "$SPEC" | grep -v '^\s*$' | sed 's/[[:space:]]*$//' | "${LIMIT[@]}" xargs -P "$PAR" -L 1 bash -c 'one "$@"' _
 if [ ${#LIMIT[@]} -gt 0 ]; then pkill -f 'from fedmuscle_flwr.cli import main' && sleep 2; fi
 cat "$WORK/status.txt"
-tar -czf "$DEST/sweep.tar.gz" -C "$WORK" .
+tar -czf "$DEST/${SWEEP_TAR:-sweep.tar.gz}" -C "$WORK" .

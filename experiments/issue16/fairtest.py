@@ -1,0 +1,205 @@
+"""Issue 16's fair test (docs/results.md §7): tuning selection and the paired analysis.
+
+    python experiments/issue16/fairtest.py select SWEEP_DIR    # tuning runs -> lr
+    python experiments/issue16/fairtest.py analyse RESULTS_DIR [--md OUT.md]
+
+A run is ``<group>.s<seed>.<algorithm>`` (sweep.sh tag) with its ``metrics.jsonl``
+somewhere below the folder of that name (sweep output) or under
+``RESULTS_DIR/<group>/seed-<seed>/<algorithm>/`` (collect.py layout).
+The score of a client in a run is the mean of its metric over its last 3
+evaluations; Δ is (score − score of Local, same seed) / score of Local × 100 %,
+averaged over clients per seed; intervals are 95 % Student t over the seeds'
+paired differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+
+TAG = re.compile(r"^(?P<group>[\w-]+)\.s(?P<seed>\d+)\.(?P<algorithm>[\w-]+)$")
+LAST = 3
+LOW_LABEL = ("effnet0-20", "effnet1-20", "cnn-50", "vit-50")
+#: two-sided 95 % Student t quantiles by degrees of freedom
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365,
+        8: 2.306, 9: 2.262, 10: 2.228}  # fmt: skip
+
+Scores = dict[str, float]  # client -> score
+
+
+def scores(metrics: Path) -> Scores:
+    """Client -> mean metric of its last :data:`LAST` evaluations (after round 0)."""
+    per: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for line in metrics.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("phase") == "evaluate" and row.get("round", 0) > 0:
+            per[row["client"]].append((int(row["round"]), float(row["metric"])))
+    out = {}
+    for client, evals in per.items():
+        last = sorted(evals)[-LAST:]
+        if len(last) == LAST:
+            out[client] = sum(m for _, m in last) / LAST
+    return out
+
+
+def find_runs(root: Path) -> dict[tuple[str, int, str], Scores]:
+    """(group, seed, algorithm) -> scores, for every finished run below ``root``."""
+    runs: dict[tuple[str, int, str], Scores] = {}
+    for metrics in root.rglob("metrics.jsonl"):
+        if not (metrics.parent / "summary.json").is_file():
+            continue  # unfinished
+        parts = metrics.parts
+        key = None
+        for i, part in enumerate(parts):
+            m = TAG.match(part)
+            if m:
+                key = (m["group"], int(m["seed"]), m["algorithm"])
+            elif part.startswith("seed-") and i >= 1 and part[5:].isdigit():
+                key = (parts[i - 1], int(part[5:]), parts[i + 1])
+        if key is not None:
+            runs[key] = scores(metrics)
+    return runs
+
+
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and 95 % t-interval (nan bounds for fewer than 2 values)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = T975.get(n - 1, 1.96) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def delta(run: Scores, ref: Scores, clients: tuple[str, ...] | None = None) -> float:
+    """Mean over clients of the relative difference to ``ref``, %."""
+    names = [c for c in ref if clients is None or c in clients]
+    return sum((run[c] - ref[c]) / ref[c] * 100 for c in names) / len(names)
+
+
+def select(sweep: Path) -> None:
+    """Print each tuned algorithm's validation score per lr and the chosen lr."""
+    runs = find_runs(sweep)
+    best: dict[str, tuple[float, str]] = {}
+    for (group, seed, algorithm), sc in sorted(runs.items()):
+        if not group.startswith("tune-") or not sc:
+            continue
+        value = sum(sc.values()) / len(sc)
+        lr = group.removeprefix("tune-")
+        print(f"tune {algorithm} {lr} seed {seed}: mean validation metric {value:.4f}")
+        if algorithm not in best or value > best[algorithm][0]:
+            best[algorithm] = (value, lr)
+    for algorithm, (value, lr) in sorted(best.items()):
+        print(f"SELECTED {algorithm} {lr} ({value:.4f})")
+
+
+def _fmt(values: list[float]) -> str:
+    mean, lo, hi = interval(values)
+    return f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}] (n={len(values)})"
+
+
+def analyse(root: Path, md: Path | None) -> None:
+    """Per-client table, Δ vs Local with intervals, FedMuscle vs each method."""
+    runs = find_runs(root)
+    lines: list[str] = []
+    for group, ref_group in (("lowlabel", "lowlabel"), ("lowlabel-z", "lowlabel-z")):
+        seeds = sorted({s for g, s, a in runs if g == group and a == "local"})
+        algos = sorted({a for g, _, a in runs if g == group} - {"local"})
+        if not seeds:
+            continue
+        ref = {s: runs[(ref_group, s, "local")] for s in seeds}
+        clients = list(ref[seeds[0]])
+        lines.append(f"### {group}: Δ vs Local of the same roster (%), seeds {seeds}")
+        lines.append("")
+        head = "| method | mean Δ, all clients [95 % CI] | low-label clients |"
+        lines += [head + " " + " | ".join(clients) + " |"]
+        lines.append("|---" * (3 + len(clients)) + "|")
+        loc = [sum(ref[s][c] for s in seeds) / len(seeds) for c in clients]
+        lines.append(
+            "| Local (score) | | | " + " | ".join(f"{v:.4f}" for v in loc) + " |"
+        )
+        for a in ["fedmuscle", *[x for x in algos if x != "fedmuscle"]]:
+            got = [s for s in seeds if (group, s, a) in runs]
+            if not got:
+                continue
+            d_all = [delta(runs[(group, s, a)], ref[s]) for s in got]
+            d_low = [delta(runs[(group, s, a)], ref[s], LOW_LABEL) for s in got]
+            per = [
+                sum((runs[(group, s, a)][c] - ref[s][c]) / ref[s][c] * 100 for s in got)
+                / len(got)
+                for c in clients
+            ]
+            lines.append(
+                f"| {a} | {_fmt(d_all)} | {_fmt(d_low)} | "
+                + " | ".join(f"{v:+.1f}" for v in per)
+                + " |"
+            )
+        lines.append("")
+        base = [s for s in seeds if (group, s, "fedmuscle") in runs]
+        rows = []
+        for a in algos:
+            if a == "fedmuscle":
+                continue
+            got = [s for s in base if (group, s, a) in runs]
+            if got:
+                diff = [
+                    delta(runs[(group, s, "fedmuscle")], ref[s])
+                    - delta(runs[(group, s, a)], ref[s])
+                    for s in got
+                ]
+                rows.append(f"| FedMuscle − {a} | {_fmt(diff)} |")
+        if rows:
+            lines += ["| paired per-seed difference of mean Δ (points) | [95 % CI] |"]
+            lines += ["|---|---|", *rows, ""]
+    if ("lowlabel", 0, "fedmuscle") in runs:
+        both = [
+            s
+            for s in range(10)
+            if all(
+                k in runs
+                for k in [
+                    ("lowlabel", s, "fedmuscle"),
+                    ("lowlabel-z", s, "fedmuscle"),
+                    ("lowlabel", s, "local"),
+                ]
+            )
+        ]
+        if both:
+            loc = {s: runs[("lowlabel", s, "local")] for s in both}
+            diff = [
+                delta(runs[("lowlabel-z", s, "fedmuscle")], loc[s])
+                - delta(runs[("lowlabel", s, "fedmuscle")], loc[s])
+                for s in both
+            ]
+            lines += [
+                "Ablation, both against the features-head Local: FedMuscle with the "
+                f"head on z − FedMuscle with the head on features: {_fmt(diff)} points",
+                "",
+            ]
+    text = "\n".join(lines)
+    print(text)
+    if md is not None:
+        md.write_text(text + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("select").add_argument("root", type=Path)
+    an = sub.add_parser("analyse")
+    an.add_argument("root", type=Path)
+    an.add_argument("--md", type=Path)
+    args = parser.parse_args()
+    if args.cmd == "select":
+        select(args.root)
+    else:
+        analyse(args.root, args.md)
+
+
+if __name__ == "__main__":
+    main()

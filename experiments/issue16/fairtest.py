@@ -23,7 +23,7 @@ from pathlib import Path
 
 TAG = re.compile(r"^(?P<group>[\w-]+)\.s(?P<seed>\d+)\.(?P<algorithm>[\w-]+)$")
 LAST = 3
-LOW_LABEL = ("effnet0-20", "effnet1-20", "cnn-50", "vit-50")
+LOW_LABEL = ("effnet0-20", "effnet0b-20", "cnn-50", "vit-50")
 #: two-sided 95 % Student t quantiles by degrees of freedom
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365,
         8: 2.306, 9: 2.262, 10: 2.228}  # fmt: skip

@@ -29,10 +29,14 @@ from fedmuscle_flwr.profiles import load_roster
 def train_rows(spec) -> np.ndarray:  # type: ignore[no-untyped-def]
     """The dataset's train rows a client's data spec keeps (load_private's cut)."""
     p = spec.partition
-    table = registry._table(spec.dataset, p.scheme, p.num_partitions, p.alpha, p.classes, p.seed)
+    table = registry._table(
+        spec.dataset, p.scheme, p.num_partitions, p.alpha, p.classes, p.seed
+    )
     rows = table[p.index]
     if spec.per_class:
-        rows = registry.per_class(rows, registry._primary(spec.dataset, "train"), spec.per_class, p.seed)
+        rows = registry.per_class(
+            rows, registry._primary(spec.dataset, "train"), spec.per_class, p.seed
+        )
     return subsample(rows, spec.max_train, np.random.default_rng([p.seed, 1]))
 
 
@@ -50,12 +54,21 @@ def main() -> None:
         elif profile.data.dataset == "fashion-mnist-mosaic":
             keep[items[train_rows(profile.data)].ravel()] = True
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    for name in (
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ):
         shutil.copy2(src / name, out / name)
     raw = gzip.decompress((src / "train-images-idx3-ubyte.gz").read_bytes())
-    header, body = raw[:16], np.frombuffer(raw[16:], dtype=np.uint8).reshape(images.shape).copy()
+    header, body = (
+        raw[:16],
+        np.frombuffer(raw[16:], dtype=np.uint8).reshape(images.shape).copy(),
+    )
     body[~keep] = 0
-    (out / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + body.tobytes(), 9))
+    (out / "train-images-idx3-ubyte.gz").write_bytes(
+        gzip.compress(header + body.tobytes(), 9)
+    )
     print(f"kept {keep.sum()} of {len(keep)} train images")
 
 

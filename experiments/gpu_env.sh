@@ -17,7 +17,9 @@ export PYTHONPATH="$ROOT/src:$SITE$EXTRA${PYTHONPATH:+:$PYTHONPATH}"
 export FEDMUSCLE_FASHION_MNIST_DIR="$ROOT/.gpu-bundle/fashion-mnist"
 export FEDMUSCLE_CACHE=/tmp/fm-cache
 mkdir -p "$FEDMUSCLE_CACHE/derived"
-if [ -d "$ROOT/.gpu-assets-1/mnist5k" ]; then export FEDMUSCLE_MNIST5K_DIR="$ROOT/.gpu-assets-1/mnist5k"; fi
+for a in "$ROOT"/.gpu-assets-*; do
+  if [ -d "$a/mnist5k" ]; then export FEDMUSCLE_MNIST5K_DIR="$a/mnist5k"; fi
+done
 if [ -d "$ROOT/.gpu-assets-2/wordnet" ]; then
   mkdir -p /tmp/fm-wordnet
   for f in "$ROOT"/.gpu-assets-2/wordnet/*.gz; do

@@ -14,6 +14,10 @@ if [ -d "$ROOT/.gpu-bundle" ]; then source "$ROOT/experiments/gpu_env.sh"; fi
 one() {
   local tag="$1"; shift
   local t0=$SECONDS
+  if compgen -G "$WORK/$tag/*/*/summary.json" > /dev/null; then
+    echo "$tag done before, skipped"; return
+  fi
+  rm -rf "${WORK:?}/$tag"
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
   python3 -c "from fedmuscle_flwr.cli import main; main()" run --engine inprocess \
     --output "$WORK/$tag" "$@" > "$WORK/$tag.log" 2>&1

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fedmuscle_flwr.config.files import load_roster
 from fedmuscle_flwr.data import registry
 from fedmuscle_flwr.data.derived import mosaic_bundle
 from fedmuscle_flwr.data.images import FASHION_HELDOUT, read_idx
 from fedmuscle_flwr.data.partitioning import subsample
 from fedmuscle_flwr.data.sources import FASHION_MNIST
-from fedmuscle_flwr.profiles import load_roster
 
 
 def train_rows(spec) -> np.ndarray:  # type: ignore[no-untyped-def]

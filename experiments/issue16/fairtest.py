@@ -31,18 +31,28 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365,
 Scores = dict[str, float]  # client -> score
 
 
+#: exploratory (not pre-registered): score only these rounds, accept unfinished runs
+ROUNDS: tuple[int, ...] = ()
+
+
 def scores(metrics: Path) -> Scores:
-    """Client -> mean metric of its last :data:`LAST` evaluations (after round 0)."""
+    """Client -> mean metric of its last :data:`LAST` evaluations (after round 0).
+
+    With :data:`ROUNDS` set: the mean over exactly those rounds' evaluations.
+    """
     per: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for line in metrics.read_text().splitlines():
         row = json.loads(line)
-        if row.get("phase") == "evaluate" and row.get("round", 0) > 0:
-            per[row["client"]].append((int(row["round"]), float(row["metric"])))
+        rnd = int(row.get("round", 0))
+        if row.get("phase") == "evaluate" and rnd > 0:
+            if not ROUNDS or rnd in ROUNDS:
+                per[row["client"]].append((rnd, float(row["metric"])))
+    need = len(ROUNDS) or LAST
     out = {}
     for client, evals in per.items():
-        last = sorted(evals)[-LAST:]
-        if len(last) == LAST:
-            out[client] = sum(m for _, m in last) / LAST
+        last = sorted(evals)[-need:]
+        if len(last) == need:
+            out[client] = sum(m for _, m in last) / need
     return out
 
 
@@ -50,7 +60,7 @@ def find_runs(root: Path) -> dict[tuple[str, int, str], Scores]:
     """(group, seed, algorithm) -> scores, for every finished run below ``root``."""
     runs: dict[tuple[str, int, str], Scores] = {}
     for metrics in root.rglob("metrics.jsonl"):
-        if not (metrics.parent / "summary.json").is_file():
+        if not ROUNDS and not (metrics.parent / "summary.json").is_file():
             continue  # unfinished
         parts = metrics.parts
         key = None
@@ -60,8 +70,9 @@ def find_runs(root: Path) -> dict[tuple[str, int, str], Scores]:
                 key = (m["group"], int(m["seed"]), m["algorithm"])
             elif part.startswith("seed-") and i >= 1 and part[5:].isdigit():
                 key = (parts[i - 1], int(part[5:]), parts[i + 1])
-        if key is not None:
-            runs[key] = scores(metrics)
+        sc = scores(metrics) if key is not None else {}
+        if key is not None and sc:
+            runs[key] = sc
     return runs
 
 
@@ -194,7 +205,16 @@ def main() -> None:
     an = sub.add_parser("analyse")
     an.add_argument("root", type=Path)
     an.add_argument("--md", type=Path)
+    an.add_argument(
+        "--rounds",
+        default="",
+        help="exploratory, not the pre-registered metric: score the mean over these "
+        "rounds (e.g. 18,19) and accept runs the device limit stopped after them",
+    )
     args = parser.parse_args()
+    global ROUNDS
+    if getattr(args, "rounds", ""):
+        ROUNDS = tuple(int(r) for r in args.rounds.split(","))
     if args.cmd == "select":
         select(args.root)
     else:

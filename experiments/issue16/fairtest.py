@@ -44,9 +44,9 @@ def scores(metrics: Path) -> Scores:
     for line in metrics.read_text().splitlines():
         row = json.loads(line)
         rnd = int(row.get("round", 0))
-        if row.get("phase") == "evaluate" and rnd > 0:
-            if not ROUNDS or rnd in ROUNDS:
-                per[row["client"]].append((rnd, float(row["metric"])))
+        wanted = not ROUNDS or rnd in ROUNDS
+        if row.get("phase") == "evaluate" and rnd > 0 and wanted:
+            per[row["client"]].append((rnd, float(row["metric"])))
     need = len(ROUNDS) or LAST
     out = {}
     for client, evals in per.items():

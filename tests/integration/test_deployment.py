@@ -218,7 +218,7 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
     for name in ("client-1", "client-2"):
         assert procs.procs[name].wait(120) == 0, procs.log(name)[-3000:]
         text = procs.log(name)
-        assert len(re.findall(r"model \S+: F=\d+", text)) == 1, text[-3000:]
+        assert len(re.findall(r"built model \S+ for run", text)) == 1, text[-3000:]
         assert "joined" in text and "run finished" in text
         assert re.search(r"round 3 evaluate: \S+=", text), text[-3000:]
     # the stock SuperNode ran one flwr-clientapp per message (3 rounds: 7)

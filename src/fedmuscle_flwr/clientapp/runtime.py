@@ -405,6 +405,13 @@ def run_phase(
         runtime = cache.get((key, slot), profile, ins.run, store.stamp(key, slot))
     if runtime is None:
         runtime = ClientRuntime.build(profile, ins.run)
+        if cache is not None:  # a warm client: once per run, worth a line
+            log.info(
+                "built model %s for run %s (%d parameters)",
+                profile.model.backbone,
+                key,
+                sum(p.numel() for p in runtime.model.parameters()),
+            )
         saved = store.load(key, slot)
         if saved is not None:
             runtime.load_state_dict(saved)

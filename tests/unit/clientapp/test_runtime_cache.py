@@ -56,7 +56,7 @@ def _builds(caplog: pytest.LogCaptureFixture) -> int:
 
 def test_warm_runtime_is_built_once_and_gives_the_cold_results(tmp_path, caplog):
     # Execute: the same 3 rounds built per message (cold) and kept warm
-    with caplog.at_level(logging.INFO, logger=BUILD):
+    with caplog.at_level(logging.DEBUG, logger=BUILD):
         cold = _rounds(tmp_path / "cold", None)
         cold_builds = _builds(caplog)
         caplog.clear()
@@ -80,7 +80,7 @@ def test_a_state_written_by_someone_else_is_reloaded(tmp_path, caplog):
     path = next(root.rglob("*.pt"))
     ClientStateStore(root).save("r", int(path.stem.split("-")[1]),
                                 torch.load(path, weights_only=False))  # fmt: skip
-    with caplog.at_level(logging.INFO, logger=BUILD):
+    with caplog.at_level(logging.DEBUG, logger=BUILD):
         _rounds(root, cache, rounds=1)
     # Assert: the cached runtime was not trusted: rebuilt from the file
     assert _builds(caplog) == 1
@@ -91,6 +91,6 @@ def test_another_run_config_is_not_served_from_the_cache(tmp_path, caplog):
     _rounds(root, cache, rounds=1)
     other = RUN.model_copy(update={"seed": RUN.seed + 1})
     ins = Instruction(other, 1, 0, {PROBE_INDICES: np.arange(8, dtype=np.int64)})
-    with caplog.at_level(logging.INFO, logger=BUILD):
+    with caplog.at_level(logging.DEBUG, logger=BUILD):
         run_phase("evaluate", ins, _profile(), ClientStateStore(root), "r", 1, cache)
     assert _builds(caplog) == 1

@@ -19,6 +19,7 @@ log = logging.getLogger("fedmuscle_flwr")
 
 _TLS_HELP = "folder with ca.crt, server.pem, server.key (fedmuscle certs)"
 _INSECURE_HELP = "plaintext gRPC/HTTP; only for trusted networks"
+_READY_HELP = "file that exists while this node is ready (container healthchecks): "
 
 
 def _setup(verbose: bool) -> None:
@@ -70,6 +71,10 @@ def server(
         Path | None,
         typer.Option(help="continue the run in this run folder (same options)"),
     ] = None,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(help=_READY_HELP + "SuperLink up, keys registered, run submitted"),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start the SuperLink, run the federation through `flwr run`, write results.
@@ -110,6 +115,7 @@ def server(
         auth_keys=auth_keys,
         workdir=workdir,
         timeout_s=timeout,
+        ready_file=ready_file,
     )
     from fedmuscle_flwr.runs.metrics import EXIT_INCOMPLETE, IncompleteRun
 
@@ -179,6 +185,15 @@ def client(
             "round's evaluation) instead of waiting for the next run",
         ),
     ] = False,
+    wait_server_exit: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="with --exit-after-run: after the run, wait up to this many seconds "
+            "for the server to stop answering before exiting (docker-compose "
+            "--exit-code-from: the server's exit, not a client's, ends the demo)",
+        ),
+    ] = 0.0,
     warm: Annotated[
         bool,
         typer.Option(
@@ -204,6 +219,9 @@ def client(
     ] = DEFAULT_REPLY_S,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="profile override key=value")
+    ] = None,
+    ready_file: Annotated[
+        Path | None, typer.Option(help=_READY_HELP + "registered at the server")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -248,9 +266,11 @@ def client(
         overrides=overrides,
         relaunches=relaunch,
         exit_after_run=exit_after_run,
+        wait_server_exit_s=wait_server_exit,
         warm=warm,
         idle_s=supernode_idle_s,
         reply_s=supernode_reply_s,
+        ready_file=ready_file,
     )
     try:
         code = run_client(opts)

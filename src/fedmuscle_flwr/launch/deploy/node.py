@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import sys
 import tempfile
 import time
@@ -21,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from fedmuscle_flwr.launch.deploy.processes import (
     Managed,
+    ReadyFile,
     flower_env,
     flower_program,
     free_port,
     process_group,
+    split_address,
     toml_value,
 )
 from fedmuscle_flwr.launch.deploy.supernode import DEFAULT_IDLE_S, DEFAULT_REPLY_S
@@ -108,6 +111,14 @@ class ClientOptions:
         ``flower-supernode`` with one ``flwr-clientapp`` process per message.
     idle_s, reply_s : float
         The warm SuperNode's idle poll and reply wait (Flower's: 3 s and 0.5 s).
+    wait_server_exit_s : float
+        With ``exit_after_run``: after the run, wait up to this long until the
+        server stops accepting connections before returning. Compose stops every
+        service when the first container exits, so a client that left first would
+        stop the server before it wrote the results.
+    ready_file : Path or None
+        Created (with the node id) once the SuperLink registered this node,
+        removed while it is relaunched and on exit. For container healthchecks.
     """
 
     server: str
@@ -125,6 +136,8 @@ class ClientOptions:
     warm: bool = True
     idle_s: float = DEFAULT_IDLE_S
     reply_s: float = DEFAULT_REPLY_S
+    wait_server_exit_s: float = 0.0
+    ready_file: Path | None = None
 
 
 def node_config(opts: ClientOptions) -> str:
@@ -198,8 +211,9 @@ class _Output:
     of the run (the ClientApp's mark, then the SuperNode sent the last reply).
     """
 
-    def __init__(self, server: str = "") -> None:
+    def __init__(self, server: str = "", ready: ReadyFile | None = None) -> None:
         self.server = server
+        self.ready = ready or ReadyFile(None)
         self.refused = False
         self.tls_failed = False
         self.leaving: float | None = None  # when it logged _LEAVING_MARK
@@ -216,6 +230,7 @@ class _Output:
             self.leaving = time.monotonic()
         if (joined := _JOINED.search(line)) is not None:
             log.info("joined %s as node %s", self.server, joined.group(1))
+            self.ready.set(f"node {joined.group(1)}")
         if RUN_FINISHED_MARK in line:
             self.run_finished()
         elif self.finished is not None and _SENT_MARK in line:
@@ -298,12 +313,14 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
     port = opts.runtime_port or free_port()
     cmd = supernode_command(opts, port)
     log.info("client %s -> %s (Flower home %s)", opts.profile, opts.server, home)
-    current = [_Output(opts.server)]
+    ready = ReadyFile(opts.ready_file)
+    current = [_Output(opts.server, ready)]
     executor = (
         _start_executor(f"127.0.0.1:{port}", data, current) if opts.warm else None
     )
     try:
-        return _supervise(opts, cmd, env, home, current)
+        with ready:
+            return _supervise(opts, cmd, env, home, current)
     finally:
         if executor is not None:
             executor.stop()
@@ -347,13 +364,16 @@ def _supervise(
     """Launch the SuperNode, relaunch it as :func:`run_client` says; its status."""
     start, launches, in_a_row = time.monotonic(), 0, 0
     while True:
-        output = current[0] = _Output(opts.server)
+        output = current[0] = _Output(opts.server, current[0].ready)
         began = time.monotonic()
         with process_group() as procs:
             procs.append(Managed("supernode", cmd, env, home / "supernode.log", output))
             code = _run_once(procs[-1], output, opts.exit_after_run)
+        output.ready.clear()
         launches += 1
         if opts.exit_after_run and output.finished is not None:
+            if opts.wait_server_exit_s > 0:
+                wait_server_gone(opts.server, opts.wait_server_exit_s)
             log.info("run finished: this client's part is done; exiting")
             return 0
         if output.tls_failed:
@@ -398,6 +418,28 @@ def _supervise(
         opts.server,
     )
     return EXIT_NODE_REFUSED
+
+
+def wait_server_gone(server: str, timeout: float, poll: float = 1.0) -> bool:
+    """Wait until nothing accepts TCP connections at ``server`` (``HOST:PORT``).
+
+    Returns ``False`` when the server still answers after ``timeout`` seconds. A
+    name that no longer resolves (its container is gone) counts as gone.
+    """
+    host, port = split_address(server)
+    log.info("waiting up to %.0f s for the server %s to stop", timeout, server)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=min(poll, 5.0)):
+                pass
+        except OSError:
+            log.info("the server %s stopped", server)
+            return True
+        if time.monotonic() >= deadline:
+            log.warning("the server %s still answers after %.0f s", server, timeout)
+            return False
+        time.sleep(poll)
 
 
 def _spent(opts: ClientOptions, launches: int, start: float) -> bool:

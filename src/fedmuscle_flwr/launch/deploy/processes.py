@@ -52,6 +52,40 @@ def flower_program(name: str) -> str:
     return str(beside) if beside.is_file() else name
 
 
+class ReadyFile:
+    """A file that exists only while this role is ready (for container healthchecks).
+
+    :meth:`set` writes it atomically, :meth:`clear` removes it; as a context
+    manager it removes a stale file from an earlier start on entry and the file
+    on exit. ``path=None`` makes every call a no-op.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def set(self, text: str) -> None:
+        """Write ``text`` to the file (atomically: write, then rename)."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(text + "\n")
+        tmp.replace(self.path)
+        log.info("ready: %s (%s)", self.path, text)
+
+    def clear(self) -> None:
+        """Remove the file if it exists."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> ReadyFile:
+        self.clear()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.clear()
+
+
 def flower_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for every Flower executable: own ``FLWR_HOME``, offline, quiet.
 

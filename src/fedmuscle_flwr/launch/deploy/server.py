@@ -49,6 +49,7 @@ from fedmuscle_flwr.launch.deploy.node import (
 from fedmuscle_flwr.launch.deploy.processes import (
     DeploymentError,
     Managed,
+    ReadyFile,
     flower_env,
     flower_program,
     process_group,
@@ -84,6 +85,10 @@ class ServerOptions:
         Flower home, logs and the run config; ``<run folder>/server`` if ``None``.
     timeout_s : float
         Upper bound on the run's duration.
+    ready_file : Path or None
+        Created (run id and name inside) once the SuperLink listens, the node keys
+        are registered and the run is submitted, i.e. when clients can join;
+        removed when the server stops. For container healthchecks.
     """
 
     fleet_address: str = "0.0.0.0:9092"
@@ -92,6 +97,7 @@ class ServerOptions:
     auth_keys: Path | None = None
     workdir: Path | None = None
     timeout_s: float = 24 * 3600.0
+    ready_file: Path | None = None
 
 
 def superlink_command(opts: ServerOptions) -> list[str]:
@@ -233,7 +239,7 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
     app_dir = find_app_dir() or write_minimal_app(workdir / "app")
     for warning in security_warnings(opts):
         log.warning("%s", warning)
-    with process_group() as procs:
+    with ReadyFile(opts.ready_file) as ready, process_group() as procs:
         link, registered = start_superlink(opts, workdir, env, procs)
         if opts.auth_keys is not None:
             keys = read_public_keys(opts.auth_keys)
@@ -255,6 +261,7 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
             home,
             CONNECTION,
         )
+        ready.set(f"run {run_id} {run.run_name}")
         stream = [flower_program("flwr"), "log", str(run_id), CONNECTION, "--stream"]
         logs = Managed(
             "serverapp-log", stream, env, workdir / "logs" / "serverapp.log", _relay

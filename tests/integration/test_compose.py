@@ -1,9 +1,10 @@
-"""docker-compose.yml + docker/with-tls.yml, checked without a Docker engine.
+"""docker-compose.yml + docker/with-tls.yml + docker/Dockerfile, checked without an engine.
 
 The compose services run ``fedmuscle server`` / ``fedmuscle client``; the test checks
 their flags against the real typer commands, the Flower commands those expand to
-against the installed 1.39 binaries' ``--help``, and the images, volumes, ports,
-healthchecks, profiles and TLS secrets against each other.
+against the installed 1.39 binaries' ``--help``, and the images, build arguments
+(against the Dockerfile's stages), volumes, ports, healthchecks, profiles, TLS secrets
+and .dockerignore against each other. test_compose_docker.py runs them for real.
 """
 
 from __future__ import annotations
@@ -88,21 +89,83 @@ def compose(request: pytest.FixtureRequest) -> dict[str, Any]:
     return load("docker-compose.yml") if request.param == "plain" else merged()
 
 
-def test_services_images_and_dockerfiles():
+def dockerfile_stages() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """docker/Dockerfile: global ARG defaults, and per stage its base and ARG defaults."""
+    text = (ROOT / "docker" / "Dockerfile").read_text().replace("\\\n", " ")
+    global_args: dict[str, str] = {}
+    stages: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in text.splitlines():
+        words = line.split(maxsplit=1)
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "FROM":
+            base, _, name = words[1].partition(" AS ")
+            current = stages.setdefault(name.strip(), {"FROM": base.strip()})
+        elif words[0] == "ARG":
+            name, _, default = words[1].partition("=")
+            (global_args if current is None else current)[name] = default.strip('"')
+        elif current is not None and words[0] in ("RUN", "COPY", "ENV"):
+            current.setdefault("_body", "")
+            current["_body"] += line + "\n"
+    return global_args, stages
+
+
+def test_services_images_and_dockerfile():
     spec = load("docker-compose.yml")
     assert set(spec["services"]) == {"superlink", *CLIENTS}
+    global_args, stages = dockerfile_stages()
     for name, svc in spec["services"].items():
-        dockerfile = ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]
-        assert dockerfile.is_file(), name
-        assert svc["build"]["args"]["FLWR_VERSION"] == flwr.__version__ == "1.39.0"
-        text = dockerfile.read_text()
-        base = "flwr/superlink" if name == "superlink" else "flwr/supernode"
-        assert f"FROM {base}:${{FLWR_VERSION}}" in text
-        assert 'ENTRYPOINT ["fedmuscle"]' in text
-        assert svc["stop_signal"] == "SIGINT"
+        build = svc["build"]
+        assert (ROOT / build["context"] / build["dockerfile"]).is_file(), name
+        assert build["target"] == ("server" if name == "superlink" else "client")
+        assert stages[build["target"]]["FROM"] == "app"
+        assert svc["image"].startswith(f"fedmuscle/{build['target']}:")
+        assert svc["stop_signal"] == "SIGINT" and svc["init"] is True
         assert svc["healthcheck"]["test"][0] == "CMD"
-    client_docker = (ROOT / "docker" / "client.Dockerfile").read_text()
-    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in client_docker
+        # every container runs as the invoking user (runs/, state/, 0600 keys)
+        assert svc["user"].startswith("${FEDMUSCLE_UID:?")
+    assert flwr.__version__ == "1.39.0"
+    assert "FLWR_VERSION" not in global_args  # the issue's bug: empty inside the stage
+    assert set(global_args) == {"BASE_IMAGE"}
+    assert global_args["BASE_IMAGE"].endswith("-ubuntu24.04")  # glibc, not Alpine
+    assert stages["app"]["FROM"] == "${BASE_IMAGE}"
+    for arg in (
+        "FLWR_VERSION",
+        "TORCH_INDEX_URL",
+        "TORCH_FIND_LINKS",
+        "TORCH_PACKAGES",
+    ):
+        assert arg in stages["app"], f"ARG {arg} must be declared inside the stage"
+        assert f"${{{arg}" in stages["app"]["_body"], f"ARG {arg} is never used"
+    assert stages["app"]["FLWR_VERSION"] == flwr.__version__
+    assert stages["app"]["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+
+
+def test_compose_build_args_default_to_the_dockerfile_ones():
+    global_args, stages = dockerfile_stages()
+    defaults = {**global_args, **stages["app"]}
+    for name, svc in load("docker-compose.yml")["services"].items():
+        for arg, value in svc["build"]["args"].items():
+            value = str(value)
+            m = re.fullmatch(r"\$\{FEDMUSCLE_\w+:-(.*)\}", value)
+            assert (m.group(1) if m else value) == defaults[arg], (name, arg)
+
+
+def test_dockerignore_sends_only_what_the_build_copies():
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*"  # deny by default, then allow
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    assert allowed == {
+        "pyproject.toml", "README.md", "src", "clients", "server", "docker/build-ca",
+    }  # fmt: skip
+    # no private keys, data, results, state or VCS can pass an allow rule
+    for secret in (".git", "runs", "data", "certs", "state", ".env", ".venv"):
+        assert not any(a == secret or a.startswith(secret + "/") for a in allowed)
 
 
 def test_commands_use_real_flags(compose: dict[str, Any]):
@@ -121,7 +184,10 @@ def test_expanded_flower_commands_are_accepted_by_1_39(compose: dict[str, Any]):
     for name in CLIENTS:
         opts = client_opts(options(compose["services"][name]["command"]))
         node = supernode_command(opts, 9094)
-        assert {a for a in node if a.startswith("--")} <= help_flags("flower-supernode")
+        # warm clients: fedmuscle's launcher, then the SuperNode's flags after "--"
+        flower = node[node.index("--") + 1 :] if "--" in node else node
+        flags = {a for a in flower if a.startswith("--")}
+        assert flags <= help_flags("flower-supernode")
         config = node[node.index("--node-config") + 1]
         assert shlex.split(config)[0].startswith("profile=")
 
@@ -132,33 +198,46 @@ def test_addresses_ports_and_healthchecks(compose: dict[str, Any]):
     fleet_port = cmd["--address"].rsplit(":", 1)[1]
     assert cmd["--address"].startswith("0.0.0.0:")  # reachable from other containers
     assert any(str(p).split(":")[-1] == fleet_port for p in link["ports"])
-    assert f"', {fleet_port})" in link["healthcheck"]["test"][-1]
+    control = [str(p) for p in link["ports"] if str(p).endswith(":8000")]
+    assert control and control[0].startswith("127.0.0.1:")  # host-local only
+    # healthy = the role's --ready-file exists (keys registered / node registered)
+    assert link["healthcheck"]["test"] == ["CMD", "test", "-e", cmd["--ready-file"]]
     for name in CLIENTS:
         svc = compose["services"][name]
         c = options(svc["command"])
         assert c["--server"] == f"superlink:{fleet_port}"
-        assert f"', {c['--runtime-port']})" in svc["healthcheck"]["test"][-1]
+        assert svc["healthcheck"]["test"] == ["CMD", "test", "-e", c["--ready-file"]]
         assert svc["depends_on"]["superlink"]["condition"] == "service_healthy"
+        assert svc["restart"].startswith("on-failure")
+        # clients leave after the run, but only once the server is gone: Compose
+        # stops every service when the first container exits
+        assert "--exit-after-run" in c and float(c["--wait-server-exit"]) >= 60
+    assert "restart" not in link  # the server's exit status ends the demo
 
 
 def test_volumes_and_profiles(compose: dict[str, Any]):
     known = {p.stem for p in (ROOT / "clients").glob("*.toml")}
-    profiles, data = [], []
+    profiles, data, state = [], [], []
     for name in CLIENTS:
         svc = compose["services"][name]
         c = options(svc["command"])
         profiles.append(c["--profile"])
-        mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
-        assert c["--data-dir"] in mounts and svc["volumes"][0].endswith(":ro")
-        assert c["--state-dir"] in mounts
-        assert mounts[c["--state-dir"]] in compose["volumes"]
-        data.append(mounts[c["--data-dir"]])
+        mounts = {v.split(":")[1]: v for v in svc["volumes"]}
+        assert mounts[c["--data-dir"]].endswith(":ro")
+        data.append(mounts[c["--data-dir"]].split(":")[0])
+        state.append(mounts[c["--state-dir"]].split(":")[0])
     assert set(profiles) <= known
-    assert len(set(profiles)) == len(CLIENTS) and len(set(data)) == len(CLIENTS)
-    runs = options(compose["services"]["superlink"]["command"])["--output"]
-    assert any(
-        v.endswith(f":{runs}") for v in compose["services"]["superlink"]["volumes"]
+    assert len(set(profiles)) == len(CLIENTS)
+    assert all(d.startswith("./data/") for d in data) and len(set(data)) == len(CLIENTS)
+    assert all(s.startswith("./state/") for s in state) and len(set(state)) == len(
+        CLIENTS
     )
+    # the folders docker/prepare-demo.sh creates (else Docker makes them, owned by root)
+    prepare = (ROOT / "docker" / "prepare-demo.sh").read_text()
+    assert "mkdir -p runs" in prepare and 'mkdir -p "state/client-$i"' in prepare
+    link = compose["services"]["superlink"]
+    runs = options(link["command"])["--output"]
+    assert f"./runs:{runs}" in link["volumes"]
 
 
 def test_plain_compose_is_insecure_and_tls_override_is_not():

@@ -1,0 +1,55 @@
+#!/bin/sh
+# Prepare the compose demo in the repository root (run it from there):
+#   .env             FEDMUSCLE_UID/FEDMUSCLE_GID: the containers run as you, so that
+#                    runs/ and state/ stay yours and the 0600 keys of certs/ are readable
+#   runs/            the server's run folders
+#   state/client-N   each client's model/optimiser state (between runs)
+#   data/server      the server's public set, data/client-N each client's private data
+#                    (Fashion-MNIST IDX files in <dir>/fashion-mnist/; client 3 uses the
+#                    digits bundled with scikit-learn and gets an empty folder)
+#   certs/           with --certs: CA, server certificate and 4 node keys, made by
+#                    `fedmuscle certs` in the server image (build it first)
+#
+#   docker/prepare-demo.sh [--certs] [FASHION_MNIST_DIR]
+#
+# FASHION_MNIST_DIR defaults to /usr/share/datasets/fashion-mnist (Debian/Ubuntu package
+# dataset-fashion-mnist, or `fedmuscle data prepare fashion-mnist`). Run as root, the
+# script makes FEDMUSCLE_UID:FEDMUSCLE_GID (environment, default: root) own what it creates.
+set -eu
+
+CERTS=0
+if [ "${1:-}" = --certs ]; then CERTS=1; shift; fi
+SRC=${1:-/usr/share/datasets/fashion-mnist}
+USER_ID=${FEDMUSCLE_UID:-$(id -u)}
+GROUP_ID=${FEDMUSCLE_GID:-$(id -g)}
+FILES="train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"
+
+[ -f docker-compose.yml ] || { echo "run me from the repository root" >&2; exit 2; }
+for f in $FILES; do
+    [ -r "$SRC/$f" ] || {
+        echo "no $SRC/$f: install dataset-fashion-mnist or pass the folder holding it" >&2
+        exit 2
+    }
+done
+
+printf 'FEDMUSCLE_UID=%s\nFEDMUSCLE_GID=%s\n' "$USER_ID" "$GROUP_ID" > .env
+mkdir -p runs data/client-3
+for i in 1 2 3 4; do mkdir -p "state/client-$i"; done
+for node in server client-1 client-2 client-4; do
+    mkdir -p "data/$node/fashion-mnist"
+    for f in $FILES; do
+        # a hard link where possible (no copy), else a copy
+        ln -f "$SRC/$f" "data/$node/fashion-mnist/$f" 2>/dev/null \
+            || cp "$SRC/$f" "data/$node/fashion-mnist/$f"
+    done
+done
+chmod -R a+rX data
+if [ "$(id -u)" = 0 ]; then chown -R "$USER_ID:$GROUP_ID" runs state; fi
+
+if [ "$CERTS" = 1 ]; then
+    mkdir -p certs
+    if [ "$(id -u)" = 0 ]; then chown "$USER_ID:$GROUP_ID" certs; fi
+    docker run --rm --network none --user "$USER_ID:$GROUP_ID" -v "$PWD/certs:/certs" \
+        fedmuscle/server:0.1.0 certs --out /certs --host superlink --nodes 4
+fi
+echo "ready: .env (uid $USER_ID, gid $GROUP_ID), runs/, state/, data/$( [ "$CERTS" = 1 ] && echo ', certs/')"

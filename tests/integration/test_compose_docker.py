@@ -1,0 +1,278 @@
+"""``docker-compose up`` runs the demo to completion, plain and with TLS, on a real engine.
+
+What docker/README.md tells a user, from a copy of the working tree (tracked and
+untracked, not ignored files: what a clean clone has): build the images, prepare the
+demo (``docker/prepare-demo.sh``), ``docker-compose up --exit-code-from superlink`` with
+``docker-compose.yml`` and then with ``docker/with-tls.yml`` on top. Each run must end by
+itself with status 0, its clients must have left by themselves (exit 0, not stopped by
+Compose), and the run folder under ./runs must hold final metrics for all 4 clients,
+owned by the user the stack ran as. Compose v1 (``docker-compose``) is used, v2
+(``docker compose``) too where it is installed.
+
+Marked ``docker``: skipped when no engine is reachable and none can be started (as root
+with ``dockerd`` installed the test starts its own: vfs, ``--iptables=false``,
+``--bridge=none``, stopped and removed at the end). Marked ``long``, so CI (CI=true)
+skips it: a fresh CI machine would need the apt installs, a debootstrap base and the
+image build (docker/README.md has the measured times), beyond CI's 25-minute budget.
+
+Environment (all optional):
+  DOCKER_HOST                  an engine to use instead of starting one
+  FEDMUSCLE_DOCKER_DATA_ROOT   where a started engine keeps its data (default: a temp dir)
+  FEDMUSCLE_BASE_IMAGE         the base image; if the engine lacks it and cannot pull it,
+                               docker/offline-base.sh builds it (root, debootstrap)
+  FEDMUSCLE_TORCH_INDEX_URL, FEDMUSCLE_TORCH_FIND_LINKS, FEDMUSCLE_TORCH_PACKAGES
+                               where torch comes from (docker/README.md)
+  FEDMUSCLE_BUILD_CA           a CA file, or a folder of *.crt, pip trusts during the build
+  FEDMUSCLE_FASHION_MNIST_DIR  the Fashion-MNIST IDX files (default: Debian's folder)
+  FEDMUSCLE_DOCKER_REPORT      write the measured times and image sizes there (JSON)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from fedmuscle_flwr.processes import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.long]
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILES = {"fmnist-cnn", "fmnist-vit", "digits-resnet", "mosaic-mlp"}
+CLIENTS = [f"supernode-{i}" for i in range(1, 5)]
+TLS = ["-f", "docker-compose.yml", "-f", "docker/with-tls.yml"]
+DEFAULT_BASE = "flwr/base:1.39.0-py3.11-ubuntu24.04"
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: the uid:gid the stack runs as when the test runs as root (not root, not 49999)
+DEMO_UID = 4321
+
+
+@dataclass
+class Stack:
+    """An engine, a copy of the repository prepared for the demo, and measurements."""
+
+    repo: Path
+    env: dict[str, str]
+    project: str
+    uid: int
+    data: Path
+    report: dict[str, object] = field(default_factory=dict)
+
+    def run(
+        self, args: list[str], timeout: float, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the repository copy; its output goes to a log file."""
+        log = self.repo.parent / "commands.log"
+        with log.open("a") as fh:
+            fh.write(f"\n$ {' '.join(args)}\n")
+            fh.flush()
+            proc = subprocess.run(
+                args, cwd=self.repo, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
+                text=True, timeout=timeout,
+            )  # fmt: skip
+        if check and proc.returncode != 0:
+            tail = log.read_text()[-6000:]
+            pytest.fail(f"{' '.join(args)} exited {proc.returncode}:\n{tail}")
+        return proc
+
+    def compose(self, files: list[str], *args: str, timeout: float = 3600, v2=False):
+        cmd = ["docker", "compose"] if v2 else ["docker-compose"]
+        return self.run([*cmd, "-p", self.project, *files, *args], timeout, False)
+
+    def docker(self, *args: str) -> str:
+        return subprocess.run(
+            ["docker", *args], env=self.env, capture_output=True, text=True,
+            timeout=120, check=True,
+        ).stdout.strip()  # fmt: skip
+
+
+def engine_answers(env: dict[str, str]) -> bool:
+    try:
+        return (
+            subprocess.run(
+                ["docker", "info"], env=env, capture_output=True, timeout=30
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@contextlib.contextmanager
+def docker_engine(tmp: Path) -> Iterator[dict[str, str]]:
+    """The environment of a reachable engine: DOCKER_HOST's, or one started here."""
+    env = {**os.environ, "COMPOSE_INTERACTIVE_NO_CLI": "1"}
+    if shutil.which("docker") is None or shutil.which("docker-compose") is None:
+        pytest.skip("no docker / docker-compose client installed")
+    if env.get("DOCKER_HOST") and engine_answers(env):
+        yield env
+        return
+    if os.geteuid() != 0 or shutil.which("dockerd") is None:
+        pytest.skip(
+            "no Docker engine reachable, and none can be started (root+dockerd)"
+        )
+    data_root = Path(
+        os.environ.get("FEDMUSCLE_DOCKER_DATA_ROOT") or tmp / "docker-data"
+    )
+    run_dir = Path(f"/run/fedmuscle-test-docker-{os.getpid()}")  # short socket paths
+    run_dir.mkdir(parents=True)
+    sock = run_dir / "docker.sock"
+    env["DOCKER_HOST"] = f"unix://{sock}"
+    cmd = ["dockerd", "--storage-driver=vfs", "--iptables=false", "--bridge=none",
+           "--data-root", str(data_root), "--exec-root", str(run_dir / "exec"),
+           "--pidfile", str(run_dir / "docker.pid"), "-H", env["DOCKER_HOST"]]  # fmt: skip
+    with (tmp / "dockerd.log").open("w") as log:
+        daemon = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not engine_answers(env):
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                pytest.skip(
+                    f"dockerd did not start: {(tmp / 'dockerd.log').read_text()}"
+                )
+            time.sleep(1)
+        yield env
+    finally:
+        daemon.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            daemon.wait(60)
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if not os.environ.get("FEDMUSCLE_DOCKER_DATA_ROOT"):
+            shutil.rmtree(data_root, ignore_errors=True)
+
+
+def copy_worktree(dest: Path) -> None:
+    """What a clean clone has: tracked files plus untracked ones git does not ignore."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+def ensure_base_image(stack: Stack, base: str) -> None:
+    """The engine has ``base``, pulled or built by docker/offline-base.sh; else skip."""
+    if subprocess.run(["docker", "image", "inspect", base], env=stack.env,
+                      capture_output=True).returncode == 0:  # fmt: skip
+        return
+    if stack.run(["docker", "pull", base], 600, check=False).returncode == 0:
+        return
+    if os.geteuid() != 0 or shutil.which("debootstrap") is None:
+        pytest.skip(f"no base image {base}: not pullable, and no root+debootstrap")
+    t0 = time.monotonic()
+    stack.run(["docker/offline-base.sh", base], 1800)
+    stack.report["base_build_s"] = round(time.monotonic() - t0, 1)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("compose")
+    data = Path(os.environ.get("FEDMUSCLE_FASHION_MNIST_DIR") or FASHION_MNIST)
+    if not (data / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"no Fashion-MNIST IDX files in {data}")
+    with docker_engine(tmp) as env:
+        repo = tmp / "repo"
+        copy_worktree(repo)
+        ca = os.environ.get("FEDMUSCLE_BUILD_CA")
+        for crt in [] if not ca else sorted(Path(ca).glob("*.crt")) or [Path(ca)]:
+            shutil.copy(crt, repo / "docker" / "build-ca" / crt.name)
+        uid = DEMO_UID if os.geteuid() == 0 else os.geteuid()
+        env |= {
+            "FEDMUSCLE_UID": str(uid), "FEDMUSCLE_GID": str(uid),
+            "FEDMUSCLE_FLEET_PORT": str(free_port()),
+            "FEDMUSCLE_CONTROL_PORT": str(free_port()),
+            "FEDMUSCLE_BASE_IMAGE": os.environ.get("FEDMUSCLE_BASE_IMAGE", DEFAULT_BASE),
+        }  # fmt: skip
+        stack = Stack(repo, env, f"fmtest{os.getpid()}", uid, data)
+        try:
+            ensure_base_image(stack, env["FEDMUSCLE_BASE_IMAGE"])
+            t0 = time.monotonic()
+            if stack.compose([], "build", timeout=5400).returncode != 0:
+                pytest.fail((tmp / "commands.log").read_text()[-6000:])
+            stack.report["build_s"] = round(time.monotonic() - t0, 1)
+            for role in ("server", "client"):
+                size = stack.docker("image", "inspect", "-f", "{{.Size}}",
+                                    f"fedmuscle/{role}:0.1.0")  # fmt: skip
+                stack.report[f"{role}_image_mb"] = round(int(size) / 1e6)
+            stack.run(["docker/prepare-demo.sh", str(data)], 120)
+            yield stack
+        finally:
+            for files in ([], TLS):
+                stack.compose(
+                    files, "down", "--volumes", "--remove-orphans", timeout=300
+                )
+            stack.report["load_average"] = [round(x, 2) for x in os.getloadavg()]
+            if out := os.environ.get("FEDMUSCLE_DOCKER_REPORT"):
+                Path(out).write_text(json.dumps(stack.report, indent=2) + "\n")
+
+
+def run_demo(stack: Stack, files: list[str], name: str, v2: bool = False) -> Path:
+    """``up --exit-code-from superlink`` to the end; return the new run folder."""
+    before = set((stack.repo / "runs").iterdir())
+    t0 = time.monotonic()
+    proc = stack.compose(
+        files, "up", "--exit-code-from", "superlink", timeout=3600, v2=v2
+    )
+    stack.report[f"{name}_run_s"] = round(time.monotonic() - t0, 1)
+    log = (stack.repo.parent / "commands.log").read_text()[-8000:]
+    assert proc.returncode == 0, log
+    # every client left by itself after the run (Compose stops the ones still running)
+    for svc in CLIENTS:
+        cid = stack.docker("ps", "-aq", "--filter", f"name={stack.project}_{svc}_")
+        if not cid:
+            cid = stack.docker("ps", "-aq", "--filter", f"name={stack.project}-{svc}-")
+        state = json.loads(stack.docker("inspect", "-f", "{{json .State}}", cid))
+        assert state["ExitCode"] == 0 and not state["OOMKilled"], (svc, state, log)
+    stack.compose(files, "down", "--volumes", timeout=300, v2=v2)
+    (run_dir,) = set((stack.repo / "runs").iterdir()) - before
+    return run_dir
+
+
+def assert_final_metrics(run_dir: Path, uid: int) -> None:
+    config = json.loads((run_dir / "config.json").read_text())
+    rounds = config["num-rounds"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["clients"]) == PROFILES
+    for client, row in summary["clients"].items():
+        assert row["round"] == rounds, (client, row)
+        assert isinstance(row["metric"], float) and 0.0 <= row["metric"] <= 1.0, row
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    final = {r["client"] for r in rows if r["round"] == rounds and "metric" in r}
+    assert final == PROFILES
+    # results belong to the user the stack ran as
+    for path in [run_dir, *run_dir.rglob("*")]:
+        assert path.stat().st_uid == uid, path
+
+
+def test_plain_compose_runs_to_completion(stack: Stack):
+    run_dir = run_demo(stack, [], "plain")
+    assert_final_metrics(run_dir, stack.uid)
+
+
+def test_tls_compose_runs_to_completion(stack: Stack):
+    stack.run(["docker/prepare-demo.sh", "--certs", str(stack.data)], 300)
+    key = stack.repo / "certs" / "nodes" / "node-1"
+    assert key.stat().st_uid == stack.uid and key.stat().st_mode & 0o077 == 0
+    run_dir = run_demo(stack, TLS, "tls")
+    assert_final_metrics(run_dir, stack.uid)
+
+
+def test_compose_v2_where_present(stack: Stack):
+    if stack.run(["docker", "compose", "version"], 60, check=False).returncode != 0:
+        pytest.skip("docker compose v2 is not installed")
+    assert_final_metrics(run_demo(stack, [], "plain_v2", v2=True), stack.uid)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-from fedmuscle_flwr.processes import free_port
+from fedmuscle_flwr.launch.deploy.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.long]
 

@@ -4,9 +4,10 @@
 #                    runs/ and state/ stay yours and the 0600 keys of certs/ are readable
 #   runs/            the server's run folders
 #   state/client-N   each client's model/optimiser state (between runs)
-#   data/server      the server's public set, data/client-N each client's private data
-#                    (Fashion-MNIST IDX files in <dir>/fashion-mnist/; client 3 uses the
-#                    digits bundled with scikit-learn and gets an empty folder)
+#   data/server      the server's data, data/client-N each client's (Fashion-MNIST IDX
+#                    files in <dir>/fashion-mnist/): every node needs them for the public
+#                    (unlabelled) set, clients 1, 2 and 4 also for their private data;
+#                    client 3 trains on the digits bundled with scikit-learn
 #   certs/           with --certs: CA, server certificate and 4 node keys, made by
 #                    `fedmuscle certs` in the server image (build it first)
 #
@@ -33,9 +34,9 @@ for f in $FILES; do
 done
 
 printf 'FEDMUSCLE_UID=%s\nFEDMUSCLE_GID=%s\n' "$USER_ID" "$GROUP_ID" > .env
-mkdir -p runs data/client-3
+mkdir -p runs
 for i in 1 2 3 4; do mkdir -p "state/client-$i"; done
-for node in server client-1 client-2 client-4; do
+for node in server client-1 client-2 client-3 client-4; do
     mkdir -p "data/$node/fashion-mnist"
     for f in $FILES; do
         # a hard link where possible (no copy), else a copy

@@ -91,3 +91,28 @@ def test_waiting_for_the_server_is_bounded():
     finally:
         sock.close()
     assert wait_server_gone(address, timeout=5.0, poll=0.2) is True  # refused now
+
+
+def test_stopped_after_the_run_finished_is_a_clean_exit(monkeypatch, tmp_path):
+    # Compose stops (SIGINT) the clients still waiting when the server exits
+    finished = (
+        f"print('x {RUN_FINISHED_MARK} (run, round 3)', flush=True)\n"
+        "print('Sent successfully', flush=True)\nimport time\ntime.sleep(60)"
+    )
+    stand_in(monkeypatch, tmp_path, finished)
+    monkeypatch.setattr(client_node, "_FINAL_GRACE_S", 0.2)
+    sock, address = listening_server(close_after=None)  # the server never leaves
+    waits = []
+
+    def interrupted(server: str, timeout: float) -> bool:
+        waits.append(server)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client_node, "wait_server_gone", interrupted)
+    opts = ClientOptions(server=address, profile="fmnist-cnn", exit_after_run=True,
+                         wait_server_exit_s=60, warm=False)  # fmt: skip
+    try:
+        assert run_client(opts, home=tmp_path / "home") == 0
+    finally:
+        sock.close()
+    assert waits == [address]

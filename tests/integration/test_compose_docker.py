@@ -109,7 +109,13 @@ def engine_answers(env: dict[str, str]) -> bool:
 @contextlib.contextmanager
 def docker_engine(tmp: Path) -> Iterator[dict[str, str]]:
     """The environment of a reachable engine: DOCKER_HOST's, or one started here."""
-    env = {**os.environ, "COMPOSE_INTERACTIVE_NO_CLI": "1"}
+    # vfs engines take minutes to create a container: Compose v1's default 60 s
+    # HTTP timeout ended the first measured TLS run while it recreated the server
+    env = {
+        **os.environ,
+        "COMPOSE_INTERACTIVE_NO_CLI": "1",
+        "COMPOSE_HTTP_TIMEOUT": "900",
+    }
     if shutil.which("docker") is None or shutil.which("docker-compose") is None:
         pytest.skip("no docker / docker-compose client installed")
     if env.get("DOCKER_HOST") and engine_answers(env):

@@ -127,10 +127,7 @@ def server(
         raise _fail(str(exc), EXIT_INCOMPLETE) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; all server processes stopped", 130) from None
-    from fedmuscle_flwr.runs.report import write_report
-
-    report = write_report(run_dir)  # the same as `fedmuscle report RUN_DIR`
-    log.info("results: %s (table: %s, plots: %s/plots)", run_dir, report, run_dir)
+    log.info("results: %s (report.md and plots/ inside)", run_dir)
 
 
 def _resume_overrides(run_dir: Path) -> dict[str, Any]:

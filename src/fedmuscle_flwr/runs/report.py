@@ -199,39 +199,3 @@ def write_report(folder: Path, console: Console | None = None) -> Path:
             console.print(f"[yellow]missing (not finished): {key.label}[/yellow]")
         console.print(f"report in {path}")
     return path
-
-
-def write_run_report(run_dir: Path) -> Path:
-    """``report.md`` and ``plots/*.png`` for one run folder (e.g. a deployed run).
-
-    Each client's final metric (no Δ: a single run has no ``local`` reference)
-    and the plots of :func:`~fedmuscle_flwr.plots.write_plots` for its rounds.
-    """
-    from fedmuscle_flwr.runs.metrics import read_summary
-    from fedmuscle_flwr.runs.plots import write_plots
-
-    summary = read_summary(run_dir)
-    algorithm = str(summary.get("algorithm", "run"))
-    rounds: list[dict[str, Any]] = list(summary.get("rounds", []))
-    doc = [
-        f"# {run_dir.name}\n",
-        f"{algorithm}; final evaluation:\n",
-        "| client | model | task | metric | value |",
-        "|---|---|---|---|---|",
-    ]
-    for client, row in summary["clients"].items():
-        doc.append(
-            f"| {client} | {row.get('model', '')} | {row.get('task', '')} | "
-            f"{row.get('metric-name', '')} | {float(row['metric']):.4f} |"
-        )
-    doc += ["", "| round | clients | seconds |", "|---|---|---|"]
-    doc += [
-        f"| {r.get('round')} | {r.get('clients', 0):.0f} | {r.get('seconds', 0):.1f} |"
-        for r in rounds
-    ]
-    plots = write_plots({algorithm: [run_dir]}, {}, run_dir / PLOTS)
-    doc += ["", "## Plots\n"]
-    doc += [f"![{p.stem}]({PLOTS}/{p.name})\n" for p in plots]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(doc))
-    return path

@@ -283,22 +283,22 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
     if status != "finished:completed":
         raise DeploymentError(f"run {run_id} ended {status}; see {link.log_path}")
     summary = read_summary(run_dir)
+    _report(run_dir)  # an incomplete run's results are worth a table too
     if summary.get("status") == INCOMPLETE:
         raise IncompleteRun(
             f"run {run_id} ended incomplete: {summary.get('reason')}; "
             f"results in {run_dir}"
         )
     log.info("run %s %s; results in %s", run_id, status, run_dir)
-    _report(run_dir)
     return run_dir
 
 
 def _report(run_dir: Path) -> None:
-    """``report.md`` and ``plots/`` in the run folder, as ``fedmuscle run`` writes."""
-    from fedmuscle_flwr.runs.report import write_run_report
+    """``report.md`` and ``plots/`` in the run folder: ``fedmuscle report RUN_DIR``."""
+    from fedmuscle_flwr.runs.report import write_report
 
     try:
-        log.info("report: %s", write_run_report(run_dir))
+        log.info("report: %s (plots: %s/plots)", write_report(run_dir), run_dir)
     except Exception as exc:  # the run's results stand without the report
         log.warning("no report.md for %s: %s", run_dir, exc)
 

@@ -8,6 +8,7 @@ this machine those tests skip with the ``fedmuscle data prepare`` instruction.
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,50 @@ def test_setup2_adds_segmentation_and_minilm_text_clients() -> None:
     assert max(p.model.lora.rank for p in text) == 16  # the paper's rank
     assert [p.task.kind for p in profiles].count("segmentation") == 2
     assert PUBLIC[run.public.dataset].modalities == {"image", "text"}
+
+
+FAIR_TEST_RUN = (
+    Path(__file__).resolve().parents[3]
+    / "experiments/results/issue16/lowlabel/lowlabel.s0.fedmuscle/config.json"
+)
+#: what a recorded run folder holds besides the preset's settings
+PER_RUN = ("output-dir", "run-name", "checkpoint")
+
+
+def test_lowlabel_preset_is_the_fair_tests_recorded_config() -> None:
+    """`--preset lowlabel` runs exactly the config of the fair test's FedMuscle runs."""
+    # Prepare
+    recorded = json.loads(FAIR_TEST_RUN.read_text())
+    # Execute
+    preset = preset_run("lowlabel").model_dump(by_alias=True)
+    # Assert
+    for key in PER_RUN:
+        recorded.pop(key), preset.pop(key)
+    assert recorded["federation"].pop("roster") == "experiments/rosters/lowlabel.toml"
+    assert preset["federation"].pop("roster") == "lowlabel"
+    assert preset == recorded
+    # the recorded roster path is the preset's roster
+    assert load_roster("experiments/rosters/lowlabel.toml") == load_roster("lowlabel")
+
+
+def test_lowlabel_roster_low_label_clients_beside_label_rich_partners() -> None:
+    profiles = {
+        p.name: p for p in load_roster(preset_run("lowlabel").federation.roster)
+    }
+    assert len(profiles) == preset_run("lowlabel").federation.min_clients == 8
+    assert [profiles[n].data.per_class for n in ("effnet0-20", "effnet0b-20")] == [
+        20,
+        20,
+    ]
+    assert [profiles[n].data.per_class for n in ("cnn-50", "vit-50")] == [50, 50]
+    assert profiles["effnet2-5k"].data.max_train == 5000
+    assert profiles["resnet-10k"].data.max_train == 10000
+    effnets = [p for p in profiles.values() if p.model.backbone.startswith("efficient")]
+    assert len(effnets) == 3 and all(p.model.pretrained for p in effnets)
+    kinds = [p.task.kind for p in profiles.values()]
+    assert kinds.count("multilabel") == 2 and kinds.count("classification") == 6
+    run = preset_run("lowlabel")
+    assert run.public.dataset not in {p.data.dataset for p in profiles.values()}
 
 
 def test_noniid_is_dirichlet_point_one_three_users_per_task() -> None:

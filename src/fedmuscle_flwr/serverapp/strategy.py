@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 from flwr.app import (
@@ -46,22 +45,15 @@ from fedmuscle_flwr.runs.metrics import SERVER_ROW, RunRecorder
 from fedmuscle_flwr.serverapp.incidents import Incidents
 from fedmuscle_flwr.serverapp.names import NameBook, NodeKeys
 from fedmuscle_flwr.serverapp.progress import RoundClock
+from fedmuscle_flwr.serverapp.replies import ReplyDesk, Sent
 from fedmuscle_flwr.serverapp.rounds import fmt, send_and_collect, wait_for_nodes
 from fedmuscle_flwr.wire import protocol as p
-from fedmuscle_flwr.wire.codec import ProtocolError, record_nbytes
+from fedmuscle_flwr.wire.codec import record_nbytes
 
 log = logging.getLogger(__name__)
 
 #: called after each completed round: (round, its summary, seconds of the segment)
 RoundHook = Callable[[int, Mapping[str, float], float], None]
-
-
-@dataclass
-class _Sent:
-    """What was asked of each node in the phase in flight."""
-
-    messages: list[Message] = field(default_factory=list)
-    indices: dict[int, np.ndarray] = field(default_factory=dict)  # node -> (K, B)
 
 
 class FedMuscle(Strategy):
@@ -94,31 +86,33 @@ class FedMuscle(Strategy):
         self.recorder = recorder
         self.on_round = on_round
         self.completed = completed
-        self.names: dict[int, str] = {}  # node -> client name (bound)
         self.book = NameBook(  # name -> node (and key), for the run
             key_of=NodeKeys(run.federation.node_keys_file), connected=self._connected
         )
         self.nodes: set[int] = set()  # connected at the last configure_*
-        self.identity: dict[int, Mapping[str, str]] = {}
         self.bank: dict[int, np.ndarray] = {}  # node -> (K, B, d)
         self.models: dict[int, p.Reply] = {}  # node -> train reply with its weights
         self.batches = np.zeros((0, run.muscle.batch_size), np.int64)
         self.probe = planner.probe_indices(
             run.seed, run.eval.probe_size, run.public.size
         )
-        self.bytes = {"up": 0, "down": 0}
+        self.bytes_down = 0  # instruction bytes sent this round
         self.incidents = Incidents(recorder)
+        self.desk = ReplyDesk(run, recorder, self.incidents, self.book)
         self.trained = 0  # valid training replies this round
-        self._introduced: set[str] = set()  # clients whose model was logged
-        self._sent = _Sent()
+        self._sent = Sent()
 
     def _connected(self, node: int) -> bool:
         return node in self.nodes
 
+    @property
+    def names(self) -> dict[int, str]:
+        """Each node's bound client name (the reply desk's)."""
+        return self.desk.names
+
     def restore_names(self, bindings: Mapping[str, Mapping[str, object]]) -> None:
         """Name bindings of the run so far (a resumed run: from the checkpoint)."""
-        self.book.load(bindings)
-        self.names = {b.node: n for n, b in self.book.bindings.items()}
+        self.desk.restore(bindings)
 
     def begin_round(self, server_round: int) -> None:
         """Reset the per-round incident sets (:meth:`start` calls this first)."""
@@ -159,94 +153,13 @@ class FedMuscle(Strategy):
         ins = p.Instruction(self.run, server_round, step, arrays, weights)
         content = p.encode_instruction(ins)
         for record in content.array_records.values():
-            self.bytes["down"] += record_nbytes(record)
+            self.bytes_down += record_nbytes(record)
         msg = Message(content, dst_node_id=node, message_type=kind)
         self._sent.messages.append(msg)
         return msg
 
     def _start_phase(self) -> None:
-        self._sent = _Sent()
-
-    def _replies(
-        self, replies: Iterable[Message], server_round: int, phase: str
-    ) -> dict[int, p.Reply]:
-        """Decode and validate replies; bad ones are logged, counted and dropped."""
-        dst = {
-            m.metadata.message_id: m.metadata.dst_node_id for m in self._sent.messages
-        }
-        good: dict[int, p.Reply] = {}
-        answered: set[int] = set()
-        for msg in replies:
-            node = dst.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id)
-            answered.add(node)
-            if msg.has_error():
-                text = str(msg.error.reason)  # the client's text: at most 200 chars
-                reason = f"error {msg.error.code}: {text[:200]}"
-                self.incidents.failed(phase, node, self.names, reason)
-                continue
-            name = self.names.get(node, "?")
-            who = f"round {server_round} {phase} node {node} ({name})"
-            try:
-                reply = self._decode(msg, node, who, phase)
-            except ProtocolError as exc:
-                self.incidents.rejected(phase, node, self.names, str(exc))
-                continue
-            except Exception as exc:  # a decoder bug must never end the run
-                text = str(exc)[:200]  # never more of what the client sent
-                reason = f"{who}: undecodable reply ({type(exc).__name__}: {text})"
-                self.incidents.rejected(phase, node, self.names, reason)
-                continue
-            good[node] = reply
-            self.identity[node] = reply.identity
-            self._introduce(self.names.get(node, str(node)), reply.identity)
-        self.incidents.timed_out(phase, set(self._sent.indices) - answered, self.names)
-        return good
-
-    def _introduce(self, name: str, identity: Mapping[str, str]) -> None:
-        """Name a client's model and task once per run, at its first reply."""
-        if name in self._introduced:
-            return
-        self._introduced.add(name)
-        log.info(
-            "client %s: model %s, task %s (%s)",
-            name,
-            identity.get(p.MODEL_NAME, "?"),
-            identity.get(p.TASK_KIND, "?"),
-            identity.get(p.METRIC_NAME, "?"),
-        )
-
-    def _decode(self, msg: Message, node: int, who: str, phase: str) -> p.Reply:
-        """Size limit before decoding, then the protocol, then the name binding."""
-        sent = self._sent.indices.get(node, np.zeros((0, 0), np.int64))
-        reply = p.decode_reply_checked(
-            msg.content, self.run, sent, where=who, phase=phase
-        )
-        name = reply.identity[p.CLIENT_NAME]
-        try:
-            self.book.claim(node, name)
-        except ProtocolError as exc:
-            raise ProtocolError(f"{who}: {exc}") from None
-        for other, bound in list(self.names.items()):
-            if bound == name and other != node:  # a stale binding moved away
-                del self.names[other]
-        self.names[node] = name
-        for key in (p.REPS, p.WEIGHTS):
-            if key in msg.content.array_records:
-                self.bytes["up"] += record_nbytes(msg.content.array_records[key])
-        return reply
-
-    def _record(
-        self,
-        server_round: int,
-        good: Mapping[int, p.Reply],
-        identity: bool = False,
-        **extra: object,
-    ) -> None:
-        """One metrics row per client reply (with its identity, for evaluations)."""
-        for node, reply in good.items():
-            who = dict(reply.identity) if identity else {}
-            values = {**reply.metrics, **who, **extra}  # the server's keys win
-            self.recorder.record(server_round, self.names[node], **values)
+        self._sent = Sent()
 
     def _screen(self, phase: str) -> None:
         """Poisoning screen of the fresh bank; flagged nodes leave the partners.
@@ -263,16 +176,17 @@ class FedMuscle(Strategy):
         pool = [
             n for n in {*self.bank, *self.models} if n not in self.incidents.quarantined
         ]
-        return sorted(pool, key=lambda n: (self.names.get(n, ""), n))
+        return self.desk.by_name(pool)
 
     def uploads(self) -> Uploads:
         """The partner pool's uploads of the round, for the algorithm's relay."""
         models = {n: r.weights for n, r in self.models.items() if r.weights is not None}
+        identity = self.desk.identity
         return Uploads(
             self.partner_pool(),
             self.bank,
-            {n: i.get(p.LABEL_SPACE, "") for n, i in self.identity.items()},
-            {n: i.get(p.SOFT_LABELS, "") for n, i in self.identity.items()},
+            {n: i.get(p.LABEL_SPACE, "") for n, i in identity.items()},
+            {n: i.get(p.SOFT_LABELS, "") for n, i in identity.items()},
             models,
             {n: r.metrics.get(p.NUM_EXAMPLES, 1.0) for n, r in self.models.items()},
         )
@@ -382,7 +296,7 @@ class FedMuscle(Strategy):
         """Task epochs, then encode the round's first public batch(es)."""
         self._start_phase()
         self.nodes = set(grid.get_node_ids())
-        self.bytes = {"up": 0, "down": 0}
+        self.bytes_down = self.desk.bytes_up = 0
         t, b = self.align_steps, self.run.muscle.batch_size
         self.batches = planner.public_batches(
             self.run.seed, server_round, t, b, self.run.public.size
@@ -399,12 +313,12 @@ class FedMuscle(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Fill the bank with the uploaded Z^n; record task losses."""
-        good = self._replies(replies, server_round, "train")
+        good = self.desk.take(replies, self._sent, server_round, "train")
         self.bank = {n: r.z for n, r in good.items() if r.z is not None}
         self.models = {n: r for n, r in good.items() if r.weights is not None}
         self._screen("train")
         self.trained = len(good)
-        self._record(server_round, good, phase="train")
+        self.desk.record(server_round, good, phase="train")
         metrics: dict[str, MetricRecordValues] = {
             "clients": float(len(good)),
             "task-loss": _mean(good, "task-loss"),
@@ -436,10 +350,10 @@ class FedMuscle(Strategy):
         self, server_round: int, step: int, replies: Iterable[Message]
     ) -> MetricRecord:
         """Record alignment losses; refresh the bank with the next batch (per-step)."""
-        good = self._replies(replies, server_round, "align")
+        good = self.desk.take(replies, self._sent, server_round, "align")
         self.bank = {n: r.z for n, r in good.items() if r.z is not None}
         self._screen("align")
-        self._record(server_round, good, phase="align", step=step)
+        self.desk.record(server_round, good, phase="align", step=step)
         return MetricRecord(
             {"clients": float(len(good)), "align-loss": _mean(good, "align-loss")}
         )
@@ -462,21 +376,20 @@ class FedMuscle(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         """Per-client metrics, probe alignment and the round's byte counts."""
-        good = self._replies(replies, server_round, "evaluate")
+        good = self.desk.take(replies, self._sent, server_round, "evaluate")
         quarantined = self.incidents.quarantined  # not part of the alignment figures
-        by_name = sorted(good, key=lambda n: (self.names.get(n, ""), n))
         probe = {  # by client name: the same cyclic partners in every engine
             n: z[0]
-            for n in by_name
+            for n in self.desk.by_name(good)
             if (z := good[n].z) is not None and n not in quarantined
         }
-        self._record(server_round, good, phase="evaluate", identity=True)
+        self.desk.record(server_round, good, phase="evaluate", identity=True)
         align = alignment(probe, self.run.muscle)
         row: dict[str, MetricRecordValues] = dict(align.as_dict()) if align else {}
         row |= {"clients": float(len(good)), **self.incidents.take_window()}
         row |= {
-            "bytes-up": float(self.bytes["up"]),
-            "bytes-down": float(self.bytes["down"]),
+            "bytes-up": float(self.desk.bytes_up),
+            "bytes-down": float(self.bytes_down),
         }
         row["mean-metric"] = _mean(good, "metric")
         self.recorder.record(server_round, SERVER_ROW, phase="round", **row)

@@ -1,0 +1,161 @@
+"""The reply desk: where the replies of a phase arrive at the server.
+
+Every reply is decoded against what was sent to its node (size limits first, then
+the protocol's schema: :func:`fedmuscle_flwr.wire.protocol.decode_reply_checked`),
+its client name is bound to the node
+(:class:`~fedmuscle_flwr.serverapp.names.NameBook`), and only then is it recorded.
+A reply that fails any of this is logged and counted as one incident
+(:class:`~fedmuscle_flwr.serverapp.incidents.Incidents`) and dropped; nothing a
+client sends can end the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import Message
+
+from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.runs.metrics import RunRecorder
+from fedmuscle_flwr.serverapp.incidents import Incidents
+from fedmuscle_flwr.serverapp.names import NameBook
+from fedmuscle_flwr.wire import protocol as p
+from fedmuscle_flwr.wire.codec import ProtocolError, record_nbytes
+
+log = logging.getLogger(__name__)
+
+#: what a client's error text may put into the server's log and metrics
+MAX_CLIENT_TEXT = 200
+
+
+@dataclass
+class Sent:
+    """What was asked of each node in the phase in flight."""
+
+    messages: list[Message] = field(default_factory=list)
+    indices: dict[int, np.ndarray] = field(default_factory=dict)  # node -> (K, B)
+
+
+class ReplyDesk:
+    """Decodes, validates, binds and records the replies of a run's phases.
+
+    Parameters
+    ----------
+    run : RunConfig
+        The run (limits, B, d, the algorithm's reply schema).
+    recorder : RunRecorder
+        Where each valid reply's metrics row goes.
+    incidents : Incidents
+        Where failed, rejected and missing replies are counted.
+    book : NameBook
+        The run's name bindings (name -> node and key).
+    """
+
+    def __init__(
+        self,
+        run: RunConfig,
+        recorder: RunRecorder,
+        incidents: Incidents,
+        book: NameBook,
+    ) -> None:
+        self.run = run
+        self.recorder = recorder
+        self.incidents = incidents
+        self.book = book
+        self.names: dict[int, str] = {}  # node -> client name (bound)
+        self.identity: dict[int, Mapping[str, str]] = {}  # node -> last identity
+        self.bytes_up = 0  # representation and weight bytes received this round
+        self._introduced: set[str] = set()  # clients whose model was logged
+
+    def restore(self, bindings: Mapping[str, Mapping[str, object]]) -> None:
+        """Name bindings of the run so far (a resumed run: from the checkpoint)."""
+        self.book.load(bindings)
+        self.names = {b.node: n for n, b in self.book.bindings.items()}
+
+    def take(
+        self, replies: Iterable[Message], sent: Sent, server_round: int, phase: str
+    ) -> dict[int, p.Reply]:
+        """Decode and validate replies; bad ones are logged, counted and dropped."""
+        dst = {m.metadata.message_id: m.metadata.dst_node_id for m in sent.messages}
+        good: dict[int, p.Reply] = {}
+        answered: set[int] = set()
+        for msg in replies:
+            node = dst.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id)
+            answered.add(node)
+            if msg.has_error():
+                text = str(msg.error.reason)[:MAX_CLIENT_TEXT]
+                reason = f"error {msg.error.code}: {text}"
+                self.incidents.failed(phase, node, self.names, reason)
+                continue
+            name = self.names.get(node, "?")
+            who = f"round {server_round} {phase} node {node} ({name})"
+            try:
+                reply = self._decode(msg, node, who, phase, sent)
+            except ProtocolError as exc:
+                self.incidents.rejected(phase, node, self.names, str(exc))
+                continue
+            except Exception as exc:  # a decoder bug must never end the run
+                text = str(exc)[:MAX_CLIENT_TEXT]  # never more of what the client sent
+                reason = f"{who}: undecodable reply ({type(exc).__name__}: {text})"
+                self.incidents.rejected(phase, node, self.names, reason)
+                continue
+            good[node] = reply
+            self.identity[node] = reply.identity
+            self._introduce(self.names.get(node, str(node)), reply.identity)
+        self.incidents.timed_out(phase, set(sent.indices) - answered, self.names)
+        return good
+
+    def record(
+        self,
+        server_round: int,
+        good: Mapping[int, p.Reply],
+        identity: bool = False,
+        **extra: object,
+    ) -> None:
+        """One metrics row per client reply (with its identity, for evaluations)."""
+        for node, reply in good.items():
+            who = dict(reply.identity) if identity else {}
+            values = {**reply.metrics, **who, **extra}  # the server's keys win
+            self.recorder.record(server_round, self.names[node], **values)
+
+    def by_name(self, nodes: Iterable[int]) -> list[int]:
+        """``nodes`` ordered by client name (then id): the same in every engine."""
+        return sorted(nodes, key=lambda n: (self.names.get(n, ""), n))
+
+    def _decode(
+        self, msg: Message, node: int, who: str, phase: str, sent: Sent
+    ) -> p.Reply:
+        """Size limit before decoding, then the protocol, then the name binding."""
+        asked = sent.indices.get(node, np.zeros((0, 0), np.int64))
+        reply = p.decode_reply_checked(
+            msg.content, self.run, asked, where=who, phase=phase
+        )
+        name = reply.identity[p.CLIENT_NAME]
+        try:
+            self.book.claim(node, name)
+        except ProtocolError as exc:
+            raise ProtocolError(f"{who}: {exc}") from None
+        for other, bound in list(self.names.items()):
+            if bound == name and other != node:  # a stale binding moved away
+                del self.names[other]
+        self.names[node] = name
+        for key in (p.REPS, p.WEIGHTS):
+            if key in msg.content.array_records:
+                self.bytes_up += record_nbytes(msg.content.array_records[key])
+        return reply
+
+    def _introduce(self, name: str, identity: Mapping[str, str]) -> None:
+        """Name a client's model and task once per run, at its first reply."""
+        if name in self._introduced:
+            return
+        self._introduced.add(name)
+        log.info(
+            "client %s: model %s, task %s (%s)",
+            name,
+            identity.get(p.MODEL_NAME, "?"),
+            identity.get(p.TASK_KIND, "?"),
+            identity.get(p.METRIC_NAME, "?"),
+        )

@@ -1,0 +1,90 @@
+"""The reply desk (serverapp/replies.py) on its own: decode, bind, count, record.
+
+The attacks of issue 13 run through the whole strategy in test_hostile_replies.py;
+these are the desk's own rules, each with real Flower messages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Context, Error, Message, RecordDict
+
+from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.launch.inprocess import InProcessGrid
+from fedmuscle_flwr.runs.metrics import RunRecorder, read_rows
+from fedmuscle_flwr.serverapp.incidents import Incidents
+from fedmuscle_flwr.serverapp.names import NameBook
+from fedmuscle_flwr.serverapp.replies import MAX_CLIENT_TEXT, ReplyDesk, Sent
+from fedmuscle_flwr.wire import protocol as p
+from tests.unit.serverapp.test_strategy_faults import BASE
+
+
+def desk_for(tmp_path) -> tuple[ReplyDesk, Incidents, RunRecorder]:
+    run = RunConfig.from_flat({**BASE, "output-dir": str(tmp_path)})
+    recorder = RunRecorder(tmp_path / "run")
+    incidents = Incidents(recorder)
+    incidents.begin(1)
+    return ReplyDesk(run, recorder, incidents, NameBook()), incidents, recorder
+
+
+def exchange(script: dict[int, str | None]) -> tuple[list[Message], Sent]:
+    """Ask nodes 1..n (an evaluation without arrays) over an in-process grid.
+
+    ``script[node]`` is the client name the node answers with, ``"!error"`` for
+    an error reply (10,000 characters of reason), or ``None`` for no answer.
+    """
+
+    def handler(msg: Message, ctx: Context) -> Message:
+        name = script[ctx.node_id]
+        if name == "!error":
+            return Message(Error(code=0, reason="x" * 10_000), reply_to=msg)
+        reply = p.Reply({"metric": 0.5, p.NUM_EXAMPLES: 3.0}, {p.CLIENT_NAME: name})
+        return Message(p.encode_reply(reply, "fp32"), reply_to=msg)
+
+    grid = InProcessGrid(handler, len(script), first_id=1)
+    grid.down = {node for node, name in script.items() if name is None}
+    sent = Sent()
+    for node in script:
+        sent.messages.append(grid.create_message(RecordDict(), p.EVALUATE, node, ""))
+        sent.indices[node] = np.zeros((0, 0), np.int64)
+    return list(grid.pull_messages(grid.push_messages(sent.messages))), sent
+
+
+def test_valid_replies_bind_names_and_record_one_row_each(tmp_path) -> None:
+    # Prepare
+    desk, incidents, recorder = desk_for(tmp_path)
+    replies, sent = exchange({1: "b", 2: "a"})
+    # Execute
+    good = desk.take(replies, sent, 1, "evaluate")
+    desk.record(1, good, phase="evaluate")
+    # Assert
+    assert sorted(good) == [1, 2] and desk.names == {1: "b", 2: "a"}
+    assert desk.by_name([1, 2]) == [2, 1]
+    rows = read_rows(recorder.run_dir)
+    assert sorted((r["client"], r["metric"]) for r in rows) == [("a", 0.5), ("b", 0.5)]
+    assert sum(incidents.round_summary().values()) == 0
+
+
+def test_error_reply_counted_failed_with_the_clients_text_cut(tmp_path) -> None:
+    # Prepare
+    desk, incidents, recorder = desk_for(tmp_path)
+    replies, sent = exchange({1: "!error"})
+    # Execute
+    good = desk.take(replies, sent, 1, "train")
+    # Assert
+    assert good == {} and incidents.round_summary()["failed"] == 1
+    (row,) = read_rows(recorder.run_dir)
+    assert row["failed"].count("x") == MAX_CLIENT_TEXT and incidents.dropped == {1}
+
+
+def test_silent_node_timed_out_and_second_claim_of_a_name_rejected(tmp_path) -> None:
+    # Prepare
+    desk, incidents, _ = desk_for(tmp_path)
+    replies, sent = exchange({1: "c0", 2: "c0", 3: None})  # 3 never answers
+    # Execute
+    good = desk.take(replies, sent, 1, "evaluate")
+    # Assert
+    assert list(good) == [1] and desk.names == {1: "c0"}
+    counts = incidents.round_summary()
+    assert counts["rejected"] == 1 and counts["timed-out"] == 1
+    assert incidents.dropped == {3}

@@ -23,7 +23,15 @@ from pathlib import Path
 
 TAG = re.compile(r"^(?P<group>[\w-]+)\.s(?P<seed>\d+)\.(?P<algorithm>[\w-]+)$")
 LAST = 3
-LOW_LABEL = ("effnet0-20", "effnet0b-20", "cnn-50", "vit-50")
+#: the low-label clients of the rosters (lowlabel; crossmodal: the 20-per-class ones)
+LOW_LABEL = (
+    "effnet0-20",
+    "effnet0b-20",
+    "cnn-50",
+    "vit-50",
+    "noun-lora-20",
+    "verb-lora-20",
+)
 #: two-sided 95 % Student t quantiles by degrees of freedom
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365,
         8: 2.306, 9: 2.262, 10: 2.228}  # fmt: skip
@@ -109,6 +117,14 @@ def select(sweep: Path) -> None:
         print(f"SELECTED {algorithm} {lr} ({value:.4f})")
 
 
+#: (group, its Local group): the tests of docs/results.md §7 and §7b
+GROUPS = (
+    ("lowlabel", "lowlabel"),
+    ("lowlabel-z", "lowlabel-z"),
+    ("crossmodal", "crossmodal"),
+)
+
+
 def _fmt(values: list[float]) -> str:
     mean, lo, hi = interval(values)
     return f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}] (n={len(values)})"
@@ -118,7 +134,7 @@ def analyse(root: Path, md: Path | None) -> None:
     """Per-client table, Δ vs Local with intervals, FedMuscle vs each method."""
     runs = find_runs(root)
     lines: list[str] = []
-    for group, ref_group in (("lowlabel", "lowlabel"), ("lowlabel-z", "lowlabel-z")):
+    for group, ref_group in GROUPS:
         seeds = sorted({s for g, s, a in runs if g == group and a == "local"})
         algos = sorted({a for g, _, a in runs if g == group} - {"local"})
         if not seeds:

@@ -148,6 +148,16 @@ def test_lowlabel_preset_is_the_fair_tests_recorded_config() -> None:
     assert load_roster("experiments/rosters/lowlabel.toml") == load_roster("lowlabel")
 
 
+def test_experiment_rosters_validate() -> None:
+    """The rosters the recorded experiments name (experiments/rosters/*.toml)."""
+    rosters = sorted((FAIR_TEST_RUN.parents[4] / "rosters").glob("*.toml"))
+    assert {r.stem for r in rosters} >= {"lowlabel", "lowlabel-z", "crossmodal"}
+    for roster in rosters:
+        assert load_roster(str(roster)), roster
+    kinds = {p.task.kind for p in load_roster(str(rosters[0].with_stem("crossmodal")))}
+    assert kinds == {"classification", "text-classification"}
+
+
 def test_lowlabel_roster_low_label_clients_beside_label_rich_partners() -> None:
     profiles = {
         p.name: p for p in load_roster(preset_run("lowlabel").federation.roster)

@@ -356,7 +356,12 @@ def test_real_processes_kill_clients_bad_client_server_restart(tmp_path, fleet_p
     assert rejected and {r["round"] for r in rejected} == {2}
     r1, r2 = ckpt.history
     assert r1["clients"] == 6 and r1["failed"] + r1["timed-out"] == 3
-    assert r2["clients"] == 6 and r2["rejected"] >= 2  # c0's train + evaluate
+    # c0 replies garbage to every message it gets in round 2: train and evaluate, or
+    # only evaluate when its (slow, fault-injected) SuperNode joined after the
+    # resumed round 2 had sent its training messages to the first 6 nodes
+    c0_messages = procs.log("c0-again").count(RECEIVED)
+    assert c0_messages in (1, 2)
+    assert r2["clients"] == 6 and r2["rejected"] == c0_messages
     assert r2["failed"] + r2["timed-out"] == 0
     server_rows = [r for r in rows if r["client"] == SERVER_ROW]
     assert [r["round"] for r in server_rows] == [2]

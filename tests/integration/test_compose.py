@@ -177,10 +177,16 @@ def test_commands_use_real_flags(compose: dict[str, Any]):
 
 
 def test_expanded_flower_commands_are_accepted_by_1_39(compose: dict[str, Any]):
-    link = superlink_command(
-        server_opts(options(compose["services"]["superlink"]["command"]))
-    )
-    assert {a for a in link if a.startswith("--")} <= help_flags("flower-superlink")
+    opts = server_opts(options(compose["services"]["superlink"]["command"]))
+    # with --auth-keys: fedmuscle's launcher, then the SuperLink's flags after "--"
+    for link in (
+        superlink_command(opts),
+        superlink_command(opts, (Path("keys.pub"), Path("ids.json"))),
+    ):
+        flower = link[link.index("--") + 1 :] if "--" in link else link
+        assert {a for a in flower if a.startswith("--")} <= help_flags(
+            "flower-superlink"
+        )
     for name in CLIENTS:
         opts = client_opts(options(compose["services"][name]["command"]))
         node = supernode_command(opts, 9094)

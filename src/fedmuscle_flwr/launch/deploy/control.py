@@ -273,20 +273,22 @@ def key_fingerprint(line: str) -> str:
 class RefusalWatcher:
     """Turns the SuperLink's refusal errors into one clear warning per attempt.
 
-    The SuperLink's Fleet API accepts connections before ``fedmuscle server``
-    can register the keys (registration goes through the SuperLink's own
-    Control API), so until :attr:`registered` is set a refusal is logged as
-    "not yet registered" (the client retries), not as an unknown key.
+    Where the keys are registered through the Control API, the Fleet API accepts
+    connections before they are, so until :attr:`registered` is set a refusal is
+    logged as "not yet registered" (the client retries), not as an unknown key.
+    Where the SuperLink registers them before its Fleet API starts (it writes
+    ``registered_file`` first, :mod:`.superlink`), every refusal is one.
     """
 
     refused: list[str] = field(default_factory=list)
     registered: bool = False
+    registered_file: Path | None = None
 
     def __call__(self, line: str) -> None:
         """Inspect one SuperLink log line."""
         if _REFUSAL_MARK in line:
             fingerprint = key_fingerprint(line)
-            if not self.registered:
+            if not self._registered():
                 log.info(
                     "a SuperNode (key %s) connected before the keys were "
                     "registered: not yet registered; it will retry",
@@ -299,3 +301,8 @@ class RefusalWatcher:
                 "(not in --auth-keys); it was not admitted to the federation",
                 fingerprint,
             )
+
+    def _registered(self) -> bool:
+        if not self.registered and self.registered_file is not None:
+            self.registered = self.registered_file.is_file()
+        return self.registered

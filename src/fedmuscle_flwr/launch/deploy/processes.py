@@ -127,15 +127,28 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def wait_for_port(host: str, port: int, timeout: float, proc: Managed | None) -> None:
-    """Block until a TCP connect to ``host:port`` succeeds; raise after ``timeout``."""
+def wait_for_port(
+    host: str,
+    port: int,
+    timeout: float,
+    proc: Managed | None,
+    probing: Callable[[str], None] | None = None,
+) -> None:
+    """Block until a TCP connect to ``host:port`` succeeds; raise after ``timeout``.
+
+    ``probing`` gets the probe's own address (``ip:port``) before it closes, so
+    that the server's report of that aborted TLS handshake can be told apart.
+    """
     connect_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise DeploymentError(f"{proc.name} exited early; see {proc.log_path}")
         with contextlib.suppress(OSError):
-            socket.create_connection((connect_host, port), timeout=1).close()
+            with socket.create_connection((connect_host, port), timeout=1) as sock:
+                if probing is not None:
+                    ip, local_port = sock.getsockname()[:2]
+                    probing(f"{ip}:{local_port}")
             return
         time.sleep(0.2)
     raise DeploymentError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
@@ -155,7 +168,8 @@ class Managed:
     log_path : Path or None
         Where its stdout+stderr go; ``None`` inherits the terminal.
     on_line : callable or None
-        Called with every output line (only with a ``log_path``).
+        Called with every output line (only with a ``log_path``); a line for
+        which it returns ``False`` is kept out of the log file.
     """
 
     def __init__(
@@ -164,7 +178,7 @@ class Managed:
         cmd: Sequence[str],
         env: Mapping[str, str],
         log_path: Path | None = None,
-        on_line: Callable[[str], None] | None = None,
+        on_line: Callable[[str], bool | None] | None = None,
     ) -> None:
         self.name, self.cmd, self.log_path = name, list(cmd), log_path
         log.debug("starting %s: %s", name, " ".join(self.cmd))
@@ -260,17 +274,17 @@ def _reap(pids: Sequence[int], grace: float) -> None:
 
 
 def _pump(
-    src: TextIO | None, sink: TextIO, on_line: Callable[[str], None] | None
+    src: TextIO | None, sink: TextIO, on_line: Callable[[str], bool | None] | None
 ) -> None:
     if src is None:
         return
     with sink:
         for raw in src:
             line = ANSI.sub("", raw)  # Flower colours its console lines
-            sink.write(line)
-            sink.flush()
-            if on_line is not None:
-                on_line(line.rstrip("\n"))
+            keep = on_line(line.rstrip("\n")) if on_line is not None else None
+            if keep is not False:
+                sink.write(line)
+                sink.flush()
 
 
 @contextlib.contextmanager
@@ -294,6 +308,14 @@ def process_group() -> Iterator[list[Managed]]:
             proc.stop()
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def split_launcher_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """A launcher's ``[OURS] -- FLOWER`` arguments as (ours, Flower's)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return [], argv
+    return argv[: argv.index("--")], argv[argv.index("--") + 1 :]
 
 
 def toml_value(value: Any) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from fedmuscle_flwr.launch.deploy.control import (
     write_connection,
     write_minimal_app,
 )
+from fedmuscle_flwr.launch.deploy.handshakes import TRACE_ENV, HandshakeWatcher
 from fedmuscle_flwr.launch.deploy.node import (
     ClientOptions,
     run_client,
@@ -57,6 +59,7 @@ from fedmuscle_flwr.launch.deploy.processes import (
     toml_value,
     wait_for_port,
 )
+from fedmuscle_flwr.launch.deploy.superlink import read_registered
 from fedmuscle_flwr.runs.metrics import INCOMPLETE, IncompleteRun, read_summary
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,8 @@ NODE_KEYS = "node-keys.json"
 
 #: the server's work folder (Flower home, logs, run config) inside the run folder
 SERVER_WORKDIR = "server"
+#: node ids the SuperLink registered before its Fleet API started (:mod:`.superlink`)
+REGISTERED_IDS = "registered-node-ids.json"
 
 
 @dataclass(frozen=True)
@@ -100,11 +105,26 @@ class ServerOptions:
     ready_file: Path | None = None
 
 
-def superlink_command(opts: ServerOptions) -> list[str]:
-    """The ``flower-superlink`` command line for ``opts`` (1.39 flags)."""
+def superlink_command(
+    opts: ServerOptions, register: tuple[Path, Path] | None = None
+) -> list[str]:
+    """The SuperLink's command line for ``opts`` (1.39 flags).
+
+    ``register=(keys file, node ids file)``: through
+    :mod:`.superlink`, which registers the keys before the Fleet API accepts
+    nodes; Flower's flags follow its ``--``.
+    """
+    cmd = _flower_superlink_flags(opts)
+    if register is None:
+        return [flower_program("flower-superlink"), *cmd]
+    keys, ids = register
+    launcher = [sys.executable, "-m", "fedmuscle_flwr.launch.deploy.superlink"]
+    return [*launcher, "--register", str(keys), "--registered", str(ids), "--", *cmd]
+
+
+def _flower_superlink_flags(opts: ServerOptions) -> list[str]:
     host, port = split_address(opts.control_address)
     cmd = [
-        flower_program("flower-superlink"),
         "--fleet-api-type",
         "grpc-rere",
         "--fleet-api-address",
@@ -179,24 +199,49 @@ def write_node_keys(path: Path, keys: list[str], node_ids: list[int]) -> None:
 def start_superlink(
     opts: ServerOptions, workdir: Path, env: Mapping[str, str], procs: list[Managed]
 ) -> tuple[Managed, dict[int, str]]:
-    """Start the SuperLink, wait for its ports, register keys; return it, node ids."""
-    watcher = RefusalWatcher()
+    """Start the SuperLink, wait for its ports, register keys; return it, node ids.
+
+    With ``--auth-keys`` the keys are registered by the SuperLink's own process
+    before its Fleet API accepts nodes (:mod:`.superlink`); only where that
+    adjustment does not apply (another Flower version) through the Control API
+    afterwards, and a node that connects in between is told "not yet registered".
+    """
+    keys = read_public_keys(opts.auth_keys) if opts.auth_keys is not None else []
+    ids_file = workdir / REGISTERED_IDS
+    ids_file.unlink(missing_ok=True)  # a resumed run's workdir has one
+    register = None
+    if keys:
+        keys_file = workdir / "registered-keys.pub"
+        keys_file.parent.mkdir(parents=True, exist_ok=True)
+        keys_file.write_text("\n".join(keys) + "\n")
+        register = (keys_file, ids_file)
+    watcher = RefusalWatcher(registered_file=ids_file if keys else None)
+    _, fleet_port = split_address(opts.fleet_address)
+    handshakes = HandshakeWatcher(fleet_port) if opts.tls_dir else None
     link = Managed(
         "superlink",
-        superlink_command(opts),
-        env,
+        superlink_command(opts, register),
+        {**env, **TRACE_ENV} if handshakes else env,
         workdir / "logs" / "superlink.log",
-        watcher,
+        SuperLinkOutput(watcher, handshakes),
     )
     procs.append(link)
-    for address in (opts.control_address, opts.fleet_address):
-        wait_for_port(*split_address(address), timeout=60, proc=link)
+    wait_for_port(*split_address(opts.control_address), timeout=60, proc=link)
+    probes = handshakes.ignore.add if handshakes else None  # our own probe
+    wait_for_port(*split_address(opts.fleet_address), 60, link, probing=probes)
     _, port = split_address(opts.control_address)
     ca = opts.tls_dir / CA_CERT if opts.tls_dir else None
     write_connection(Path(env["FLWR_HOME"]), f"127.0.0.1:{port}", ca)
     registered: dict[int, str] = {}
-    if opts.auth_keys is not None:
-        registered = register_nodes(read_public_keys(opts.auth_keys), workdir, env)
+    if keys:
+        registered = registered_before_fleet(keys, ids_file)
+        if not registered:
+            log.warning(
+                "the SuperLink did not register the keys before its Fleet API "
+                "started (see %s): registering through the Control API",
+                link.log_path,
+            )
+            registered = register_nodes(keys, workdir, env)
     watcher.registered = True
     log.info(
         "SuperLink up: Fleet API (gRPC) on %s; log %s",
@@ -204,6 +249,38 @@ def start_superlink(
         link.log_path,
     )
     return link, registered
+
+
+@dataclass
+class SuperLinkOutput:
+    """Every SuperLink output line: failed handshakes, then refusals.
+
+    Returns False for a line to keep out of ``superlink.log`` (gRPC's trace).
+    """
+
+    refusals: RefusalWatcher
+    handshakes: HandshakeWatcher | None = None
+
+    def __call__(self, line: str) -> bool:
+        """Inspect one line; False: not for the log file."""
+        if self.handshakes is not None and not self.handshakes(line):
+            return False
+        self.refusals(line)
+        return True
+
+
+def registered_before_fleet(keys: list[str], ids_file: Path) -> dict[int, str]:
+    """``{node id: key label}`` the SuperLink wrote before its Fleet API started."""
+    ids = read_registered(ids_file)
+    if ids is None:
+        return {}
+    for line, node_id in zip(keys, ids, strict=True):
+        log.info(
+            "registered SuperNode key %s as node %s (before the Fleet API started)",
+            key_label(line),
+            node_id,
+        )
+    return {node_id: key_label(line) for line, node_id in zip(keys, ids, strict=True)}
 
 
 def security_warnings(opts: ServerOptions) -> list[str]:

@@ -176,3 +176,16 @@ def test_refusals_before_registration_are_not_alarms(caplog):
         watcher(line)
     assert "REFUSED a SuperNode" in caplog.text
     assert watcher.refused == ["an unknown key"]
+
+
+def test_refusals_after_the_superlink_registered_the_keys_are_alarms(caplog, tmp_path):
+    # the SuperLink writes the node ids before its Fleet API accepts nodes
+    line = "ERROR: No SuperNode found with the given public key b'...'"
+    ids = tmp_path / "registered-node-ids.json"
+    watcher = RefusalWatcher(registered_file=ids)
+    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.control"):
+        watcher(line)
+        assert "not yet registered" in caplog.text
+        ids.write_text("[1]")
+        watcher(line)
+    assert "REFUSED a SuperNode" in caplog.text and watcher.registered

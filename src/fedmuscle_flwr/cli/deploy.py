@@ -14,6 +14,7 @@ import typer
 
 from fedmuscle_flwr.cli.common import build_run_config, parse_set, setup_logging
 from fedmuscle_flwr.launch.deploy.supernode import DEFAULT_IDLE_S, DEFAULT_REPLY_S
+from fedmuscle_flwr.wire.pull_backoff import DEFAULT_INITIAL_BACKOFF_S
 
 log = logging.getLogger("fedmuscle_flwr")
 
@@ -214,6 +215,14 @@ def client(
             "(Flower's: 0.5 s)",
         ),
     ] = DEFAULT_REPLY_S,
+    supernode_pull_backoff_s: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="warm: the SuperNode's first wait when a message's object is not "
+            "yet at the server (Flower's: 1 s)",
+        ),
+    ] = DEFAULT_INITIAL_BACKOFF_S,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="profile override key=value")
     ] = None,
@@ -267,6 +276,7 @@ def client(
         warm=warm,
         idle_s=supernode_idle_s,
         reply_s=supernode_reply_s,
+        pull_backoff_s=supernode_pull_backoff_s,
         ready_file=ready_file,
     )
     try:

@@ -24,6 +24,7 @@ from fedmuscle_flwr.runs.checkpoint import open_run
 from fedmuscle_flwr.runs.logs import PROGRESS_LOGGER, ensure_console_logging
 from fedmuscle_flwr.runs.metrics import COMPLETED, round_line, round_table, run_status
 from fedmuscle_flwr.serverapp.strategy import FedMuscle
+from fedmuscle_flwr.wire.pull_backoff import shorten_pull_backoff
 
 log = logging.getLogger(__name__)
 #: one line per finished round (``fedmuscle run`` shows these, or a progress bar)
@@ -105,6 +106,7 @@ def make_server_app(run: RunConfig | None = None) -> ServerApp:
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         ensure_console_logging()
+        shorten_pull_backoff()  # deployment: the replies' objects (1 s -> 0.05 s)
         if run is not None:
             serve(grid, run)
             return

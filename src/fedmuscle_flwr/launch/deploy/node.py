@@ -32,6 +32,7 @@ from fedmuscle_flwr.launch.deploy.processes import (
 )
 from fedmuscle_flwr.launch.deploy.supernode import DEFAULT_IDLE_S, DEFAULT_REPLY_S
 from fedmuscle_flwr.runs.logs import RUN_FINISHED_MARK
+from fedmuscle_flwr.wire.pull_backoff import DEFAULT_INITIAL_BACKOFF_S
 
 if TYPE_CHECKING:
     from fedmuscle_flwr.launch.deploy.executor import WarmExecutor
@@ -111,6 +112,9 @@ class ClientOptions:
         ``flower-supernode`` with one ``flwr-clientapp`` process per message.
     idle_s, reply_s : float
         The warm SuperNode's idle poll and reply wait (Flower's: 3 s and 0.5 s).
+    pull_backoff_s : float
+        The warm SuperNode's first wait when a message's object is not yet at
+        the SuperLink (Flower's: 1 s; :mod:`fedmuscle_flwr.wire.pull_backoff`).
     wait_server_exit_s : float
         With ``exit_after_run``: after the run, wait up to this long until the
         server stops accepting connections before returning. Compose stops every
@@ -136,6 +140,7 @@ class ClientOptions:
     warm: bool = True
     idle_s: float = DEFAULT_IDLE_S
     reply_s: float = DEFAULT_REPLY_S
+    pull_backoff_s: float = DEFAULT_INITIAL_BACKOFF_S
     wait_server_exit_s: float = 0.0
     ready_file: Path | None = None
 
@@ -179,6 +184,7 @@ def supernode_command(opts: ClientOptions, runtime_port: int) -> list[str]:
     if opts.warm:
         launcher = [sys.executable, "-m", "fedmuscle_flwr.launch.deploy.supernode"]
         launcher += ["--idle-s", str(opts.idle_s), "--reply-s", str(opts.reply_s)]
+        launcher += ["--pull-backoff-s", str(opts.pull_backoff_s)]
         launcher += ["--", "--isolation", "process"]
     else:
         launcher = [flower_program("flower-supernode"), "--isolation", "subprocess"]

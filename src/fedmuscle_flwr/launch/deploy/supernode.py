@@ -8,7 +8,10 @@ its main loop made shorter and its log lines plain (timestamps, no colour codes)
   ``flwr/supernode/start_client_internal.py``), so a message waits 1.5 s on
   average before the node even sees it: ``--idle-s`` (default 0.2);
 * while the ClientApp works, the loop checks for its reply every 0.5 s
-  (``time.sleep(0.5)``, twice in that file): ``--reply-s`` (default 0.05).
+  (``time.sleep(0.5)``, twice in that file): ``--reply-s`` (default 0.05);
+* when a message's object is not yet at the SuperLink, its pull waits 1 s
+  before the retry (:mod:`fedmuscle_flwr.wire.pull_backoff`):
+  ``--pull-backoff-s`` (default 0.05).
 
 Neither is configurable in 1.39. The adjustment is narrow: only that module's
 ``time`` name is replaced by a clock whose ``sleep`` maps exactly these two
@@ -28,6 +31,12 @@ import sys
 import time
 import types
 from collections.abc import Sequence
+
+from fedmuscle_flwr.launch.deploy.processes import split_launcher_argv
+from fedmuscle_flwr.wire.pull_backoff import (
+    DEFAULT_INITIAL_BACKOFF_S,
+    shorten_pull_backoff,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +99,17 @@ def plain_logs() -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse our two options, adjust, then run Flower's ``flower-supernode``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ours, flower = (
-        (argv[: argv.index("--")], argv[argv.index("--") + 1 :])
-        if ("--" in argv)
-        else ([], argv)
-    )
+    ours, flower = split_launcher_argv(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="fedmuscle_flwr.launch.deploy.supernode")
     parser.add_argument("--idle-s", type=float, default=DEFAULT_IDLE_S)
     parser.add_argument("--reply-s", type=float, default=DEFAULT_REPLY_S)
+    parser.add_argument(
+        "--pull-backoff-s", type=float, default=DEFAULT_INITIAL_BACKOFF_S
+    )
     args = parser.parse_args(ours)
     plain_logs()
     patch_waits(args.idle_s, args.reply_s)
+    shorten_pull_backoff(args.pull_backoff_s)
     from flwr.supernode.cli import flower_supernode
 
     sys.argv = ["flower-supernode", *flower]

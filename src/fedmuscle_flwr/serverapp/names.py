@@ -119,6 +119,13 @@ class NodeKeys:
     path: str
     _names: dict[str, str] | None = None
 
+    def registered(self) -> dict[int, str]:
+        """``{node id: key name}`` of every registered key (empty without a file)."""
+        if not self.path:
+            return {}
+        self(0)  # (re)read the file
+        return {int(k): v for k, v in (self._names or {}).items()}
+
     def __call__(self, node: int) -> str:
         """The key name of ``node``."""
         if not self.path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from flwr.app import Message
 from flwr.serverapp import Grid
@@ -41,35 +41,48 @@ def send_and_collect(
 
 
 def wait_for_nodes(
-    grid: Grid, minimum: int, timeout: float, expected: Sequence[str] = ()
+    grid: Grid,
+    minimum: int,
+    timeout: float,
+    expected: Sequence[str] = (),
+    keys: Callable[[], Mapping[int, str]] | None = None,
 ) -> list[int]:
     """Block until ``minimum`` nodes are connected; raise ``TimeoutError`` after.
 
     Logs "N of M clients connected" when N changes (and once a minute while it
     does not), naming the connected node ids and ``expected`` (client names)
-    if given. In deployment the server wrapper names the registered keys that
-    are missing (``launch.deploy.control.OnlineNodes``).
+    if given; in a deployment with registered keys (``keys()``: node id -> key
+    name) the connected and the missing keys instead.
     """
     deadline, last_log, last_n = time.monotonic() + timeout, 0.0, -1
     roster = f"; roster: {', '.join(expected)}" if expected else ""
+
+    def who(nodes: list[int]) -> str:
+        names = dict(keys()) if keys is not None else {}
+        if not names:
+            return f"connected node ids {nodes}{roster}"
+        on = [f"{names.get(n, '?')} (node {n})" for n in nodes]
+        off = sorted(name for n, name in names.items() if n not in nodes)
+        return (
+            f"connected: {', '.join(on) or 'none'}; registered keys not connected: "
+            f"{', '.join(off) or 'none'}"
+        )
+
     while len(nodes := sorted(grid.get_node_ids())) < minimum:
         now = time.monotonic()
         missing = minimum - len(nodes)
         if now > deadline:
             raise TimeoutError(
                 f"only {len(nodes)} of the {minimum} required clients connected "
-                f"after {timeout:.0f} s ({missing} missing; connected node ids "
-                f"{nodes}{roster})"
+                f"after {timeout:.0f} s ({missing} missing; {who(nodes)})"
             )
         if len(nodes) != last_n or now - last_log > 60:
             log.info(
-                "waiting for clients: %d of %d connected, %d missing "
-                "(connected node ids %s%s; %.0f s left)",
+                "waiting for clients: %d of %d connected, %d missing (%s; %.0f s left)",
                 len(nodes),
                 minimum,
                 missing,
-                nodes,
-                roster,
+                who(nodes),
                 deadline - now,
             )
             last_log, last_n = now, len(nodes)

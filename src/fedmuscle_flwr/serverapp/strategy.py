@@ -86,8 +86,9 @@ class FedMuscle(Strategy):
         self.recorder = recorder
         self.on_round = on_round
         self.completed = completed
+        self.node_keys = NodeKeys(run.federation.node_keys_file)
         self.book = NameBook(  # name -> node (and key), for the run
-            key_of=NodeKeys(run.federation.node_keys_file), connected=self._connected
+            key_of=self.node_keys, connected=self._connected
         )
         self.nodes: set[int] = set()  # connected at the last configure_*
         self.bank: dict[int, np.ndarray] = {}  # node -> (K, B, d)
@@ -218,7 +219,8 @@ class FedMuscle(Strategy):
         fed = self.run.federation
         phase_timeout = fed.phase_timeout_s if timeout is None else timeout
         result = Result()
-        nodes = wait_for_nodes(grid, fed.min_clients, fed.wait_clients_s)
+        keys = self.node_keys.registered if fed.node_keys_file else None
+        nodes = wait_for_nodes(grid, fed.min_clients, fed.wait_clients_s, keys=keys)
         log.info("%d clients connected; starting %s", len(nodes), self.algorithm.name)
         self.summary()
         t_start = time.perf_counter()
@@ -256,7 +258,7 @@ class FedMuscle(Strategy):
             done(0, len(nodes), t0)
         for rnd in range(max(self.completed, 0) + 1, rounds + 1):
             t0 = time.perf_counter()
-            wait_for_nodes(grid, fed.min_clients, fed.wait_clients_s)
+            wait_for_nodes(grid, fed.min_clients, fed.wait_clients_s, keys=keys)
             self.begin_round(rnd)
             msgs = self.configure_train(rnd, ArrayRecord(), ConfigRecord(), grid)
             _, metrics = self.aggregate_train(rnd, exchange(msgs))

@@ -81,6 +81,21 @@ def test_waiting_line_when_the_count_changes(monkeypatch, caplog):
     assert "roster" not in lines[1]
 
 
+def test_waiting_line_names_registered_keys_in_deployment(monkeypatch, caplog):
+    from fedmuscle_flwr.serverapp import rounds as driver
+
+    monkeypatch.setattr(driver.time, "sleep", lambda s: None)
+    grid = _Joining([7], [7, 9])
+    keys = {7: "node-1", 9: "node-2", 11: "node-3"}
+    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.serverapp.rounds"):
+        driver.wait_for_nodes(grid, 2, timeout=60, keys=lambda: keys)  # type: ignore[arg-type]
+    line = caplog.records[0].getMessage()
+    assert (
+        "connected: node-1 (node 7); registered keys not connected: node-2, node-3;"
+        in (line)
+    )
+
+
 def test_log_files_get_one_timestamp_and_no_colour_codes(tmp_path, caplog):
     import io
 

@@ -322,7 +322,9 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
     ready = ReadyFile(opts.ready_file)
     current = [_Output(opts.server, ready)]
     executor = (
-        _start_executor(f"127.0.0.1:{port}", data, current) if opts.warm else None
+        _start_executor(f"127.0.0.1:{port}", data, current, opts.pull_backoff_s)
+        if opts.warm
+        else None
     )
     try:
         with ready:
@@ -339,7 +341,7 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
 
 
 def _start_executor(
-    address: str, data: dict[str, str], current: list[_Output]
+    address: str, data: dict[str, str], current: list[_Output], pull_backoff_s: float
 ) -> WarmExecutor:
     """The warm executor for the SuperNode's Runtime API at ``address``."""
     from fedmuscle_flwr.clientapp import app as client_app
@@ -361,7 +363,9 @@ def _start_executor(
         if status["finished"]:
             current[0].run_finished()
 
-    executor = WarmExecutor(address, client_app.app, on_reply=on_reply)
+    executor = WarmExecutor(
+        address, client_app.app, on_reply=on_reply, pull_backoff_s=pull_backoff_s
+    )
     executor.start()
     return executor
 

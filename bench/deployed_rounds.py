@@ -21,10 +21,12 @@ one ``fedmuscle client --insecure --exit-after-run`` per roster entry, with
 
 A round is timed by the driver (``round k done in X s``, train -> align ->
 evaluate when due); rounds 1..R are compared (round 0 is the initial evaluation,
-which pays the clients' start). Also recorded: model builds per client (the
-``model ...: F=`` log lines), every client's exit status, the final per-client
+which pays the clients' start). Also recorded: model builds per client, every
+client's exit status, the final per-client
 metrics (the same in every mode: the same work), and the 1-minute load average
-before and after each part. Torch runs with one thread everywhere.
+before and after each part. Torch runs with one thread everywhere. Model builds:
+the model summary (DEBUG) in-process, ``built model X for run K`` for a warm
+client, one per ``flwr-clientapp`` process for a stock SuperNode.
 Writes deployed_rounds_<preset>_<N>.json/.md to --out (default ./bench-out).
 """
 
@@ -45,10 +47,16 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 CLI = [sys.executable, "-c", "from fedmuscle_flwr.cli import main; main()"]
+#: one per model build: the model summary (DEBUG, in-process), a warm client's
+#: ``built model X for run K`` line, a stock SuperNode's ClientApp process start
 _BUILD = re.compile(r"model \S+: F=\d+")
+_DEPLOYED_BUILD = re.compile(r"built model \S+ for run|Start `flwr-clientapp` process")
 VARIANTS = {
     "warm": [],
-    "flower-waits": ["--supernode-idle-s", "3", "--supernode-reply-s", "0.5"],
+    "flower-waits": [
+        "--supernode-idle-s", "3", "--supernode-reply-s", "0.5",
+        "--supernode-pull-backoff-s", "1",
+    ],  # fmt: skip
     "stock": ["--no-warm"],
 }
 
@@ -74,7 +82,7 @@ def inprocess_timed(run: Any) -> dict[str, Any]:
     model_log = logging.getLogger("fedmuscle_flwr.models.client_model")
     handler, level = _Builds(), model_log.level
     model_log.addHandler(handler)
-    model_log.setLevel(logging.INFO)
+    model_log.setLevel(logging.DEBUG)
     load0, t0 = _load(), time.time()
     try:
         with driver_records() as rec:
@@ -148,7 +156,7 @@ def deployed_timed(
         "total_s": total,
         "rounds": _rounds_from_text(log_text),
         "builds": [
-            len(_BUILD.findall(c.log_path.read_text())) if c.log_path else None
+            len(_DEPLOYED_BUILD.findall(c.log_path.read_text())) if c.log_path else None
             for c in clients
         ],
         "client_exit": [c.proc.returncode for c in clients],

@@ -3,10 +3,12 @@
 * loopback: TLS + SuperNode auth, 3 heterogeneous clients, 3 rounds to completion: two
   warm ``fedmuscle client --exit-after-run`` (each builds its model once and exits 0
   after the run; one started before the server retries and joins) and a stock
-  ``flower-supernode`` (one ``flwr-clientapp`` per message) joining with its node
-  config; an unregistered client is refused (exit 3) and the server logs it, once
-  its keys are registered only; a client with another CA fails its TLS handshake
-  (exit 4, naming the CA file); nothing is left running afterwards;
+  ``flower-supernode`` (one ``flwr-clientapp`` per message) started with the server
+  (it exits if refused once: the keys are registered before the Fleet API opens),
+  joining with its node config; an unregistered client is refused (exit 3) and the
+  server names only its key, never "not yet registered"; a client with another CA
+  fails its TLS handshake (exit 4, naming the CA file) and the server logs that
+  failed handshake with the client's address; nothing is left running afterwards;
 * Ctrl-C: SIGINT to the server and to a client stops every child process;
 * multi-host: the server and 3 clients in their own network namespaces (veth +
   bridge, 10.77.x addresses), gRPC with TLS, to completion (root only).
@@ -186,16 +188,17 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
         "--auth-keys", str(certs / "keys-3.txt")))  # fmt: skip
     procs.start("client-2", client_args(tmp_path, fleet, 2, PROFILES[1], *after_run,
                 "--auth-key", str(certs / "nodes" / "node-2")))  # fmt: skip
-    wrong_ca = procs.start("client-ca", client_args(tmp_path, fleet, 5, PROFILES[0],
-                           "--tls-ca", str(certs / "other" / "ca.crt"),
-                           "--auth-key", str(certs / "nodes" / "node-1")))  # fmt: skip
+    # a stock SuperNode exits when refused (Flower 1.39): started with the server,
+    # it joins only because the keys are registered before the Fleet API opens
+    procs.start("stock-3", stock_supernode(tmp_path, fleet, certs, 3, PROFILES[2]),
+                program=["flower-supernode"], FLWR_HOME=str(tmp_path / "home-3"))  # fmt: skip
     deadline = time.monotonic() + 300  # node-4's key is never registered
     while procs.log("server").count("registered SuperNode key") < 3:
         assert time.monotonic() < deadline, procs.log("server")[-3000:]
         time.sleep(1)
-    # a stock SuperNode exits when refused (Flower 1.39): start it once registered
-    procs.start("stock-3", stock_supernode(tmp_path, fleet, certs, 3, PROFILES[2]),
-                program=["flower-supernode"], FLWR_HOME=str(tmp_path / "home-3"))  # fmt: skip
+    wrong_ca = procs.start("client-ca", client_args(tmp_path, fleet, 5, PROFILES[0],
+                           "--tls-ca", str(certs / "other" / "ca.crt"),
+                           "--auth-key", str(certs / "nodes" / "node-1")))  # fmt: skip
     rogue = procs.start("client-4", client_args(tmp_path, fleet, 4, PROFILES[0], *ca,
                         "--auth-key", str(certs / "nodes" / "node-4"),
                         "--max-retries", "0"))  # fmt: skip
@@ -212,6 +215,11 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
     refusals = [ln for ln in server_log.splitlines() if "REFUSED a SuperNode" in ln]
     rogue_key = fingerprint(certs / "nodes" / "node-4.pub")
     assert refusals and all(rogue_key in ln for ln in refusals), refusals
+    assert "not yet registered" not in server_log
+    assert "before the Fleet API started" in server_log
+    # the wrong-CA client's failed handshake, named with its address
+    assert re.search(r"TLS handshake FAILED on the Fleet API with 127\.0\.0\.1:\d+: "
+                     r"the client closed the connection", server_log), server_log[-3000:]  # fmt: skip
     assert "results" in server_log
     assert "Connection attempt failed, retrying" in procs.log("client-1")
     assert_completed(tmp_path)

@@ -168,7 +168,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--register", type=Path, help="OpenSSH public keys, one a line")
     parser.add_argument("--registered", type=Path, help="node ids out (JSON)")
     args = parser.parse_args(ours)
-    logging.basicConfig(format="%(levelname)s: %(message)s")
+    # our warning only: a root handler would also print every Flower log record
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    log.addHandler(handler)
+    log.propagate = False
     if args.register is not None and args.registered is not None:
         lines = [ln for ln in args.register.read_text().splitlines() if ln.strip()]
         patch_lifespan(lines, args.registered)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fedmuscle_flwr.clientapp.app import summary
 from fedmuscle_flwr.launch.deploy.control import OnlineNodes
@@ -112,3 +113,21 @@ def test_log_files_get_one_timestamp_and_no_colour_codes(tmp_path, caplog):
         caplog.records[-1].getMessage()
         == "[serverapp] INFO fedmuscle_flwr.x: round 1 done"
     )
+    # Flower's blank lines are not relayed
+    n = len(caplog.records)
+    server._relay("INFO :      ")
+    assert len(caplog.records) == n
+
+
+def test_client_output_gets_one_timestamp_per_line(capsys):
+    from fedmuscle_flwr.launch.deploy.node import _Output
+
+    out = _Output("127.0.0.1:9092")
+    out("INFO 2026-12-02 16:08:55,905:      SuperNode ID: 7")  # Flower's own stamp
+    out("INFO:     Started server process [14124]")  # uvicorn: none
+    out("For more information, visit: <https://flower.ai/...>")  # continuation
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "INFO 2026-12-02 16:08:55,905:      SuperNode ID: 7"
+    stamp = r"^\d\d:\d\d:\d\d "
+    assert re.match(stamp + "INFO:     Started server process", lines[1]), lines
+    assert re.match(stamp + "For more information", lines[2]), lines

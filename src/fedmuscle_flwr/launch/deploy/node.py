@@ -68,6 +68,8 @@ _FINAL_SEND_S = 60.0
 _FINAL_GRACE_S = 30.0
 #: what a 1.39 SuperNode logs when the SuperLink no longer answers
 _LOST_MARK = "Connection attempt failed"
+#: a line with a timestamp: Flower's (``INFO 2026-12-02 16:08:55,905: ...``) or ours
+_STAMPED = re.compile(r"^(?:[A-Z]+ \d{4}-\d\d-\d\d \d\d:\d\d|\d\d:\d\d:\d\d )")
 #: what a 1.39 SuperNode logs once the SuperLink admitted it
 _JOINED = re.compile(r"SuperNode ID: (\d+)")
 
@@ -228,7 +230,10 @@ class _Output:
         self.server_gone = False  # the SuperLink stopped answering after that
 
     def __call__(self, line: str) -> None:
-        sys.stdout.write(line + "\n")  # colour codes: stripped by the pump
+        # one timestamp per line: Flower's own lines carry one; uvicorn's (the
+        # SuperNode's Runtime API) and multi-line messages get the time of day
+        stamp = "" if _STAMPED.match(line) else time.strftime("%H:%M:%S ")
+        sys.stdout.write(stamp + line + "\n")  # colour codes: stripped by the pump
         sys.stdout.flush()
         self.refused |= _REFUSED_MARK in line
         self.tls_failed |= any(mark in line for mark in _TLS_MARKS)

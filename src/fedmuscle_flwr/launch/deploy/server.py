@@ -162,12 +162,15 @@ def write_run_config(run: RunConfig, path: Path) -> Path:
 
 #: the ServerApp's own timestamp (our log line has one already)
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
+#: Flower's blank log lines (``INFO :`` and nothing else)
+_EMPTY_FLOWER_LINE = re.compile(r"^[A-Z]+ :\s*$")
 
 
 def _relay(line: str) -> None:
     """Forward the ServerApp's own output (``flwr log --stream``) to our log."""
-    if line.strip():
-        log.info("[serverapp] %s", _STAMP.sub("", line.rstrip()))
+    text = _STAMP.sub("", line.rstrip())
+    if text.strip() and not _EMPTY_FLOWER_LINE.match(text):
+        log.info("[serverapp] %s", text)
 
 
 def name_deployed_run(run: RunConfig) -> RunConfig:

@@ -54,9 +54,13 @@ _DEPLOYED_BUILD = re.compile(r"built model \S+ for run|Start `flwr-clientapp` pr
 VARIANTS = {
     "warm": [],
     "flower-waits": [
-        "--supernode-idle-s", "3", "--supernode-reply-s", "0.5",
-        "--supernode-pull-backoff-s", "1",
-    ],  # fmt: skip
+        "--supernode-idle-s",
+        "3",
+        "--supernode-reply-s",
+        "0.5",
+        "--supernode-pull-backoff-s",
+        "1",
+    ],
     "stock": ["--no-warm"],
 }
 

@@ -23,9 +23,14 @@ from fedmuscle_flwr.wire import pull_backoff
 
 @pytest.fixture
 def restore(monkeypatch):
+    """Flower's own defaults for the test (an earlier test in this process may
+    have run the ServerApp, which shortens them), whatever they were after it."""
+    from flwr.supercore.constant import PULL_INITIAL_BACKOFF
+
     for name in pull_backoff._FUNCTIONS:
         function = getattr(inflatable_utils, name)
-        monkeypatch.setattr(function, "__kwdefaults__", dict(function.__kwdefaults__))
+        defaults = {**function.__kwdefaults__, "initial_backoff": PULL_INITIAL_BACKOFF}
+        monkeypatch.setattr(function, "__kwdefaults__", defaults)
 
 
 def test_flower_is_the_version_the_adjustment_was_written_for():

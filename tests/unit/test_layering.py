@@ -35,7 +35,13 @@ FLOORS = {
     "__init__": 9,
 }
 #: where flwr may be imported (folder, or folder/module)
-FLWR_EDGE = ("wire/protocol.py", "wire/codec.py", "clientapp/app.py", "serverapp/")
+FLWR_EDGE = (
+    "wire/protocol.py",
+    "wire/codec.py",
+    "wire/pull_backoff.py",
+    "clientapp/app.py",
+    "serverapp/",
+)
 FLWR_EDGE_FOLDERS = ("launch/", "cli/")
 #: the flwr-free core: imported alone, it must not pull in flwr
 CORE = [

@@ -129,22 +129,25 @@ def test_services_images_and_dockerfile():
     assert "FLWR_VERSION" not in global_args  # the bug: empty inside the stage
     assert set(global_args) == {"BASE_IMAGE"}
     assert global_args["BASE_IMAGE"].endswith("-ubuntu24.04")  # glibc, not Alpine
-    assert stages["app"]["FROM"] == "${BASE_IMAGE}"
+    # multi-stage: the venv is built in "deps" and copied into "app" as one layer
+    assert stages["app"]["FROM"] == stages["deps"]["FROM"] == "${BASE_IMAGE}"
+    assert "COPY --from=deps" in stages["app"]["_body"]
+    assert "pip install" not in stages["app"]["_body"]
     for arg in (
         "FLWR_VERSION",
         "TORCH_INDEX_URL",
         "TORCH_FIND_LINKS",
         "TORCH_PACKAGES",
     ):
-        assert arg in stages["app"], f"ARG {arg} must be declared inside the stage"
-        assert f"${{{arg}" in stages["app"]["_body"], f"ARG {arg} is never used"
-    assert stages["app"]["FLWR_VERSION"] == flwr.__version__
-    assert stages["app"]["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+        assert arg in stages["deps"], f"ARG {arg} must be declared inside the stage"
+        assert f"${{{arg}" in stages["deps"]["_body"], f"ARG {arg} is never used"
+    assert stages["deps"]["FLWR_VERSION"] == flwr.__version__
+    assert stages["deps"]["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
 
 
 def test_compose_build_args_default_to_the_dockerfile_ones():
     global_args, stages = dockerfile_stages()
-    defaults = {**global_args, **stages["app"]}
+    defaults = {**global_args, **stages["deps"]}
     for name, svc in load("docker-compose.yml")["services"].items():
         for arg, value in svc["build"]["args"].items():
             value = str(value)

@@ -10,8 +10,8 @@ owned by the user the stack ran as. Compose v1 (``docker-compose``) is used, v2
 (``docker compose``) too where it is installed.
 
 Marked ``docker``: skipped when no engine is reachable and none can be started (as root
-with ``dockerd`` installed the test starts its own: vfs, ``--iptables=false``,
-``--bridge=none``, stopped and removed at the end). Marked ``long``, so CI (CI=true)
+with ``dockerd`` installed the test starts its own: overlay2, else fuse-overlayfs, else
+vfs; ``--iptables=false``, ``--bridge=none``; stopped and removed at the end). Marked ``long``, so CI (CI=true)
 skips it: a fresh CI machine would need the apt installs, a debootstrap base and the
 image build (docker/README.md has the measured times), beyond CI's 25-minute budget.
 
@@ -22,6 +22,9 @@ Environment (all optional):
                                docker/offline-base.sh builds it (root, debootstrap)
   FEDMUSCLE_TORCH_INDEX_URL, FEDMUSCLE_TORCH_FIND_LINKS, FEDMUSCLE_TORCH_PACKAGES
                                where torch comes from (docker/README.md)
+  FEDMUSCLE_TORCH_WHEELS       a folder of wheels the test serves on loopback (a free
+                               port) as FEDMUSCLE_TORCH_FIND_LINKS, for machines without
+                               the CPU index (docker/README.md, "offline")
   FEDMUSCLE_BUILD_CA           a CA file, or a folder of *.crt, pip trusts during the build
   FEDMUSCLE_FASHION_MNIST_DIR  the Fashion-MNIST IDX files (default: Debian's folder)
   FEDMUSCLE_DOCKER_REPORT      write the measured times and image sizes there (JSON)
@@ -83,7 +86,9 @@ class Stack:
             pytest.fail(f"{' '.join(args)} exited {proc.returncode}:\n{tail}")
         return proc
 
-    def compose(self, files: list[str], *args: str, timeout: float = 3600, v2=False):
+    def compose(
+        self, files: list[str], *args: str, timeout: float = 3600, v2: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         cmd = ["docker", "compose"] if v2 else ["docker-compose"]
         return self.run([*cmd, "-p", self.project, *files, *args], timeout, False)
 
@@ -104,6 +109,42 @@ def engine_answers(env: dict[str, str]) -> bool:
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+#: storage drivers tried in this order: copy-on-write first; vfs (every layer and every
+#: container a full copy of the image) only where neither overlay works
+STORAGE_DRIVERS = ("overlay2", "fuse-overlayfs", "vfs")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(60)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def start_dockerd(
+    env: dict[str, str], data_root: Path, run_dir: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """dockerd on the first storage driver of STORAGE_DRIVERS that starts; else skip."""
+    logs = []
+    for driver in STORAGE_DRIVERS:
+        cmd = ["dockerd", f"--storage-driver={driver}", "--iptables=false",
+               "--bridge=none", "--data-root", str(data_root / driver),
+               "--exec-root", str(run_dir / "exec"),
+               "--pidfile", str(run_dir / "docker.pid"), "-H", env["DOCKER_HOST"]]  # fmt: skip
+        with log_path.open("w") as log:
+            daemon = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while daemon.poll() is None and time.monotonic() < deadline:
+            if engine_answers(env):
+                return daemon
+            time.sleep(1)
+        stop(daemon)
+        logs.append(f"--- {driver}:\n{log_path.read_text()[-2000:]}")
+    pytest.skip("dockerd did not start with any storage driver:\n" + "\n".join(logs))
 
 
 @contextlib.contextmanager
@@ -132,27 +173,11 @@ def docker_engine(tmp: Path) -> Iterator[dict[str, str]]:
     run_dir.mkdir(parents=True)
     sock = run_dir / "docker.sock"
     env["DOCKER_HOST"] = f"unix://{sock}"
-    cmd = ["dockerd", "--storage-driver=vfs", "--iptables=false", "--bridge=none",
-           "--data-root", str(data_root), "--exec-root", str(run_dir / "exec"),
-           "--pidfile", str(run_dir / "docker.pid"), "-H", env["DOCKER_HOST"]]  # fmt: skip
-    with (tmp / "dockerd.log").open("w") as log:
-        daemon = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    daemon = start_dockerd(env, data_root, run_dir, tmp / "dockerd.log")
     try:
-        deadline = time.monotonic() + 60
-        while not engine_answers(env):
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                pytest.skip(
-                    f"dockerd did not start: {(tmp / 'dockerd.log').read_text()}"
-                )
-            time.sleep(1)
         yield env
     finally:
-        daemon.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            daemon.wait(60)
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
+        stop(daemon)
         shutil.rmtree(run_dir, ignore_errors=True)
         if not os.environ.get("FEDMUSCLE_DOCKER_DATA_ROOT"):
             shutil.rmtree(data_root, ignore_errors=True)
@@ -185,13 +210,33 @@ def ensure_base_image(stack: Stack, base: str) -> None:
     stack.report["base_build_s"] = round(time.monotonic() - t0, 1)
 
 
+@contextlib.contextmanager
+def wheel_server(env: dict[str, str], tmp: Path) -> Iterator[None]:
+    """Serve FEDMUSCLE_TORCH_WHEELS on loopback as the build's TORCH_FIND_LINKS."""
+    folder = os.environ.get("FEDMUSCLE_TORCH_WHEELS")
+    if not folder:
+        yield
+        return
+    port = free_port()
+    with (tmp / "wheels.log").open("w") as log:
+        server = subprocess.Popen(
+            ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1",
+             "--directory", folder], stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    env["FEDMUSCLE_TORCH_FIND_LINKS"] = f"http://127.0.0.1:{port}/"
+    try:
+        yield
+    finally:
+        stop(server)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("compose")
     data = Path(os.environ.get("FEDMUSCLE_FASHION_MNIST_DIR") or FASHION_MNIST)
     if not (data / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"no Fashion-MNIST IDX files in {data}")
-    with docker_engine(tmp) as env:
+    with docker_engine(tmp) as env, wheel_server(env, tmp):
         repo = tmp / "repo"
         copy_worktree(repo)
         ca = os.environ.get("FEDMUSCLE_BUILD_CA")
@@ -265,12 +310,12 @@ def assert_final_metrics(run_dir: Path, uid: int) -> None:
         assert path.stat().st_uid == uid, path
 
 
-def test_plain_compose_runs_to_completion(stack: Stack):
+def test_plain_compose_runs_to_completion(stack: Stack) -> None:
     run_dir = run_demo(stack, [], "plain")
     assert_final_metrics(run_dir, stack.uid)
 
 
-def test_tls_compose_runs_to_completion(stack: Stack):
+def test_tls_compose_runs_to_completion(stack: Stack) -> None:
     stack.run(["docker/prepare-demo.sh", "--certs", str(stack.data)], 300)
     key = stack.repo / "certs" / "nodes" / "node-1"
     assert key.stat().st_uid == stack.uid and key.stat().st_mode & 0o077 == 0
@@ -278,7 +323,7 @@ def test_tls_compose_runs_to_completion(stack: Stack):
     assert_final_metrics(run_dir, stack.uid)
 
 
-def test_compose_v2_where_present(stack: Stack):
+def test_compose_v2_where_present(stack: Stack) -> None:
     if stack.run(["docker", "compose", "version"], 60, check=False).returncode != 0:
         pytest.skip("docker compose v2 is not installed")
     assert_final_metrics(run_demo(stack, [], "plain_v2", v2=True), stack.uid)

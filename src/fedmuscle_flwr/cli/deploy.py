@@ -7,6 +7,7 @@ parse and validate; :mod:`fedmuscle_flwr.launch.deploy.server` runs Flower's pro
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -128,6 +129,10 @@ def server(
         raise _fail(str(exc), EXIT_INCOMPLETE) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; all server processes stopped", 130) from None
+    # the outcome is decided and every process stopped: a stop signal from now on
+    # (Compose stopping the stack once a client left) must not turn it into 130
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     log.info("results: %s (report.md and plots/ inside)", run_dir)
 
 

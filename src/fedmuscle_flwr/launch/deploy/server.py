@@ -309,7 +309,9 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
         When the run finished without a valid final evaluation
         (``summary.json``: ``status: incomplete``).
     KeyboardInterrupt
-        On Ctrl-C / SIGTERM, after the run was stopped and all children ended.
+        On Ctrl-C / SIGTERM, after the run was stopped and all children ended; not
+        once the run completed and its results are written (a signal while the
+        processes stop then changes nothing).
     """
     run = name_deployed_run(run)
     run_dir = Path(run.output_dir) / run.run_name
@@ -319,51 +321,69 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
     app_dir = find_app_dir() or write_minimal_app(workdir / "app")
     for warning in security_warnings(opts):
         log.warning("%s", warning)
-    with ReadyFile(opts.ready_file) as ready, process_group() as procs:
-        link, registered = start_superlink(opts, workdir, env, procs)
-        if opts.auth_keys is not None:
-            keys = read_public_keys(opts.auth_keys)
-            write_node_keys(workdir / NODE_KEYS, keys, list(registered))
-        run_id = submit_run(app_dir, cfg_file, env)
-        log.info(
-            "run %s (%s) submitted; it waits for %d clients",
-            run_id,
-            run.run_name,
-            run.federation.min_clients,
-        )
-        home = env["FLWR_HOME"]
-        log.info(
-            "follow it from another shell: FLWR_HOME=%s flwr log %s %s --stream  "
-            "(all runs: FLWR_HOME=%s flwr ls %s)",
-            home,
-            run_id,
-            CONNECTION,
-            home,
-            CONNECTION,
-        )
-        ready.set(f"run {run_id} {run.run_name}")
-        stream = [flower_program("flwr"), "log", str(run_id), CONNECTION, "--stream"]
-        logs = Managed(
-            "serverapp-log", stream, env, workdir / "logs" / "serverapp.log", _relay
-        )
-        procs.append(logs)
-        try:
-            status = wait_run(
+    completed = False  # the run completed and its results are written
+    try:
+        with ReadyFile(opts.ready_file) as ready, process_group() as procs:
+            link, registered = start_superlink(opts, workdir, env, procs)
+            if opts.auth_keys is not None:
+                keys = read_public_keys(opts.auth_keys)
+                write_node_keys(workdir / NODE_KEYS, keys, list(registered))
+            run_id = submit_run(app_dir, cfg_file, env)
+            log.info(
+                "run %s (%s) submitted; it waits for %d clients",
                 run_id,
-                env,
-                opts.timeout_s,
-                alive=lambda: link.poll() is None,
-                tick=OnlineNodes(env, registered),
-                hint=lambda: logs.poll() is not None,
+                run.run_name,
+                run.federation.min_clients,
             )
-        except KeyboardInterrupt:
-            log.warning("interrupted: stopping run %s and the SuperLink", run_id)
-            stop_run(run_id, env)
+            home = env["FLWR_HOME"]
+            log.info(
+                "follow it from another shell: FLWR_HOME=%s flwr log %s %s --stream  "
+                "(all runs: FLWR_HOME=%s flwr ls %s)",
+                home,
+                run_id,
+                CONNECTION,
+                home,
+                CONNECTION,
+            )
+            ready.set(f"run {run_id} {run.run_name}")
+            stream = [
+                flower_program("flwr"),
+                "log",
+                str(run_id),
+                CONNECTION,
+                "--stream",
+            ]
+            logs = Managed(
+                "serverapp-log", stream, env, workdir / "logs" / "serverapp.log", _relay
+            )
+            procs.append(logs)
+            try:
+                status = wait_run(
+                    run_id,
+                    env,
+                    opts.timeout_s,
+                    alive=lambda: link.poll() is None,
+                    tick=OnlineNodes(env, registered),
+                    hint=lambda: logs.poll() is not None,
+                )
+            except KeyboardInterrupt:
+                log.warning("interrupted: stopping run %s and the SuperLink", run_id)
+                stop_run(run_id, env)
+                raise
+            if status == "finished:completed":
+                # the results and the report are written while the SuperLink still
+                # listens: clients that wait for it to stop (--wait-server-exit) leave
+                # only once this server has nothing left to do but stop its processes
+                summary = read_summary(run_dir)
+                _report(run_dir)  # an incomplete run's results are worth a table too
+                completed = True
+    except KeyboardInterrupt:
+        if not completed:
             raise
+        # e.g. `docker compose` stopping the stack once a client left after the run
+        log.info("interrupted while stopping after the run; its results are complete")
     if status != "finished:completed":
         raise DeploymentError(f"run {run_id} ended {status}; see {link.log_path}")
-    summary = read_summary(run_dir)
-    _report(run_dir)  # an incomplete run's results are worth a table too
     if summary.get("status") == INCOMPLETE:
         raise IncompleteRun(
             f"run {run_id} ended incomplete: {summary.get('reason')}; "

@@ -129,11 +129,18 @@ def server(
         raise _fail(str(exc), EXIT_INCOMPLETE) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; all server processes stopped", 130) from None
-    # the outcome is decided and every process stopped: a stop signal from now on
-    # (Compose stopping the stack once a client left) must not turn it into 130
+    _ignore_stop_signals()  # the outcome is decided and every process stopped
+    log.info("results: %s (report.md and plots/ inside)", run_dir)
+
+
+def _ignore_stop_signals() -> None:
+    """Ignore SIGINT/SIGTERM from now on: the exit status is decided.
+
+    Compose stops every service once one container exits (``--exit-code-from``); a
+    server or client that already finished must not turn that into status 130.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    log.info("results: %s (report.md and plots/ inside)", run_dir)
 
 
 def _resume_overrides(run_dir: Path) -> dict[str, Any]:
@@ -288,6 +295,7 @@ def client(
         code = run_client(opts)
     except KeyboardInterrupt:
         raise _fail("interrupted; the SuperNode stopped", 130) from None
+    _ignore_stop_signals()  # the outcome is decided and the SuperNode stopped
     if code == EXIT_NODE_REFUSED:
         raise typer.Exit(3)  # refused by the server (not admitted)
     if code == EXIT_TLS_FAILED:

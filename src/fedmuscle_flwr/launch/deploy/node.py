@@ -332,17 +332,19 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
         else None
     )
     try:
-        with ready:
-            return _supervise(opts, cmd, env, home, current)
+        try:
+            with ready:
+                return _supervise(opts, cmd, env, home, current)
+        finally:
+            if executor is not None:
+                executor.stop()
     except KeyboardInterrupt:
+        # also while the executor stops after _supervise returned: the outcome stands
         if opts.exit_after_run and current[0].finished is not None:
             # e.g. Compose stopping the services once the server exited
             log.info("stopped after the run finished: this client's part is done")
             return 0
         raise
-    finally:
-        if executor is not None:
-            executor.stop()
 
 
 def _start_executor(

@@ -125,6 +125,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def unmount_under(folder: Path) -> None:
+    """Unmount what is still mounted under ``folder`` (deepest first)."""
+    mounts = [
+        line.split()[1].encode().decode("unicode_escape")
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+    ]
+    inside = [m for m in mounts if Path(m).is_relative_to(folder)]
+    for mount in sorted(inside, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
+
+
 def start_dockerd(
     env: dict[str, str], data_root: Path, run_dir: Path, log_path: Path
 ) -> subprocess.Popen[bytes]:
@@ -178,6 +189,7 @@ def docker_engine(tmp: Path) -> Iterator[dict[str, str]]:
         yield env
     finally:
         stop(daemon)
+        unmount_under(run_dir)  # dockerd leaves exec/netns/default mounted
         shutil.rmtree(run_dir, ignore_errors=True)
         if not os.environ.get("FEDMUSCLE_DOCKER_DATA_ROOT"):
             shutil.rmtree(data_root, ignore_errors=True)

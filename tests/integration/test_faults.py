@@ -16,8 +16,8 @@
   ``test_negated_client_...``: a negating client is excluded from round 2 on.
 
 The same properties with scripted clients (no models, seconds) are in
-``tests/unit/test_strategy_faults.py``, ``tests/unit/test_checkpoint.py`` and
-``tests/unit/test_cli_resume.py`` (``fedmuscle run --resume``).
+``tests/unit/serverapp/test_strategy_faults.py``, ``tests/unit/runs/test_checkpoint.py``
+and ``tests/unit/cli/test_run_resume.py`` (``fedmuscle run --resume``).
 Measured figures: docs/reliability.md.
 """
 

@@ -1,6 +1,6 @@
 """The package's architecture, checked: folders by role, imports only downwards.
 
-design.md §4.1: config ← data ← tasks ← models ← method ← wire | runs ←
+docs/design.md §4.1: config ← data ← tasks ← models ← method ← wire | runs ←
 clientapp | serverapp ← launch ← cli. A folder imports itself and folders of a
 lower floor only (lazy imports inside functions count too); no module-level
 import cycle anywhere; flwr only at the edge; the flwr-free core really imports

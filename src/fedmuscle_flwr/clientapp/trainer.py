@@ -1,4 +1,4 @@
-"""The local trainer: plain PyTorch, no Flower (fedmuscle.md §3, client side).
+"""The local trainer: plain PyTorch, no Flower (docs/method.md §3, client side).
 
 One round of a client is (Algorithm 1 of the paper, client lines):
 
@@ -126,7 +126,7 @@ def align(
 
     ``payloads[s]`` holds what the server sent for step s (already on ``device``).
     In representation space only w^n is in ``optimizer``: the task head is
-    neither evaluated nor updated (frozen, fedmuscle.md §3 step 2c); logit-space
+    neither evaluated nor updated (frozen, docs/method.md §3 step 2c); logit-space
     baselines pass the task parameters.
 
     The anchor is encoded exactly as :func:`encode_public` encodes uploads

@@ -46,7 +46,7 @@ class TrainConfig(_Schema):
 
 
 class MuscleConfig(_Schema):
-    """Phase 2: T contrastive steps with the Muscle loss (fedmuscle.md §2-3)."""
+    """Phase 2: T contrastive steps with the Muscle loss (docs/method.md §2-3)."""
 
     steps: int = Field(5, ge=0, description="T: contrastive steps per round")
     batch_size: int = Field(32, ge=2, description="B: public batch size")

@@ -80,7 +80,7 @@ def _iid(labels: np.ndarray, rows: np.ndarray, n: int, seed: int) -> list[np.nda
 
     The same rows as flwr-datasets' ``IidPartitioner`` on the permuted rows (it calls
     ``Dataset.shard(n, i, contiguous=True)``: the first ``len % n`` shards get one
-    more row); ``tests/unit/test_data.py`` checks the equality. Plain numpy, so
+    more row); ``tests/unit/data/test_registry.py`` checks the equality. Plain numpy, so
     IID federations need neither ``datasets`` nor pyarrow (the GPU bundle has none).
     """
     shuffled = np.random.default_rng(seed).permutation(rows)

@@ -9,8 +9,8 @@ the same files as a simulation's; with the same seeds, the same numbers.
 
 PRIVATE FLOWER API (pinned ``flwr==1.39.0``): a ``Message`` built outside a
 Flower runtime needs ``TaskIdentity`` set, and the grid fills
-``metadata._message_id`` / ``_src_node_id`` as the SuperLink would. The test
-``tests/unit/test_inprocess.py`` fails first if a Flower upgrade changes this.
+``metadata._message_id`` / ``_src_node_id`` as the SuperLink would. The strategy
+tests (through ``tests/loopback.py``) fail first if a Flower upgrade changes this.
 """
 
 from __future__ import annotations

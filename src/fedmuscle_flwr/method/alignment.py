@@ -19,7 +19,7 @@ class Alignment:
     positive_similarity: float  # mean z_i^n . z_i^m over pairs n != m
     negative_similarity: float  # mean z_i^n . z_j^m, i != j
     muscle_loss: float  # mean over clients, M cyclic partners, first B rows
-    mi_lower_bound: float  # M log B - loss (fedmuscle.md §2 theorem)
+    mi_lower_bound: float  # M log B - loss (docs/method.md §2 theorem)
 
     def as_dict(self) -> dict[str, float]:
         """Metric names as recorded per round."""

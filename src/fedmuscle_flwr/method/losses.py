@@ -1,4 +1,4 @@
-r"""Contrastive alignment losses: Muscle loss and pairwise InfoNCE (fedmuscle.md §2).
+r"""Contrastive alignment losses: Muscle loss and pairwise InfoNCE (docs/method.md §2).
 
 Index letters of the shape comments: B batch (anchor rows i; partner rows j, k),
 M partners (m, n), D feature dim (d), T = B^M tuples, K sampled tuples,
@@ -56,7 +56,7 @@ def _check_taus(tau: float, tau_partners: float | None = None, cap: int = 1) -> 
     if tau_partners > tau:
         raise ValueError(
             f"tau_partners ({tau_partners}) must be <= tau ({tau}) so that "
-            "gamma = 1/tau_partners - 1/tau >= 0 (fedmuscle.md §2)"
+            "gamma = 1/tau_partners - 1/tau >= 0 (docs/method.md §2)"
         )
     return 1.0 / tau_partners - 1.0 / tau
 
@@ -197,7 +197,7 @@ class MuscleLoss(nn.Module):
             - anchor: (B, D), L2-normalised.
             - partners: (M, B, D), L2-normalised, detached inside.
             - output: scalar; with ``output_dict=True`` a dict with ``muscle_loss``
-              and ``mi_lower_bound`` = M log B - loss (detached, fedmuscle.md §2).
+              and ``mi_lower_bound`` = M log B - loss (detached, docs/method.md §2).
         """
         loss = muscle_loss(
             anchor,
@@ -297,7 +297,7 @@ def muscle_loss_from_aggregate(anchor: Tensor, S: Tensor, log_alpha: Tensor) -> 
 
 
 def mutual_information_bound(loss: float, num_partners: int, batch_size: int) -> float:
-    """Lower bound on I(z_i^n; {z_i^m}): M log B - loss (fedmuscle.md §2 Theorem)."""
+    """Lower bound on I(z_i^n; {z_i^m}): M log B - loss (docs/method.md §2 Theorem)."""
     if num_partners < 1 or batch_size < 1:
         raise ValueError(f"need M, B >= 1, got M={num_partners}, B={batch_size}")
     return num_partners * math.log(batch_size) - loss

@@ -5,7 +5,7 @@ The server only ever sees every client's representations Z^n (K, B, d) of the
 representations relate to everybody else's. Each detector below turns the bank
 into one statistic per client; a client is flagged when it is an outlier with
 respect to the others and it is then excluded from partners for the rest of the
-round (fedmuscle.md §3 step 2b), which the strategy logs and counts.
+round (docs/method.md §3 step 2b), which the strategy logs and counts.
 
 Detectors (registry :data:`DETECTORS`, chosen and ordered by ``robust.detectors``;
 each runs on the clients that the earlier ones did not flag):

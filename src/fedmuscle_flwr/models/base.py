@@ -1,7 +1,7 @@
 """Model contracts: an encoder (backbone), the client model and its output.
 
 A client model is θ = (w, φ): w = encoder + projection head to the shared
-dimension d (output L2-normalised), φ = task head (fedmuscle.md §1).
+dimension d (output L2-normalised), φ = task head (docs/method.md §1).
 No flwr imports in this package.
 """
 

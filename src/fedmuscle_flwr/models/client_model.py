@@ -1,6 +1,6 @@
 """The client model θ^n = (w^n, φ^n): encoder + projector (w^n) and task head (φ^n).
 
-``representation`` = normalize(projector(encoder(x).pooled)) in R^d (fedmuscle.md
+``representation`` = normalize(projector(encoder(x).pooled)) in R^d (docs/method.md
 §1). The head reads the pooled features (``head_on="features"``), the
 representation (``head_on="representation"``) or, for tasks with
 ``needs_spatial``, the encoder's spatial map.

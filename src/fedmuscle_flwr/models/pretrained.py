@@ -1,4 +1,4 @@
-"""Offline pretrained assets shipped as wheels (offline-data.md §5).
+"""Offline pretrained assets shipped as wheels (docs/design.md §5).
 
 Every import of an optional package happens inside a function, so the model zoo
 imports without them. Nothing here touches the network: EfficientNet always gets

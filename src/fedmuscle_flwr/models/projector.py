@@ -1,6 +1,6 @@
 """The projection head of w^n: encoder features (B, F) -> shared space (B, d).
 
-The paper does not specify it (fedmuscle.md §4, reviewers); the profile picks
+The paper does not specify it (docs/method.md §4, reviewers); the profile picks
 ``linear`` or ``mlp`` (ours), and experiments should report the choice.
 """
 

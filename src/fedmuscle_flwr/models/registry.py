@@ -1,4 +1,4 @@
-"""The only place a backbone name becomes a class (design.md §2 rule 7).
+"""The only place a backbone name becomes a class (docs/design.md §2 rule 7).
 
 ``model.backbone`` is one of:
 

@@ -1,4 +1,4 @@
-"""Run records: per-round, per-client metrics on disk, and the Δ of fedmuscle.md §4.
+"""Run records: per-round, per-client metrics on disk, and the Δ of docs/method.md §4.
 
 A run folder holds ``config.json`` (the validated run config), ``metrics.jsonl``
 (one JSON object per round and client, plus per-round server rows with
@@ -275,6 +275,6 @@ def delta_rows(
 
 
 def mean_delta(rows: Iterable[DeltaRow]) -> float:
-    """Δ of fedmuscle.md §4: the mean over clients of the relative change (%)."""
+    """Δ of docs/method.md §4: the mean over clients of the relative change (%)."""
     values = [r.delta for r in rows if math.isfinite(r.delta)]
     return sum(values) / len(values) if values else math.nan

@@ -8,7 +8,7 @@ Every line is the mean over seeds, with a ±1 std band when there are several:
   error bars;
 - ``bytes-per-round.png``: bytes up and down per round, all clients together;
 - ``alignment.png``: the probe batch's mean Muscle loss and the MI lower bound
-  M·log B − L_Muscle (fedmuscle.md §2) per round.
+  M·log B − L_Muscle (docs/method.md §2) per round.
 """
 
 from __future__ import annotations

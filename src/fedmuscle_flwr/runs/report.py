@@ -1,4 +1,4 @@
-"""The result table of fedmuscle.md §4 (the paper's) and the report around it.
+"""The result table of docs/method.md §4 (the paper's) and the report around it.
 
 ``paper_table``: every algorithm of an experiment, session or run folder, per
 client the metric and Δ vs local as mean ± std over seeds, plus the mean Δ row;

@@ -1,6 +1,6 @@
 """The FedMuscle strategy: Flower's ``Strategy`` whose ``start()`` is the round.
 
-A FedMuscle round (fedmuscle.md §3) has more phases than Flower's train/evaluate
+A FedMuscle round (docs/method.md §3) has more phases than Flower's train/evaluate
 loop, so besides ``configure_train``/``aggregate_train`` (phase 1: task epochs,
 then encode the round's public batches) and ``configure_evaluate``/
 ``aggregate_evaluate`` it has ``configure_align``/``aggregate_align`` (phase 2:

@@ -87,7 +87,7 @@ def test_paper_preset_shape(name: str) -> None:
     assert {p.task.kind for p in profiles} == want.kinds
     assert len({p.model.backbone for p in profiles}) >= want.min_backbones
     assert len({(p.task.kind, p.data.dataset) for p in profiles}) == want.tasks
-    # the paper's representation settings (fedmuscle.md §1)
+    # the paper's representation settings (docs/method.md §1)
     m = run.muscle
     assert (m.dim, m.batch_size, m.partners, m.tau, m.tau_partners) == (
         256,

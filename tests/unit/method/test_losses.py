@@ -1,4 +1,4 @@
-"""Tests of fedmuscle_flwr.method.losses against a slow loop written from fedmuscle.md §2."""
+"""Tests of fedmuscle_flwr.method.losses against a slow loop written from docs/method.md §2."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from fedmuscle_flwr.method.losses import (
     unbiased_sampled_muscle_loss,
 )
 
-TOL = 1e-10  # float64 agreement asked by fedmuscle.md §2, identity 3
+TOL = 1e-10  # float64 agreement asked by docs/method.md §2, identity 3
 # (M, B, D): M = 1..4, with small B for M = 4 so that the loop reference stays fast
 CASES = [(1, 5, 4), (2, 4, 6), (3, 4, 5), (3, 3, 8), (4, 3, 4), (4, 4, 3)]
 TAUS = [(0.2, 0.15), (0.5, 0.1), (0.1, 0.1), (1.0, 0.3)]
@@ -42,7 +42,7 @@ def inputs(m: int, b: int, d: int, seed: int = 0) -> tuple[Tensor, Tensor]:
 def reference_muscle(
     anchor: Tensor, partners: Tensor, tau: float, tau_p: float
 ) -> Tensor:
-    """fedmuscle.md §2 verbatim: a Python loop over all B^M tuples j, per anchor i."""
+    """docs/method.md §2 verbatim: a Python loop over all B^M tuples j, per anchor i."""
     num_m, b, _ = partners.shape
     gamma = 1.0 / tau_p - 1.0 / tau
     tuples = list(itertools.product(range(b), repeat=num_m))

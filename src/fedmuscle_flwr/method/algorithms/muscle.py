@@ -21,7 +21,7 @@ from fedmuscle_flwr.method.planner import aggregated_payload
 
 
 class FedMuscle(Algorithm):
-    """Muscle loss (fedmuscle.md §2) against M partners; either downlink."""
+    """Muscle loss (docs/method.md §2) against M partners; either downlink."""
 
     name = "fedmuscle"
     description = "FedMuscle: Muscle loss over M partners (Setayesh et al., ICLR 2026)"

@@ -1,4 +1,4 @@
-"""Compute kernels of the Muscle log-partition (fedmuscle.md §2), behind ``losses.py``.
+"""Kernels of the Muscle log-partition (docs/method.md §2), behind ``losses.py``.
 
 ``dispatch``: which kernel runs (``method`` of ``muscle_loss``).
 ``muscle_grid``: the reference (B, B^M) logit grid, one-shot or streamed in chunks.

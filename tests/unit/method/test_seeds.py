@@ -18,13 +18,11 @@ def test_same_key_same_stream_other_key_other_stream() -> None:
 
 
 def test_stream_tags_are_distinct() -> None:
-    tags = [
-        seeds.STREAM_TRAIN,
-        seeds.STREAM_PRIVACY,
-        seeds.STREAM_REFIT,
-        seeds.STREAM_TORCH,
-    ]
-    assert len(set(tags)) == len(tags)
+    tags = {n: v for n, v in vars(seeds).items() if n.startswith("STREAM_")}
+    assert {"STREAM_TRAIN", "STREAM_PRIVACY", "STREAM_REFIT", "STREAM_TORCH"} <= set(
+        tags
+    )
+    assert len(set(tags.values())) == len(tags), tags
 
 
 def test_client_seed_depends_on_the_name_only() -> None:

@@ -30,7 +30,7 @@ from fedmuscle_flwr.launch.deploy.processes import (
     free_port,
     process_group,
 )
-from fedmuscle_flwr.launch.deploy.server import (
+from fedmuscle_flwr.launch.deploy.superlink_process import (
     REGISTERED_IDS,
     ServerOptions,
     start_superlink,

@@ -34,7 +34,11 @@ import pytest
 
 from fedmuscle_flwr.launch.deploy.certs import generate
 from fedmuscle_flwr.launch.deploy.processes import free_port
-from fedmuscle_flwr.wire.flower_compat import SUPERNODE_LOST
+from fedmuscle_flwr.wire.flower_compat import (
+    SUPERNODE_LOST,
+    SUPERNODE_SENT,
+    SUPERNODE_TLS_FAILED,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -217,6 +221,7 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
     assert "TLS FAILED" in procs.log("client-ca")
     assert str(certs / "other" / "ca.crt") in procs.log("client-ca")
     assert "public key registered" not in procs.log("client-ca")
+    assert SUPERNODE_TLS_FAILED in procs.log("client-ca")  # Flower's own line
     # Assert: the rogue client is refused, the server says so, the run completes
     assert rogue.wait(120) == 3, procs.log("client-4")
     assert "REFUSED" in procs.log("client-4")
@@ -232,6 +237,7 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
                      r"the client closed the connection", server_log), server_log[-3000:]  # fmt: skip
     assert "results" in server_log
     assert f"{SUPERNODE_LOST}, retrying" in procs.log("client-1")
+    assert SUPERNODE_SENT in procs.log("client-1")  # Flower's line per reply
     assert_completed(tmp_path)
     # Assert: the warm clients exit 0 by themselves, each built its model once
     for name in ("client-1", "client-2"):

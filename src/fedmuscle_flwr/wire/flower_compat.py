@@ -21,7 +21,7 @@ The adjustments (measurements: docs/performance.md §7c, docs/deployment.md
     for the ClientApp's reply. Only that module's ``time`` name is replaced by a
     clock whose ``sleep`` maps exactly these two durations (ours: 0.2 s and
     0.05 s). Applied by the warm client's SuperNode
-    (``launch.deploy.supernode_launcher``). Pays: a message waited 1.5 s on
+    (``launch.deploy.supernode_main``). Pays: a message waited 1.5 s on
     average before the node saw it.
 ``pull-backoff``
     When a message's content object is not yet where it is pulled from, Flower
@@ -38,16 +38,23 @@ The adjustments (measurements: docs/performance.md §7c, docs/deployment.md
     ``flwr/superlink/cli/flower_superlink.py``) is subclassed so that a hook
     runs with the LinkState before ``_start_fleet_api``: ``fedmuscle server``
     registers the SuperNode keys there, so no node that connects at once is
-    refused (a stock Flower SuperNode exits when refused). Kept after a
-    measurement: SuperLink up with 4 keys registered in 1.21 s against 5.72 s
-    through Flower's Control API (``bench/superlink_registration.py``), and
-    clients started with the server are never refused; switched off, the server
-    registers through the Control API and ``fedmuscle client`` relaunches a
-    refused SuperNode after 5 s (:data:`SUPERNODE_REFUSED` below).
+    refused (a stock Flower SuperNode exits when refused; Flower 1.39 has no
+    switch to admit keys before the Fleet API opens). Kept after a measurement
+    (``bench/superlink_registration.py``, 4 keys, TLS, 2026-12-06): SuperLink up
+    with the keys registered in 1.22 s (median of 3) against 7.17 s through
+    Flower's Control API, and clients started with the server are never
+    refused. Switched off, the server registers through the Control API and
+    ``fedmuscle client`` relaunches a refused SuperNode after 5 s
+    (:data:`SUPERNODE_REFUSED` below); a stock SuperNode would stay out.
 
 Also here: the Flower log lines that the launch code steers by
-(:data:`SUPERNODE_MARKS`), each tested against Flower's source and against the
-lines real Flower processes print.
+(:data:`SUPERNODE_MARKS`), each tested against Flower's source, and against
+the lines real Flower processes print in ``tests/integration/
+test_deploy_registration.py`` and ``tests/integration/test_deployment.py``.
+
+Flower's supported switches are used where they exist: ``--isolation process``
+lets ``fedmuscle client`` run the ClientApp tasks itself without touching
+Flower's code; for the three adjustments here Flower 1.39 has no flag or env var.
 """
 
 from __future__ import annotations

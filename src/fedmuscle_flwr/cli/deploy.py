@@ -19,6 +19,8 @@ from fedmuscle_flwr.wire.flower_compat import (
     DEFAULT_IDLE_S,
     DEFAULT_INITIAL_BACKOFF_S,
     DEFAULT_REPLY_S,
+    PULL_BACKOFF,
+    switched_off,
 )
 
 log = logging.getLogger("fedmuscle_flwr")
@@ -30,6 +32,10 @@ _READY_HELP = "file that exists while this node is ready (container healthchecks
 
 def _setup(verbose: bool) -> None:
     setup_logging(verbose)
+    try:  # checked here, not first in a process Flower starts
+        switched_off(PULL_BACKOFF)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, Any]:

@@ -225,3 +225,16 @@ def test_the_305_line_is_formed_as_the_mark_says():
     )
     assert done.returncode == 1
     assert flower_compat.SUPERNODE_REFUSED in done.stdout + done.stderr
+
+
+def test_the_cli_refuses_an_unknown_name_in_the_switch(monkeypatch, tmp_path):
+    """Checked where the operator starts things, not in a process Flower starts."""
+    from typer.testing import CliRunner
+
+    from fedmuscle_flwr.cli import cli
+
+    monkeypatch.setenv(flower_compat.OFF_ENV, "supernode-wait")
+    args = ["client", "--server", "127.0.0.1:1", "--profile", "x", "--insecure"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "unknown adjustment ['supernode-wait']" in result.output

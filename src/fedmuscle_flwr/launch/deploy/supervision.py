@@ -44,7 +44,8 @@ def run_once(node: Managed, output: SuperNodeLog, exit_after_run: bool = False) 
     heartbeat thread can raise during shutdown and the process keeps retrying
     connections forever instead of exiting (observed after a server restart).
     With ``exit_after_run`` the SuperNode is stopped once the run finished, its
-    last reply was sent, and the server went away or :data:`_FINAL_GRACE_S`
+    last reply was sent, and the server went away or
+    :data:`~fedmuscle_flwr.launch.deploy.supernode_log._FINAL_GRACE_S`
     passed (:meth:`SuperNodeLog.done`).
     """
     while (code := node.poll()) is None:

@@ -12,7 +12,7 @@ ServerApp logic and ClientApp in one process, clients one after the other) and
 once per deployment variant on loopback: ``fedmuscle server --insecure`` plus
 one ``fedmuscle client --insecure --exit-after-run`` per roster entry, with
 
-* ``warm``: the default client (warm executor, shortened SuperNode waits);
+* ``warm``: the default client (resident ClientApp, shortened SuperNode waits);
 * ``flower-waits``: warm, but the SuperNode keeps Flower's 3 s idle sleep and
   0.5 s reply wait (``--supernode-idle-s 3 --supernode-reply-s 0.5``): the
   difference to ``warm`` is those sleeps' share of a round;

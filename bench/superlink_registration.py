@@ -6,8 +6,10 @@ Times, from starting the SuperLink (TLS, SuperNode authentication) until it is u
 with ``--keys`` keys registered, in alternating trials:
 
 * ``before-fleet``: ``fedmuscle server``'s route
-  (``launch.deploy.server.start_superlink``: the SuperLink's own process puts the keys
-  into its LinkState before its Fleet API opens, ``launch/deploy/superlink.py``);
+  (``launch.deploy.superlink_process.start_superlink``: the SuperLink's own process
+  puts the keys into its LinkState before its Fleet API opens,
+  ``launch/deploy/superlink_main.py``, adjustment ``register-before-fleet`` of
+  ``wire/flower_compat.py``);
 * ``control-api``: Flower's route, the plain ``flower-superlink`` and then
   ``flwr supernode register`` per key through the Control API (in parallel, as
   ``launch.deploy.control.register_nodes`` does), i.e. the server before this change.
@@ -30,7 +32,7 @@ from typing import Any
 
 def one(route: str, certs: Path, keys: Path, work: Path) -> float:
     """Seconds from starting the SuperLink to up with the keys registered."""
-    from fedmuscle_flwr.launch.deploy import server
+    from fedmuscle_flwr.launch.deploy import superlink_process as server
     from fedmuscle_flwr.launch.deploy.certs import CA_CERT, read_public_keys
     from fedmuscle_flwr.launch.deploy.control import register_nodes, write_connection
     from fedmuscle_flwr.launch.deploy.processes import (

@@ -23,11 +23,13 @@ import yaml
 
 from fedmuscle_flwr.cli import deploy as cli_deploy
 from fedmuscle_flwr.launch.deploy import certs
-from fedmuscle_flwr.launch.deploy.server import (
+from fedmuscle_flwr.launch.deploy.client_options import (
     ClientOptions,
+    supernode_command,
+)
+from fedmuscle_flwr.launch.deploy.superlink_process import (
     ServerOptions,
     superlink_command,
-    supernode_command,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

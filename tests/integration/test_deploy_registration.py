@@ -24,16 +24,22 @@ from pathlib import Path
 import pytest
 
 from fedmuscle_flwr.launch.deploy.certs import generate
+from fedmuscle_flwr.launch.deploy.control import CONNECTION, flwr_json
 from fedmuscle_flwr.launch.deploy.processes import (
     flower_env,
     flower_program,
     free_port,
     process_group,
 )
-from fedmuscle_flwr.launch.deploy.server import (
+from fedmuscle_flwr.launch.deploy.superlink_process import (
     REGISTERED_IDS,
     ServerOptions,
     start_superlink,
+)
+from fedmuscle_flwr.wire.flower_compat import (
+    SUPERLINK_UNKNOWN_KEY,
+    SUPERNODE_JOINED,
+    SUPERNODE_REFUSED,
 )
 
 pytestmark = [pytest.mark.integration]
@@ -57,6 +63,12 @@ def stock_supernode(tmp: Path, fleet: str, certs: Path, i: int) -> subprocess.Po
     return subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
+
+
+def online_nodes(env: dict[str, str]) -> set[int]:
+    """The node ids the SuperLink counts online (``flwr supernode list``)."""
+    nodes = flwr_json(["supernode", "list", CONNECTION], env)["nodes"]
+    return {int(n["node-id"]) for n in nodes if n["status"] == "online"}
 
 
 def wait_for(predicate, timeout: float) -> bool:
@@ -98,7 +110,8 @@ def test_registered_key_is_never_refused_unregistered_is(tmp_path: Path, caplog)
             node_log = tmp_path / "node-1.log"
             joined = wait_for(lambda: "SuperNode ID" in node_log.read_text(), 120)
             refused = wait_for(lambda: nodes[1].poll() is not None, 120)
-            time.sleep(3)  # node-1 would have exited by now if it had been refused
+            # the SuperLink counts node-1 online: it took node-1's heartbeat
+            online = wait_for(lambda: set(registered) <= online_nodes(env), 120)
             link_log = link.log_path.read_text() if link.log_path else ""
             alive = nodes[0].poll() is None
         # Assert: registered before the Fleet API started, by the SuperLink itself
@@ -107,7 +120,7 @@ def test_registered_key_is_never_refused_unregistered_is(tmp_path: Path, caplog)
         assert "before the Fleet API started" in caplog.text
         assert "through the Control API" not in caplog.text
         # Assert: node-1 joined at once with its registered node id, never refused
-        assert joined and alive, node_log.read_text()[-2000:]
+        assert joined and online and alive, node_log.read_text()[-2000:]
         ids = re.findall(r"SuperNode ID: (\d+)", node_log.read_text())
         assert [int(i) for i in ids] == list(registered), ids
         assert "not yet registered" not in caplog.text
@@ -117,6 +130,11 @@ def test_registered_key_is_never_refused_unregistered_is(tmp_path: Path, caplog)
         # one refusal, one line: the SuperLink's log holds each Flower line once
         assert len(refusals) == 1, (refusals, link_log[-3000:])
         assert all(fingerprint(certs / "nodes" / "node-2.pub") in r for r in refusals)
+        # Assert: the Flower lines the launch code steers by, as real Flower
+        # processes print them (wire/flower_compat.py)
+        assert SUPERNODE_JOINED in node_log.read_text()
+        assert SUPERNODE_REFUSED in (tmp_path / "node-2.log").read_text()
+        assert SUPERLINK_UNKNOWN_KEY in link_log
     finally:
         for node in nodes:
             with contextlib.suppress(ProcessLookupError):

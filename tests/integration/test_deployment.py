@@ -34,6 +34,11 @@ import pytest
 
 from fedmuscle_flwr.launch.deploy.certs import generate
 from fedmuscle_flwr.launch.deploy.processes import free_port
+from fedmuscle_flwr.wire.flower_compat import (
+    SUPERNODE_LOST,
+    SUPERNODE_SENT,
+    SUPERNODE_TLS_FAILED,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -89,6 +94,14 @@ def processes_mentioning(token: str) -> list[str]:
             ):
                 out.append(text)
     return out
+
+
+def wait_for_line(procs: Procs, name: str, text: str, timeout: float = 120) -> None:
+    """Wait until process ``name`` logged ``text`` (fail with its log if not)."""
+    deadline = time.monotonic() + timeout
+    while text not in procs.log(name):
+        assert time.monotonic() < deadline, procs.log(name)[-3000:]
+        time.sleep(0.2)
 
 
 def wait_gone(token: str, timeout: float = 30) -> list[str]:
@@ -181,7 +194,8 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
     after_run = [*ca, "--exit-after-run"]
     procs.start("client-1", client_args(tmp_path, fleet, 1, PROFILES[0], *after_run,
                 "--auth-key", str(certs / "nodes" / "node-1")))  # fmt: skip
-    time.sleep(3)
+    # nothing listens yet: its SuperNode says it retries (Flower's line)
+    wait_for_line(procs, "client-1", SUPERNODE_LOST)
     # Execute: the server, a warm client, a client with the wrong CA
     server = procs.start("server", server_args(
         tmp_path, fleet, control, "--tls-dir", str(certs),
@@ -207,6 +221,7 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
     assert "TLS FAILED" in procs.log("client-ca")
     assert str(certs / "other" / "ca.crt") in procs.log("client-ca")
     assert "public key registered" not in procs.log("client-ca")
+    assert SUPERNODE_TLS_FAILED in procs.log("client-ca")  # Flower's own line
     # Assert: the rogue client is refused, the server says so, the run completes
     assert rogue.wait(120) == 3, procs.log("client-4")
     assert "REFUSED" in procs.log("client-4")
@@ -221,7 +236,8 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
     assert re.search(r"TLS handshake FAILED on the Fleet API with 127\.0\.0\.1:\d+: "
                      r"the client closed the connection", server_log), server_log[-3000:]  # fmt: skip
     assert "results" in server_log
-    assert "Connection attempt failed, retrying" in procs.log("client-1")
+    assert f"{SUPERNODE_LOST}, retrying" in procs.log("client-1")
+    assert SUPERNODE_SENT in procs.log("client-1")  # Flower's line per reply
     assert_completed(tmp_path)
     # Assert: the warm clients exit 0 by themselves, each built its model once
     for name in ("client-1", "client-2"):
@@ -250,7 +266,7 @@ def test_ctrl_c_stops_everything(tmp_path: Path, procs: Procs):
         time.sleep(1)
     assert "submitted" in procs.log("server"), procs.log("server")
     assert "TLS is OFF" in procs.log("server")
-    time.sleep(5)
+    wait_for_line(procs, "client", "joined")  # the SuperNode is up and admitted
     assert len(processes_mentioning(str(port))) >= 3  # superlink, supernode, ...
     # Execute: Ctrl-C to both wrappers (as a terminal would)
     os.kill(server.pid, signal.SIGINT)

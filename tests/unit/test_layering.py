@@ -38,7 +38,7 @@ FLOORS = {
 FLWR_EDGE = (
     "wire/protocol.py",
     "wire/codec.py",
-    "wire/pull_backoff.py",
+    "wire/flower_compat.py",
     "clientapp/app.py",
     "serverapp/",
 )

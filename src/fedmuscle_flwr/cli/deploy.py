@@ -1,7 +1,8 @@
 """``fedmuscle server | client | certs``: deployment across machines (Flower 1.39).
 
 Register on the main app with ``cli_deploy.register(cli)``. The commands only
-parse and validate; :mod:`fedmuscle_flwr.launch.deploy.server` runs Flower's processes.
+parse and validate; :mod:`fedmuscle_flwr.launch.deploy.server` and
+:mod:`fedmuscle_flwr.launch.deploy.client` run Flower's processes.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ from typing import Annotated, Any
 import typer
 
 from fedmuscle_flwr.cli.common import build_run_config, parse_set, setup_logging
-from fedmuscle_flwr.launch.deploy.supernode import DEFAULT_IDLE_S, DEFAULT_REPLY_S
-from fedmuscle_flwr.wire.pull_backoff import DEFAULT_INITIAL_BACKOFF_S
+from fedmuscle_flwr.wire.flower_compat import (
+    DEFAULT_IDLE_S,
+    DEFAULT_INITIAL_BACKOFF_S,
+    DEFAULT_REPLY_S,
+    PULL_BACKOFF,
+    switched_off,
+)
 
 log = logging.getLogger("fedmuscle_flwr")
 
@@ -26,6 +32,10 @@ _READY_HELP = "file that exists while this node is ready (container healthchecks
 
 def _setup(verbose: bool) -> None:
     setup_logging(verbose)
+    try:  # checked here, not first in a process Flower starts
+        switched_off(PULL_BACKOFF)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -254,8 +264,12 @@ def client(
     _setup(verbose)
     from fedmuscle_flwr.config.files import load_profile
     from fedmuscle_flwr.config.schema import ConfigError
-    from fedmuscle_flwr.launch.deploy.node import EXIT_NODE_REFUSED, EXIT_TLS_FAILED
-    from fedmuscle_flwr.launch.deploy.server import ClientOptions, run_client
+    from fedmuscle_flwr.launch.deploy.client import (
+        EXIT_NODE_REFUSED,
+        EXIT_TLS_FAILED,
+        ClientOptions,
+        run_client,
+    )
     from fedmuscle_flwr.launch.preflight import check_profile
 
     if (tls_ca is None) == (not insecure):

@@ -6,7 +6,8 @@
   turn; for hosts without Ray (the GPU machine), debugging and quick sweeps.
 
 Deployment across machines is not an engine here: it is ``fedmuscle server`` and
-``fedmuscle client`` (:mod:`fedmuscle_flwr.launch.deploy.server`).
+``fedmuscle client`` (:mod:`fedmuscle_flwr.launch.deploy.server`,
+:mod:`fedmuscle_flwr.launch.deploy.client`).
 """
 
 from __future__ import annotations

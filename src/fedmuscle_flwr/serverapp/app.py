@@ -24,7 +24,7 @@ from fedmuscle_flwr.runs.checkpoint import open_run
 from fedmuscle_flwr.runs.logs import PROGRESS_LOGGER, ensure_console_logging
 from fedmuscle_flwr.runs.metrics import COMPLETED, round_line, round_table, run_status
 from fedmuscle_flwr.serverapp.strategy import FedMuscle
-from fedmuscle_flwr.wire.pull_backoff import shorten_pull_backoff
+from fedmuscle_flwr.wire.flower_compat import shorten_pull_backoff
 
 log = logging.getLogger(__name__)
 #: one line per finished round (``fedmuscle run`` shows these, or a progress bar)

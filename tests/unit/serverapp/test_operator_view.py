@@ -108,21 +108,23 @@ def test_log_files_get_one_timestamp_and_no_colour_codes(tmp_path, caplog):
     assert sink.read_text() == "INFO :      SuperNode ID: 7\n"
     assert seen == ["INFO :      SuperNode ID: 7"]
     with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.server"):
-        server._relay("2026-12-02 13:30:15,625 INFO fedmuscle_flwr.x: round 1 done")
+        server.forward_serverapp_line(
+            "2026-12-02 13:30:15,625 INFO fedmuscle_flwr.x: round 1 done"
+        )
     assert (
         caplog.records[-1].getMessage()
         == "[serverapp] INFO fedmuscle_flwr.x: round 1 done"
     )
     # Flower's blank lines are not relayed
     n = len(caplog.records)
-    server._relay("INFO :      ")
+    server.forward_serverapp_line("INFO :      ")
     assert len(caplog.records) == n
 
 
 def test_client_output_gets_one_timestamp_per_line(capsys):
-    from fedmuscle_flwr.launch.deploy.node import _Output
+    from fedmuscle_flwr.launch.deploy.supernode_log import SuperNodeLog
 
-    out = _Output("127.0.0.1:9092")
+    out = SuperNodeLog("127.0.0.1:9092")
     out("INFO 2026-12-02 16:08:55,905:      SuperNode ID: 7")  # Flower's own stamp
     out("INFO:     Started server process [14124]")  # uvicorn: none
     out("For more information, visit: <https://flower.ai/...>")  # continuation

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fedmuscle_flwr.launch.deploy.processes import DeploymentError, flower_program
+from fedmuscle_flwr.wire.flower_compat import SUPERLINK_UNKNOWN_KEY
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ _STATUS_EVERY_S = 30.0
 #: each ``flwr supernode register`` is a Python start; on a loaded machine
 #: (load 40 on 2 cores) 60 s were not enough
 _REGISTER_TIMEOUT_S = 180.0
-#: what the 1.39 SuperLink logs when an unregistered key tries to join
-_REFUSAL_MARK = "No SuperNode found with the given public key"
 
 
 def write_connection(home: Path, address: str, ca: Path | None) -> Path:
@@ -286,7 +285,7 @@ class RefusalWatcher:
 
     def __call__(self, line: str) -> None:
         """Inspect one SuperLink log line."""
-        if _REFUSAL_MARK in line:
+        if SUPERLINK_UNKNOWN_KEY in line:
             fingerprint = key_fingerprint(line)
             if not self._registered():
                 log.info(

@@ -1,14 +1,9 @@
-"""Deployment roles: the server (SuperLink + a FedMuscle run) and a client (SuperNode).
+"""The server role: a SuperLink and one FedMuscle run submitted to it.
 
-Both roles run Flower 1.39's own executables (see :mod:`.processes` and
-:mod:`.control` beside this module):
-
-* :func:`run_server` starts ``flower-superlink`` (Fleet API gRPC, TLS unless
-  insecure, optional SuperNode authentication with registered public keys),
-  submits the run with ``flwr run``, polls ``flwr list`` until it finished and
-  stops everything;
-* :func:`run_client` (:mod:`fedmuscle_flwr.launch.deploy.node`, re-exported here) starts
-  ``flower-supernode`` with this client's profile, state and data.
+:func:`run_server` starts the SuperLink (:mod:`.superlink_process`), submits the
+run with ``flwr run``, forwards the ServerApp's log, polls ``flwr list`` until
+the run finished (:mod:`.control`), writes the report and stops everything. The
+client role is :mod:`.client`.
 """
 
 from __future__ import annotations
@@ -16,37 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.config.schema import flatten
-from fedmuscle_flwr.launch.deploy.certs import (
-    CA_CERT,
-    SERVER_CERT,
-    SERVER_KEY,
-    read_public_keys,
-)
+from fedmuscle_flwr.launch.deploy.certs import read_public_keys
 from fedmuscle_flwr.launch.deploy.control import (
     CONNECTION,
     OnlineNodes,
-    RefusalWatcher,
     find_app_dir,
     key_label,
-    register_nodes,
     stop_run,
     submit_run,
     wait_run,
-    write_connection,
     write_minimal_app,
-)
-from fedmuscle_flwr.launch.deploy.handshakes import TRACE_ENV, HandshakeWatcher
-from fedmuscle_flwr.launch.deploy.node import (
-    ClientOptions,
-    run_client,
-    supernode_command,
 )
 from fedmuscle_flwr.launch.deploy.processes import (
     DeploymentError,
@@ -55,11 +33,14 @@ from fedmuscle_flwr.launch.deploy.processes import (
     flower_env,
     flower_program,
     process_group,
-    split_address,
     toml_value,
-    wait_for_port,
 )
-from fedmuscle_flwr.launch.deploy.superlink import read_registered
+from fedmuscle_flwr.launch.deploy.superlink_process import (
+    ServerOptions,
+    security_warnings,
+    start_superlink,
+    superlink_command,
+)
 from fedmuscle_flwr.runs.metrics import INCOMPLETE, IncompleteRun, read_summary
 
 log = logging.getLogger(__name__)
@@ -68,87 +49,6 @@ NODE_KEYS = "node-keys.json"
 
 #: the server's work folder (Flower home, logs, run config) inside the run folder
 SERVER_WORKDIR = "server"
-#: node ids the SuperLink registered before its Fleet API started (:mod:`.superlink`)
-REGISTERED_IDS = "registered-node-ids.json"
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """How to run the server side.
-
-    Parameters
-    ----------
-    fleet_address : str
-        Fleet API (gRPC) bind address, where SuperNodes connect.
-    control_address : str
-        Control + ServerAppIo HTTP(S) bind address (the ``flwr`` CLI's target).
-    tls_dir : Path or None
-        Folder with ``ca.crt``, ``server.pem``, ``server.key``; ``None`` = insecure.
-    auth_keys : Path or None
-        Public keys (file or folder) to register; enables SuperNode authentication.
-    workdir : Path or None
-        Flower home, logs and the run config; ``<run folder>/server`` if ``None``.
-    timeout_s : float
-        Upper bound on the run's duration.
-    ready_file : Path or None
-        Created (run id and name inside) once the SuperLink listens, the node keys
-        are registered and the run is submitted, i.e. when clients can join;
-        removed when the server stops. For container healthchecks.
-    """
-
-    fleet_address: str = "0.0.0.0:9092"
-    control_address: str = "127.0.0.1:8000"
-    tls_dir: Path | None = None
-    auth_keys: Path | None = None
-    workdir: Path | None = None
-    timeout_s: float = 24 * 3600.0
-    ready_file: Path | None = None
-
-
-def superlink_command(
-    opts: ServerOptions, register: tuple[Path, Path] | None = None
-) -> list[str]:
-    """The SuperLink's command line for ``opts`` (1.39 flags).
-
-    ``register=(keys file, node ids file)``: through
-    :mod:`.superlink`, which registers the keys before the Fleet API accepts
-    nodes; Flower's flags follow its ``--``.
-    """
-    cmd = _flower_superlink_flags(opts)
-    if register is None:
-        return [flower_program("flower-superlink"), *cmd]
-    keys, ids = register
-    launcher = [sys.executable, "-m", "fedmuscle_flwr.launch.deploy.superlink"]
-    return [*launcher, "--register", str(keys), "--registered", str(ids), "--", *cmd]
-
-
-def _flower_superlink_flags(opts: ServerOptions) -> list[str]:
-    host, port = split_address(opts.control_address)
-    cmd = [
-        "--fleet-api-type",
-        "grpc-rere",
-        "--fleet-api-address",
-        opts.fleet_address,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--isolation",
-        "subprocess",
-        "--disable-runtime-dependency-installation",
-    ]
-    if opts.tls_dir is None:
-        return [*cmd, "--insecure"]
-    tls = opts.tls_dir
-    cmd += [
-        "--ssl-ca-certfile",
-        str(tls / CA_CERT),
-        "--ssl-certfile",
-        str(tls / SERVER_CERT),
-        "--ssl-keyfile",
-        str(tls / SERVER_KEY),
-    ]
-    return [*cmd, "--enable-supernode-auth"] if opts.auth_keys else cmd
 
 
 def write_run_config(run: RunConfig, path: Path) -> Path:
@@ -158,19 +58,6 @@ def write_run_config(run: RunConfig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# written by fedmuscle server\n" + "\n".join(lines) + "\n")
     return path
-
-
-#: the ServerApp's own timestamp (our log line has one already)
-_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
-#: Flower's blank log lines (``INFO :`` and nothing else)
-_EMPTY_FLOWER_LINE = re.compile(r"^[A-Z]+ :\s*$")
-
-
-def _relay(line: str) -> None:
-    """Forward the ServerApp's own output (``flwr log --stream``) to our log."""
-    text = _STAMP.sub("", line.rstrip())
-    if text.strip() and not _EMPTY_FLOWER_LINE.match(text):
-        log.info("[serverapp] %s", text)
 
 
 def name_deployed_run(run: RunConfig) -> RunConfig:
@@ -199,103 +86,17 @@ def write_node_keys(path: Path, keys: list[str], node_ids: list[int]) -> None:
     path.write_text(json.dumps(names, indent=1))
 
 
-def start_superlink(
-    opts: ServerOptions, workdir: Path, env: Mapping[str, str], procs: list[Managed]
-) -> tuple[Managed, dict[int, str]]:
-    """Start the SuperLink, wait for its ports, register keys; return it, node ids.
-
-    With ``--auth-keys`` the keys are registered by the SuperLink's own process
-    before its Fleet API accepts nodes (:mod:`.superlink`); only where that
-    adjustment does not apply (another Flower version) through the Control API
-    afterwards, and a node that connects in between is told "not yet registered".
-    """
-    keys = read_public_keys(opts.auth_keys) if opts.auth_keys is not None else []
-    ids_file = workdir / REGISTERED_IDS
-    ids_file.unlink(missing_ok=True)  # a resumed run's workdir has one
-    register = None
-    if keys:
-        keys_file = workdir / "registered-keys.pub"
-        keys_file.parent.mkdir(parents=True, exist_ok=True)
-        keys_file.write_text("\n".join(keys) + "\n")
-        register = (keys_file, ids_file)
-    watcher = RefusalWatcher(registered_file=ids_file if keys else None)
-    _, fleet_port = split_address(opts.fleet_address)
-    handshakes = HandshakeWatcher(fleet_port) if opts.tls_dir else None
-    link = Managed(
-        "superlink",
-        superlink_command(opts, register),
-        {**env, **TRACE_ENV} if handshakes else env,
-        workdir / "logs" / "superlink.log",
-        SuperLinkOutput(watcher, handshakes),
-    )
-    procs.append(link)
-    wait_for_port(*split_address(opts.control_address), timeout=60, proc=link)
-    probes = handshakes.ignore.add if handshakes else None  # our own probe
-    wait_for_port(*split_address(opts.fleet_address), 60, link, probing=probes)
-    _, port = split_address(opts.control_address)
-    ca = opts.tls_dir / CA_CERT if opts.tls_dir else None
-    write_connection(Path(env["FLWR_HOME"]), f"127.0.0.1:{port}", ca)
-    registered: dict[int, str] = {}
-    if keys:
-        registered = registered_before_fleet(keys, ids_file)
-        if not registered:
-            log.warning(
-                "the SuperLink did not register the keys before its Fleet API "
-                "started (see %s): registering through the Control API",
-                link.log_path,
-            )
-            registered = register_nodes(keys, workdir, env)
-    watcher.registered = True
-    log.info(
-        "SuperLink up: Fleet API (gRPC) on %s; log %s",
-        opts.fleet_address,
-        link.log_path,
-    )
-    return link, registered
+#: the ServerApp's own timestamp (our log line has one already)
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
+#: Flower's blank log lines (``INFO :`` and nothing else)
+_EMPTY_FLOWER_LINE = re.compile(r"^[A-Z]+ :\s*$")
 
 
-@dataclass
-class SuperLinkOutput:
-    """Every SuperLink output line: failed handshakes, then refusals.
-
-    Returns False for a line to keep out of ``superlink.log`` (gRPC's trace).
-    """
-
-    refusals: RefusalWatcher
-    handshakes: HandshakeWatcher | None = None
-
-    def __call__(self, line: str) -> bool:
-        """Inspect one line; False: not for the log file."""
-        if self.handshakes is not None and not self.handshakes(line):
-            return False
-        self.refusals(line)
-        return True
-
-
-def registered_before_fleet(keys: list[str], ids_file: Path) -> dict[int, str]:
-    """``{node id: key label}`` the SuperLink wrote before its Fleet API started."""
-    ids = read_registered(ids_file)
-    if ids is None:
-        return {}
-    for line, node_id in zip(keys, ids, strict=True):
-        log.info(
-            "registered SuperNode key %s as node %s (before the Fleet API started)",
-            key_label(line),
-            node_id,
-        )
-    return {node_id: key_label(line) for line, node_id in zip(keys, ids, strict=True)}
-
-
-def security_warnings(opts: ServerOptions) -> list[str]:
-    """What ``opts`` leaves open, said once at start."""
-    if opts.tls_dir is None:
-        return ["--insecure: TLS is OFF; traffic to and from clients is plaintext"]
-    if opts.auth_keys is None:
-        return [
-            "TLS without --auth-keys: any SuperNode that holds the public ca.crt "
-            "may join this federation (SuperNode authentication is OFF)"
-        ]
-    return []
+def forward_serverapp_line(line: str) -> None:
+    """Forward the ServerApp's own output (``flwr log --stream``) to our log."""
+    text = _STAMP.sub("", line.rstrip())
+    if text.strip() and not _EMPTY_FLOWER_LINE.match(text):
+        log.info("[serverapp] %s", text)
 
 
 def run_server(run: RunConfig, opts: ServerOptions) -> Path:
@@ -354,7 +155,11 @@ def run_server(run: RunConfig, opts: ServerOptions) -> Path:
                 "--stream",
             ]
             logs = Managed(
-                "serverapp-log", stream, env, workdir / "logs" / "serverapp.log", _relay
+                "serverapp-log",
+                stream,
+                env,
+                workdir / "logs" / "serverapp.log",
+                forward_serverapp_line,
             )
             procs.append(logs)
             try:
@@ -404,11 +209,10 @@ def _report(run_dir: Path) -> None:
 
 
 __all__ = [
-    "ClientOptions",
     "DeploymentError",
     "ServerOptions",
-    "run_client",
     "run_server",
+    "security_warnings",
+    "start_superlink",
     "superlink_command",
-    "supernode_command",
 ]

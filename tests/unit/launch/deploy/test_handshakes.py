@@ -14,7 +14,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -63,25 +65,56 @@ def connect(port: int, ca: Path | None) -> bool:
         channel.close()
 
 
-def serve_and(certs: Path, clients) -> tuple[list[str], int]:
-    """Run the server, then ``clients(port)``; return its output lines, its port."""
+def failed_records(lines: list[str], status: str = "") -> int:
+    """Failed handshakes (``status`` in the error) whose record is complete.
+
+    A record is complete once the line that names the peer arrived (on the
+    error line or a continuation line after it).
+    """
+    count, pending = 0, False
+    for line in list(lines):
+        if "CallNextHandshakerLocked: error=" in line:
+            pending = "error=OK " not in line and status in line
+        if pending and "endpoint_peer_address" in line:
+            count, pending = count + 1, False
+    return count
+
+
+def serve_and(
+    certs: Path, clients, until: Callable[[list[str]], bool]
+) -> tuple[list[str], int]:
+    """Run the server, then ``clients(port)``; return its output lines, its port.
+
+    The server runs until its output satisfies ``until`` (what the test needs
+    to have been reported), at most 60 s.
+    """
     port = free_port()
     env = {**os.environ, **TRACE_ENV}
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(certs), str(port), "30"],
+        [sys.executable, "-c", SERVER, str(certs), str(port), "90"],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stderr is not None
+    err: list[str] = []
+    reader = threading.Thread(
+        target=lambda: err.extend(ln.rstrip("\n") for ln in proc.stderr or ()),
+        daemon=True,
+    )
+    reader.start()
     try:
         probes: list[str] = []
         wait_for_port("127.0.0.1", port, 30, None, probing=probes.append)
         clients(port)
-        time.sleep(1)
+        deadline = time.monotonic() + 60
+        while not until(err) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         proc.kill()
-        _, err = proc.communicate(timeout=10)
-    return [probes[0], *err.splitlines()], port
+        proc.wait(10)
+        reader.join(10)
+    return [probes[0], *err], port
 
 
 @pytest.mark.timeout(120)
@@ -94,7 +127,10 @@ def test_failed_handshakes_become_one_line_each(certs, caplog):
         outcome["plain"] = connect(port, None)
         outcome["good"] = connect(port, certs / "ca.crt")
 
-    (probe, *lines), port = serve_and(certs, clients)
+    # the plaintext client's failure is the last one to be reported
+    (probe, *lines), port = serve_and(
+        certs, clients, lambda err: failed_records(err, "WRONG_VERSION_NUMBER") > 0
+    )
     watcher = HandshakeWatcher(port, per_host_s=0.0, ignore={probe})
     with caplog.at_level(logging.WARNING):
         kept = [line for line in lines if watcher(line)]
@@ -120,7 +156,9 @@ def test_a_scanner_cannot_flood_the_log(certs, caplog):
             socket.create_connection(("127.0.0.1", port)).close()
             time.sleep(0.02)
 
-    (probe, *lines), port = serve_and(certs, scanner)
+    (probe, *lines), port = serve_and(
+        certs, scanner, lambda err: failed_records(err) >= 11
+    )
     watcher = HandshakeWatcher(port, ignore={probe})
     with caplog.at_level(logging.WARNING):
         for line in lines:

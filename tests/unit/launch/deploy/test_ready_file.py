@@ -6,15 +6,12 @@ import threading
 import time
 from pathlib import Path
 
-from fedmuscle_flwr.launch.deploy import node as client_node
-from fedmuscle_flwr.launch.deploy.node import (
-    ClientOptions,
-    run_client,
-    wait_server_gone,
-)
+from fedmuscle_flwr.launch.deploy import supernode_log, supervision
+from fedmuscle_flwr.launch.deploy.client import ClientOptions, run_client
 from fedmuscle_flwr.launch.deploy.processes import ReadyFile
+from fedmuscle_flwr.launch.deploy.supervision import wait_server_gone
 from fedmuscle_flwr.runs.logs import RUN_FINISHED_MARK
-from tests.unit.launch.deploy.test_node import stand_in
+from tests.unit.launch.deploy.test_client import stand_in
 
 
 def test_ready_file_is_fresh_atomic_and_removed_on_exit(tmp_path: Path):
@@ -73,7 +70,9 @@ def test_after_the_run_the_client_leaves_once_the_server_is_gone(monkeypatch, tm
         "print('Sent successfully', flush=True)\nimport time\ntime.sleep(60)"
     )
     stand_in(monkeypatch, tmp_path, finished)
-    monkeypatch.setattr(client_node, "_FINAL_GRACE_S", 0.5)  # the SuperNode's own wait
+    monkeypatch.setattr(
+        supernode_log, "_FINAL_GRACE_S", 0.5
+    )  # the SuperNode's own wait
     sock, address = listening_server(close_after=2.0)
     opts = ClientOptions(server=address, profile="fmnist-cnn", exit_after_run=True,
                          wait_server_exit_s=60, warm=False)  # fmt: skip
@@ -100,7 +99,7 @@ def test_stopped_after_the_run_finished_is_a_clean_exit(monkeypatch, tmp_path):
         "print('Sent successfully', flush=True)\nimport time\ntime.sleep(60)"
     )
     stand_in(monkeypatch, tmp_path, finished)
-    monkeypatch.setattr(client_node, "_FINAL_GRACE_S", 0.2)
+    monkeypatch.setattr(supernode_log, "_FINAL_GRACE_S", 0.2)
     sock, address = listening_server(close_after=None)  # the server never leaves
     waits = []
 
@@ -108,7 +107,7 @@ def test_stopped_after_the_run_finished_is_a_clean_exit(monkeypatch, tmp_path):
         waits.append(server)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(client_node, "wait_server_gone", interrupted)
+    monkeypatch.setattr(supervision, "wait_server_gone", interrupted)
     opts = ClientOptions(server=address, profile="fmnist-cnn", exit_after_run=True,
                          wait_server_exit_s=60, warm=False)  # fmt: skip
     try:

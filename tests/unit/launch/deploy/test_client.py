@@ -1,4 +1,5 @@
-"""``fedmuscle client``'s SuperNode loop (client_node.py), with a stand-in command.
+"""``fedmuscle client``'s SuperNode loop (launch/deploy/client.py, supervision.py,
+supernode_log.py), with a stand-in command.
 
 The real SuperNode is exercised end to end in tests/integration (test_faults.py:
 relaunch after a server crash; test_deployment.py: refusal of an unknown key).
@@ -10,14 +11,15 @@ import time
 
 import pytest
 
-from fedmuscle_flwr.launch.deploy import node as client_node
-from fedmuscle_flwr.launch.deploy.control import RefusalWatcher
-from fedmuscle_flwr.launch.deploy.node import (
+from fedmuscle_flwr.launch.deploy import client as client_node
+from fedmuscle_flwr.launch.deploy import supernode_log, supervision
+from fedmuscle_flwr.launch.deploy.client import (
     EXIT_NODE_REFUSED,
     EXIT_TLS_FAILED,
     ClientOptions,
     run_client,
 )
+from fedmuscle_flwr.launch.deploy.control import RefusalWatcher
 from fedmuscle_flwr.runs.logs import RUN_FINISHED_MARK
 
 
@@ -30,8 +32,8 @@ def stand_in(monkeypatch, tmp_path, script: str) -> "list[str]":
         "supernode_command",
         lambda opts, port: [sys.executable, "-c", code],
     )
-    monkeypatch.setattr(client_node, "_BACKOFF_S", 0.01)
-    monkeypatch.setattr(client_node, "_RELAUNCH_S", 0.01)
+    monkeypatch.setattr(supervision, "_BACKOFF_S", 0.01)
+    monkeypatch.setattr(supervision, "_RELAUNCH_S", 0.01)
     return launches
 
 
@@ -43,7 +45,7 @@ def test_node_exiting_on_its_own_is_relaunched_with_backoff(
     launches = stand_in(monkeypatch, tmp_path, "raise SystemExit(0)")
     opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn", relaunches=3)
     # Execute
-    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.node"):
+    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy"):
         code = run_client(opts, home=tmp_path / "home")
     # Assert: 1 launch + 3 relaunches with doubling waits, then its status
     assert code == 0
@@ -77,9 +79,9 @@ def test_node_hanging_after_its_termination_is_stopped_and_relaunched(
     # Flower 1.39 race: "SuperNode terminated gracefully", then no exit
     hang = "print('SuperNode terminated gracefully.', flush=True)\nimport time\n"
     launches = stand_in(monkeypatch, tmp_path, hang + "time.sleep(60)")
-    monkeypatch.setattr(client_node, "_EXIT_GRACE_S", 0.5)
+    monkeypatch.setattr(supervision, "_EXIT_GRACE_S", 0.5)
     opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn", relaunches=1)
-    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.node"):
+    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy"):
         run_client(opts, home=tmp_path / "home")
     assert launches.read_text().count("x") == 2
     assert caplog.text.count("still runs; stopping it") == 2
@@ -101,7 +103,7 @@ def test_exit_after_run_stops_the_node_once_the_last_reply_was_sent(
                          exit_after_run=True)  # fmt: skip
     # Execute
     t0 = time.monotonic()
-    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.node"):
+    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy"):
         code = run_client(opts, home=tmp_path / "home")
     # Assert: exit 0 well before the stand-in's 60 s, one launch, said so
     assert code == 0 and time.monotonic() - t0 < 30
@@ -119,7 +121,7 @@ def test_exit_after_run_stays_online_until_the_server_took_the_reply(
         "print('Sent successfully', flush=True)\nimport time\ntime.sleep(60)"
     )
     stand_in(monkeypatch, tmp_path, sent)
-    monkeypatch.setattr(client_node, "_FINAL_GRACE_S", 2.0)
+    monkeypatch.setattr(supernode_log, "_FINAL_GRACE_S", 2.0)
     opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn",
                          exit_after_run=True, warm=False)  # fmt: skip
     t0 = time.monotonic()
@@ -131,7 +133,7 @@ def test_exit_after_run_waits_for_the_send_then_gives_up(monkeypatch, tmp_path):
     # The run's end logged but no reply seen sent: stopped after _FINAL_SEND_S
     finished = f"print({RUN_FINISHED_MARK!r}, flush=True)\nimport time\ntime.sleep(60)"
     stand_in(monkeypatch, tmp_path, finished)
-    monkeypatch.setattr(client_node, "_FINAL_SEND_S", 1.0)
+    monkeypatch.setattr(supernode_log, "_FINAL_SEND_S", 1.0)
     opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn",
                          exit_after_run=True)  # fmt: skip
     t0 = time.monotonic()
@@ -158,7 +160,7 @@ def test_a_wrong_ca_is_a_tls_failure_not_a_refusal(monkeypatch, tmp_path, caplog
     launches = stand_in(monkeypatch, tmp_path, tls)
     opts = ClientOptions(server="127.0.0.1:1", profile="fmnist-cnn",
                          tls_ca=tmp_path / "ca.crt")  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.node"):
+    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy"):
         code = run_client(opts, home=tmp_path / "home")
     assert code == EXIT_TLS_FAILED
     assert launches.read_text().count("x") == 1  # not retried

@@ -1,16 +1,12 @@
-"""The SuperLink start-up adjustment (launch/deploy/superlink.py) against Flower.
+"""The SuperLink launcher (launch/deploy/superlink_main.py) with Flower's LinkState.
 
-Fails loudly when the Flower 1.39.0 code it relies on changes: the module global
-``SuperLinkLifespan`` that ``_run_superlink_http_api`` passes to ``create_app``,
-its ``startup`` readying the LinkState before ``_start_fleet_api``, and the
-LinkState's ``create_node`` (the call the Control API's ``RegisterNode`` makes).
+Its keys enter a real LinkState as the Control API's ``RegisterNode`` would put
+them; the start-up hook it rides on (``register-before-fleet``) is tested against
+Flower in ``tests/unit/wire/test_flower_compat.py``.
 """
 
-import inspect
-import logging
 from types import SimpleNamespace
 
-import flwr
 import pytest
 from flwr.common.constant import NOOP_FLWR_AID
 from flwr.server.superlink.linkstate import LinkStateFactory
@@ -18,12 +14,12 @@ from flwr.superlink.config_loader import (
     get_federation_manager,
     get_objectstore_linkstate_factories,
 )
-from flwr.superlink.servicer.control import control_handlers
 
-from fedmuscle_flwr.launch.deploy import superlink
+from fedmuscle_flwr.launch.deploy import superlink_main as superlink
 from fedmuscle_flwr.launch.deploy.certs import generate, read_public_keys
+from fedmuscle_flwr.wire import flower_compat
 
-cli = superlink.flower_superlink_module()
+cli = flower_compat.flower_superlink_module()
 
 
 @pytest.fixture(scope="module")
@@ -39,24 +35,6 @@ def fresh_state_factory() -> LinkStateFactory:
         ":flwr-in-memory:", get_federation_manager()
     )
     return factory
-
-
-def test_flower_is_the_version_the_adjustment_was_written_for():
-    assert flwr.__version__ == superlink.FLWR_VERSION, (
-        "Flower changed: re-check launch/deploy/superlink.py against the new "
-        "flwr/superlink/cli/flower_superlink.py before bumping FLWR_VERSION"
-    )
-    assert superlink.patch_problem() is None
-
-
-def test_flowers_startup_readies_the_state_then_starts_the_fleet_api():
-    startup = inspect.getsource(cli.SuperLinkLifespan.startup)
-    state = startup.index("self.state_factory.state()")
-    assert state < startup.index("self._start_fleet_api()")
-    assert "SuperLinkLifespan)" in inspect.getsource(cli._run_superlink_http_api)
-    # the Control API's RegisterNode is this LinkState call with the no-op account
-    handler = inspect.getsource(control_handlers.register_node)
-    assert "state.create_node(" in handler and "HEARTBEAT_DEFAULT_INTERVAL" in handler
 
 
 def test_register_keys_as_the_control_api_would(keys):
@@ -90,10 +68,10 @@ def test_register_keys_refuses_a_key_that_is_not_a_nist_ec_key(tmp_path):
         superlink.register_keys(fresh_state_factory().state(), [line])
 
 
-def test_patched_lifespan_registers_before_the_fleet_api(keys, tmp_path, monkeypatch):
+def test_keys_are_registered_before_the_fleet_api(keys, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "SuperLinkLifespan", cli.SuperLinkLifespan)  # undone
     out = tmp_path / "ids.json"
-    assert superlink.patch_lifespan(keys, out)
+    assert superlink.register_at_start(keys, out)
     patched = cli.SuperLinkLifespan
     assert patched.__name__ == "RegisteringLifespan"
     factory = fresh_state_factory()
@@ -109,14 +87,12 @@ def test_patched_lifespan_registers_before_the_fleet_api(keys, tmp_path, monkeyp
     ] == ids
 
 
-def test_patch_refuses_a_changed_superlink(keys, tmp_path, monkeypatch, caplog):
+def test_switched_off_nothing_is_registered_at_start(keys, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "SuperLinkLifespan", cli.SuperLinkLifespan)
-    monkeypatch.setattr(superlink, "_CREATE_APP", "create_app(config, Lifespan)")
+    monkeypatch.setenv(flower_compat.OFF_ENV, flower_compat.REGISTER_BEFORE_FLEET)
     original = cli.SuperLinkLifespan
-    with caplog.at_level(logging.WARNING):
-        assert not superlink.patch_lifespan(keys, tmp_path / "ids.json")
+    assert not superlink.register_at_start(keys, tmp_path / "ids.json")
     assert cli.SuperLinkLifespan is original
-    assert "registered after the SuperLink started" in caplog.text
 
 
 def test_read_registered_round_trip(tmp_path):

@@ -1,11 +1,11 @@
-"""A long-lived ClientApp executor: the FedMuscle ClientApp, warm, in this process.
+"""The resident ClientApp: the FedMuscle ClientApp, warm, in ``fedmuscle client``.
 
 Flower 1.39's SuperNode with ``--isolation subprocess`` starts a SuperExec that
 launches one ``flwr-clientapp`` process per message: each imports torch and the
 app, installs the FAB, rebuilds the client's model and re-reads its data
 (docs/performance.md §7). With ``--isolation process`` the SuperNode only queues
 tasks on its ClientAppIo (Runtime) API and leaves their execution to someone
-else. :class:`WarmExecutor` is that someone, in ``fedmuscle client``'s own
+else. :class:`ResidentClientApp` is that someone, in ``fedmuscle client``'s own
 process: it acquires each task from the Runtime API, pulls the task input, runs
 the ClientApp and pushes the reply and the task's output with Flower's own
 functions (the flow of ``flwr-clientapp``, :mod:`flwr.supernode.runtime.run_clientapp`),
@@ -13,7 +13,8 @@ so the client's runtime (model, optimisers, data, public set) stays in memory
 across messages and rounds (``clientapp.runtime.RuntimeCache``).
 
 It serves only the FedMuscle ClientApp: a run whose FAB names another
-``clientapp`` component gets an error reply.
+``clientapp`` component gets an error reply. (Named "resident", not "executor":
+Flower's SuperExec and ``--isolation`` are Flower's words for who runs tasks.)
 """
 
 from __future__ import annotations
@@ -47,14 +48,14 @@ from flwr.supernode.runtime.run_clientapp import (
 )
 
 from fedmuscle_flwr.clientapp.app import STATUS
-from fedmuscle_flwr.wire.pull_backoff import (
+from fedmuscle_flwr.wire.flower_compat import (
     DEFAULT_INITIAL_BACKOFF_S,
     shorten_pull_backoff,
 )
 
 log = logging.getLogger(__name__)
 
-#: the ClientApp component this executor serves (pyproject's tool.flwr.app)
+#: the ClientApp component this serves (pyproject's tool.flwr.app)
 CLIENTAPP_REF = "fedmuscle_flwr.clientapp.app:app"
 #: seconds between AcquireTask polls while the SuperNode has no task
 DEFAULT_POLL_S = 0.02
@@ -62,7 +63,7 @@ DEFAULT_POLL_S = 0.02
 _DOWN_POLL_S = 0.5
 
 
-class WarmExecutor:
+class ResidentClientApp:
     """Runs the SuperNode's ClientApp tasks in this process, one at a time.
 
     Parameters
@@ -81,7 +82,7 @@ class WarmExecutor:
         SuperNode (so whatever it notes happens before the reply can be sent).
     pull_backoff_s : float
         First wait when the task input's objects are not yet at the SuperNode
-        (Flower's: 1 s; :mod:`fedmuscle_flwr.wire.pull_backoff`).
+        (Flower's: 1 s; :mod:`fedmuscle_flwr.wire.flower_compat`).
     """
 
     def __init__(
@@ -107,7 +108,7 @@ class WarmExecutor:
         # from the SuperLink: the task input's first retry waits 0.05 s, not 1 s
         shorten_pull_backoff(self.pull_backoff_s)
         self._thread = threading.Thread(
-            target=self.serve, name="fedmuscle-warm-executor", daemon=True
+            target=self.serve, name="fedmuscle-resident-clientapp", daemon=True
         )
         self._thread.start()
 

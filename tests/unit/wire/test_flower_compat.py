@@ -14,8 +14,9 @@ Fails loudly when the Flower 1.39.0 code an adjustment relies on changes:
   the LinkState before ``_start_fleet_api``, and the LinkState's ``create_node``;
 * the log lines the launch code steers by, literally in Flower's source (the
   ``Exit Code: 305`` line as ``flwr_exit`` forms it).
-  ``tests/integration/test_flower_log_lines.py`` checks them against real
-  Flower processes.
+  ``tests/integration/test_deploy_registration.py`` and
+  ``tests/integration/test_deployment.py`` check them against real Flower
+  processes.
 """
 
 import importlib

@@ -3,7 +3,7 @@
 * :func:`plain_federation`: FedMuscle rounds in a plain in-process Python loop. The
   server side is :mod:`fedmuscle_flwr.method.planner` (public batches, partner
   sampling, compact/aggregated payloads, probe alignment), the client side is the
-  flwr-free :func:`fedmuscle_flwr.clientapp.runtime.run_phase` (ClientRuntime build,
+  flwr-free :func:`fedmuscle_flwr.clientapp.runner.run_phase` (ClientRuntime build,
   state restore, phase, state save). Instructions and replies go through the project's
   codec (``protocol.encode_*``/``decode_*``: the same bytes, checks and precision
   effects as a Flower run) but no Flower Message, Grid, SuperLink or Ray is used.
@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from fedmuscle_flwr.clientapp.runtime import run_phase
+from fedmuscle_flwr.clientapp.runner import run_phase
 from fedmuscle_flwr.clientapp.state import open_store
 from fedmuscle_flwr.config.files import load_preset, load_roster
 from fedmuscle_flwr.config.profile import ClientProfile

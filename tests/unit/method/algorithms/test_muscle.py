@@ -12,6 +12,7 @@ from fedmuscle_flwr.method.algorithms.base import (
     LOG_ALPHA,
     PARTNERS,
     AlignContext,
+    RelayRequest,
     Uploads,
 )
 from fedmuscle_flwr.method.losses import muscle_loss
@@ -46,7 +47,7 @@ def test_both_downlinks_give_the_loop_reference() -> None:
     losses = {}
     for downlink in ("compact", "aggregated"):
         run = _run(downlink)
-        relay = algo.relay(run, up, batches, 1, 0, range(0, 1))[1]
+        relay = algo.relay(RelayRequest(run, up, batches, 1, 0, range(0, 1)))[1]
         assert set(relay.arrays) == (
             {PARTNERS} if downlink == "compact" else {AGGREGATE, LOG_ALPHA}
         )
@@ -55,7 +56,9 @@ def test_both_downlinks_give_the_loop_reference() -> None:
         losses[downlink] = float(algo.align_loss(anchor, payload, ctx))
     # Assert: the same loss either way, equal to the brute-force tuple loop
     run = _run("compact")
-    partners = algo.relay(run, up, batches, 1, 0, range(0, 1))[1].arrays[PARTNERS][0]
+    partners = algo.relay(RelayRequest(run, up, batches, 1, 0, range(0, 1)))[1].arrays[
+        PARTNERS
+    ][0]
     want = reference_muscle(
         anchor,
         torch.from_numpy(partners).double(),

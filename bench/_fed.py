@@ -40,6 +40,7 @@ from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.method import planner as agg
 from fedmuscle_flwr.method.algorithms import get_algorithm
 from fedmuscle_flwr.method.alignment import alignment
+from fedmuscle_flwr.method.phases import Phase
 from fedmuscle_flwr.method.seeds import rng_for
 from fedmuscle_flwr.wire import protocol as p
 from fedmuscle_flwr.wire.codec import record_nbytes
@@ -117,7 +118,7 @@ class _Wire:
         content = p.encode_instruction(ins)
         self.down += record_nbytes(content.array_records[p.ARRAYS])
         ins = p.decode_instruction(content, kind)
-        phase = {p.TRAIN: "train", p.ALIGN: "align", p.EVALUATE: "evaluate"}[kind]
+        phase = Phase.of_message_type(kind)
         reply = run_phase(
             phase, ins, self.profiles[node], self.store, self.run.run_name, node
         )

@@ -3,7 +3,7 @@
 * :func:`plain_federation`: FedMuscle rounds in a plain in-process Python loop. The
   server side is :mod:`fedmuscle_flwr.method.planner` (public batches, partner
   sampling, compact/aggregated payloads, probe alignment), the client side is the
-  flwr-free :func:`fedmuscle_flwr.clientapp.runtime.run_phase` (ClientRuntime build,
+  flwr-free :func:`fedmuscle_flwr.clientapp.runner.run_phase` (ClientRuntime build,
   state restore, phase, state save). Instructions and replies go through the project's
   codec (``protocol.encode_*``/``decode_*``: the same bytes, checks and precision
   effects as a Flower run) but no Flower Message, Grid, SuperLink or Ray is used.
@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from fedmuscle_flwr.clientapp.runtime import run_phase
+from fedmuscle_flwr.clientapp.runner import run_phase
 from fedmuscle_flwr.clientapp.state import open_store
 from fedmuscle_flwr.config.files import load_preset, load_roster
 from fedmuscle_flwr.config.profile import ClientProfile
@@ -40,6 +40,7 @@ from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.method import planner as agg
 from fedmuscle_flwr.method.algorithms import get_algorithm
 from fedmuscle_flwr.method.alignment import alignment
+from fedmuscle_flwr.method.phases import Phase
 from fedmuscle_flwr.method.seeds import rng_for
 from fedmuscle_flwr.wire import protocol as p
 from fedmuscle_flwr.wire.codec import record_nbytes
@@ -117,7 +118,7 @@ class _Wire:
         content = p.encode_instruction(ins)
         self.down += record_nbytes(content.array_records[p.ARRAYS])
         ins = p.decode_instruction(content, kind)
-        phase = {p.TRAIN: "train", p.ALIGN: "align", p.EVALUATE: "evaluate"}[kind]
+        phase = Phase.of_message_type(kind)
         reply = run_phase(
             phase, ins, self.profiles[node], self.store, self.run.run_name, node
         )

@@ -56,6 +56,9 @@ CORE = [
     "fedmuscle_flwr.models.client_model",
     "fedmuscle_flwr.wire.messages",
     "fedmuscle_flwr.clientapp.runtime",
+    "fedmuscle_flwr.clientapp.runner",
+    "fedmuscle_flwr.method.phases",
+    "fedmuscle_flwr.config.registry",
     "fedmuscle_flwr.clientapp.trainer",
     "fedmuscle_flwr.clientapp.state",
 ]

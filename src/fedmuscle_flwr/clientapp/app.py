@@ -20,7 +20,7 @@ from pathlib import Path
 from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 
-from fedmuscle_flwr.clientapp.runtime import RuntimeCache, run_phase
+from fedmuscle_flwr.clientapp.runner import RuntimeCache, run_phase
 from fedmuscle_flwr.clientapp.state import default_state_dir, open_store
 from fedmuscle_flwr.config.files import resolve_profile
 from fedmuscle_flwr.runs.logs import (

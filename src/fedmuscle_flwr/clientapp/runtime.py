@@ -2,37 +2,34 @@
 
 :class:`ClientRuntime` is built from the client's profile and the server's run
 config, restores its state from the :class:`ClientStateStore`, runs one phase
-(``train`` / ``align`` / ``evaluate``) and saves its state again: per message,
-unless a :class:`RuntimeCache` keeps it warm across messages (``fedmuscle
-client``'s warm executor). The ClientApp (``client_app.py``) only translates
-Flower messages to calls here.
+(``train`` / ``align`` / ``evaluate``) and saves its state again
+(:func:`fedmuscle_flwr.clientapp.runner.run_phase`, which may keep it warm
+across messages). The ClientApp (``clientapp/app.py``) only translates Flower
+messages to calls there. The run's algorithm comes with each instruction
+(:attr:`~fedmuscle_flwr.wire.messages.Instruction.algorithm`): one look-up per
+message.
 """
 
 from __future__ import annotations
 
 import logging
-import zlib
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from fedmuscle_flwr.clientapp import trainer as training
-from fedmuscle_flwr.clientapp.state import ClientStateStore, Stamp
 from fedmuscle_flwr.config.profile import ClientProfile
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.data.base import PrivateData, PublicData
 from fedmuscle_flwr.data.registry import load_private, load_public
 from fedmuscle_flwr.method import privacy
-from fedmuscle_flwr.method.algorithms import get_algorithm
-from fedmuscle_flwr.method.algorithms.base import AlignContext
+from fedmuscle_flwr.method.algorithms.base import Algorithm, AlignContext
+from fedmuscle_flwr.method.phases import Phase
 from fedmuscle_flwr.method.seeds import (
     STREAM_PRIVACY,
     STREAM_REFIT,
-    STREAM_TORCH,
     STREAM_TRAIN,
     client_seed,
     rng_for,
@@ -46,15 +43,12 @@ from fedmuscle_flwr.models.client_model import (
 from fedmuscle_flwr.tasks.base import Task
 from fedmuscle_flwr.tasks.registry import get_task
 from fedmuscle_flwr.wire.messages import (
-    AGGREGATE,
     CLIENT_NAME,
     ENCODE_INDICES,
     LABEL_SPACE,
-    LOG_ALPHA,
     METRIC_NAME,
     MODEL_NAME,
     NUM_EXAMPLES,
-    PARTNERS,
     PROBE_INDICES,
     SOFT_LABELS,
     STEP_INDICES,
@@ -82,7 +76,9 @@ class ClientRuntime:
     rounds_done: int = 0
 
     @classmethod
-    def build(cls, profile: ClientProfile, run: RunConfig) -> ClientRuntime:
+    def build(
+        cls, profile: ClientProfile, run: RunConfig, algorithm: Algorithm
+    ) -> ClientRuntime:
         """Fresh runtime: validates that task, data and model fit together."""
         task = get_task(profile.task.kind, profile.task.options)
         data = load_private(profile.data)
@@ -104,7 +100,7 @@ class ClientRuntime:
             lr=run.train.lr,
             weight_decay=run.train.weight_decay,
         )
-        align_params = get_algorithm(run.algorithm).align_parameters(model)
+        align_params = algorithm.align_parameters(model)
         align_opt = torch.optim.Adam(align_params, lr=run.muscle.lr)
         public = load_public(run.public.dataset, run.public.size)
         return cls(profile, run, model, task, data, public, task_opt, align_opt, device)
@@ -143,11 +139,13 @@ class ClientRuntime:
         classes = self.data.info.num_classes
         return f"{self.task.kind}/{self.profile.data.dataset}/{classes}"
 
-    def _encode(self, ins: Instruction, metrics: dict[str, float], phase: int) -> Reply:
+    def _encode(
+        self, ins: Instruction, metrics: dict[str, float], phase: Phase
+    ) -> Reply:
         idx = ins.arrays[ENCODE_INDICES]
         if idx.shape[0] == 0:
             return Reply(metrics, self.identity())
-        algorithm = get_algorithm(ins.run.algorithm)
+        algorithm = ins.algorithm
         z = training.encode_public(
             self.model,
             self.public,
@@ -163,12 +161,12 @@ class ClientRuntime:
         self,
         z: np.ndarray,
         ins: Instruction,
-        phase: int,
+        phase: Phase,
         space: str = "representation",
     ) -> np.ndarray:
         """``privacy``: clip + noise + renormalise what leaves the client.
 
-        ``phase`` (0 train, 1 evaluate, 2 align) keeps the noise of different
+        The phase's :attr:`~Phase.noise_key` keeps the noise of different
         uploads independent: reused noise would cancel in differences. The
         knobs are defined for unit-row representations only.
         """
@@ -179,7 +177,7 @@ class ClientRuntime:
                     f"{ins.run.algorithm!r} uploads {space}"
                 )
             return z
-        key = (client_seed(self.profile), ins.server_round, ins.step, phase)
+        key = (client_seed(self.profile), ins.server_round, ins.step, phase.noise_key)
         rng = rng_for(ins.run.seed, STREAM_PRIVACY, *key)
         return privacy.perturb(z, ins.run.privacy, rng)
 
@@ -204,10 +202,10 @@ class ClientRuntime:
             "train-seconds": stats.seconds,
             NUM_EXAMPLES: float(len(self.data.train)),
         }
-        algorithm = get_algorithm(ins.run.algorithm)
+        algorithm = ins.algorithm
         if cfg.head_refit_epochs and not algorithm.aligns:
             metrics["refit-loss"] = self._refit_head(ins)  # same head epochs as others
-        reply = self._encode(ins, metrics, 0)
+        reply = self._encode(ins, metrics, Phase.TRAIN)
         weights = algorithm.train_upload(self.model)
         return reply if weights is None else replace(reply, weights=weights)
 
@@ -216,7 +214,7 @@ class ClientRuntime:
 
         A weight-sharing algorithm (fedavg) loads its group's mean model instead.
         """
-        algorithm = get_algorithm(ins.run.algorithm)
+        algorithm = ins.algorithm
         if ins.weights is not None:
             return self._load_weights(ins.weights)
         if not algorithm.aligns:
@@ -244,7 +242,7 @@ class ClientRuntime:
         )
         if ins.run.train.head_refit_epochs and last:
             metrics["refit-loss"] = self._refit_head(ins)
-        return self._encode(ins, metrics, 2)
+        return self._encode(ins, metrics, Phase.ALIGN)
 
     def _refit_head(self, ins: Instruction) -> float:
         """Task epochs on the head only, after the round's last phase-2 step.
@@ -285,7 +283,7 @@ class ClientRuntime:
         return Reply({NUM_EXAMPLES: 0.0}, self.identity())
 
     def _payloads(self, ins: Instruction, steps: int) -> list[dict[str, torch.Tensor]]:
-        keys = (PARTNERS,) if PARTNERS in ins.arrays else (AGGREGATE, LOG_ALPHA)
+        keys = ins.algorithm.payloads(ins.run.muscle).relay  # what the server relays
         tensors = {k: torch.from_numpy(ins.arrays[k]).to(self.device) for k in keys}
         for k, t in tensors.items():
             if t.shape[0] != steps:
@@ -325,7 +323,8 @@ class ClientRuntime:
             self.device,
             batch_stats=not ins.run.muscle.freeze_norm_stats,
         )
-        return Reply(metrics, self.identity(), self._upload(z, ins, 1), probe)
+        z = self._upload(z, ins, Phase.EVALUATE)
+        return Reply(metrics, self.identity(), z, probe)
 
     def _test_metrics(self, batch_size: int) -> dict[str, float]:
         return training.evaluate(
@@ -336,125 +335,3 @@ class ClientRuntime:
             device=self.device,
             num_outputs=self.data.info.num_classes,
         )
-
-
-class RuntimeCache:
-    """Live :class:`ClientRuntime` objects kept across messages, per (run, client).
-
-    A cached runtime is reused only for the same profile and run config, and
-    only while the client's state file is still the one it saved last (same
-    inode, mtime, size): if another process wrote it, the state is reloaded.
-    """
-
-    def __init__(self, size: int = 2) -> None:
-        self.size = size
-        self._live: OrderedDict[tuple[str, int], tuple[ClientRuntime, Stamp | None]]
-        self._live = OrderedDict()
-
-    def get(
-        self,
-        key: tuple[str, int],
-        profile: ClientProfile,
-        run: RunConfig,
-        stamp: Stamp | None,
-    ) -> ClientRuntime | None:
-        """The warm runtime for ``key``, or None (then build one)."""
-        hit = self._live.get(key)
-        if hit is None:
-            return None
-        runtime, saved = hit
-        if runtime.profile != profile or runtime.run != run or saved != stamp:
-            del self._live[key]
-            return None
-        self._live.move_to_end(key)
-        return runtime
-
-    def put(
-        self, key: tuple[str, int], runtime: ClientRuntime, stamp: Stamp | None
-    ) -> None:
-        """Keep ``runtime`` with the stamp of its state file now."""
-        self._live[key] = (runtime, stamp)
-        self._live.move_to_end(key)
-        while len(self._live) > self.size:
-            self._live.popitem(last=False)
-
-
-def run_phase(
-    kind: str,
-    ins: Instruction,
-    profile: ClientProfile,
-    store: ClientStateStore,
-    run_key: str,
-    node_id: int,
-    cache: RuntimeCache | None = None,
-) -> Reply:
-    """Build (or reuse) the runtime, restore state, run phase ``kind``, save state.
-
-    The state is keyed by run (``run_key`` plus the run's ``checkpoint.uid``,
-    which a resumed run keeps) and by the client's profile, not by ``node_id``:
-    Flower gives a SuperNode a new id when it or the SuperLink restarts, and a
-    resumed run must find the states its clients saved before. With a
-    ``cache`` the runtime of the previous message is reused when its state is
-    still the saved one, so the model is built once per run; the state is saved
-    after every phase all the same (a restarted client resumes from it).
-    """
-    uid = ins.run.checkpoint.uid
-    key, slot = (f"{run_key}-{uid}" if uid else run_key), client_seed(profile)
-    runtime = None
-    if cache is not None:
-        runtime = cache.get((key, slot), profile, ins.run, store.stamp(key, slot))
-    if runtime is None:
-        runtime = ClientRuntime.build(profile, ins.run)
-        if cache is not None:  # a warm client: once per run, worth a line
-            log.info(
-                "built model %s for run %s (%d parameters)",
-                profile.model.backbone,
-                key,
-                sum(p.numel() for p in runtime.model.parameters()),
-            )
-        saved = store.load(key, slot)
-        if saved is not None:
-            runtime.load_state_dict(saved)
-    phase = PHASES[kind]
-    with seeded_torch(ins, profile, kind, runtime.device):
-        reply = phase(runtime, ins)
-    if kind != "evaluate":
-        store.save(key, slot, runtime.state_dict())
-    if cache is not None:
-        cache.put((key, slot), runtime, store.stamp(key, slot))
-    return reply
-
-
-@contextmanager
-def seeded_torch(
-    ins: Instruction, profile: ClientProfile, kind: str, device: torch.device
-) -> Iterator[None]:
-    """Torch's RNG (dropout, drop-connect) seeded per (run, client, round, step, phase).
-
-    Without it a client's dropout masks depend on which other clients ran
-    before it in the same process, so even ``local`` runs were not repeatable.
-    Torch's CPU thread count is set to the run's ``client-threads`` too: a
-    kernel's summation order depends on it, and phase 2 amplifies the last-bit
-    differences (Ray runs each simulated client with one thread, the in-process
-    engine used all cores: probe similarity 0.093 vs 0.102 after one round of
-    ``--preset tiny``). The caller's RNG state and thread count are restored.
-    """
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    key = (client_seed(profile), ins.server_round, ins.step, zlib.crc32(kind.encode()))
-    seed = int(rng_for(ins.run.seed, STREAM_TORCH, *key).integers(2**62))
-    threads = torch.get_num_threads()
-    if ins.run.client_threads:
-        torch.set_num_threads(ins.run.client_threads)
-    try:
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-PHASES = {
-    "train": ClientRuntime.train,
-    "align": ClientRuntime.align,
-    "evaluate": ClientRuntime.evaluate,
-}

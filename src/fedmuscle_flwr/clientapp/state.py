@@ -3,8 +3,10 @@
 In deployment every Flower message starts a fresh ClientApp process, and
 ``context.state`` lives in the SuperNode's memory (lost on restart, shipped with
 every message), so heavy state goes to disk under a per-node directory keyed by
-run. A small in-process cache avoids reloading in simulation, where Ray actors
-are long-lived.
+run. One small in-process cache type, :class:`StampedCache`, avoids reloading
+in simulation (Ray actors are long-lived) and keeps warm runtimes
+(:mod:`fedmuscle_flwr.clientapp.runner`): an entry is used only while the
+state file is still the one it was saved with or read from.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 from collections import OrderedDict
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 
@@ -62,20 +64,56 @@ def _stamp(path: Path) -> Stamp:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class StampedCache(Generic[K, V]):
+    """An LRU of ``size`` values, each valid while its state file has its stamp.
+
+    Several processes may serve the same node (Ray actors in simulation, one
+    ClientApp process per message in deployment): a value is returned only
+    while the file on disk is still the one it was stored with (same inode,
+    mtime and size); otherwise it is dropped.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, tuple[Stamp | None, V]] = OrderedDict()
+
+    def get(self, key: K, stamp: Stamp | None) -> V | None:
+        """The value stored under ``key`` with ``stamp``, else None (dropped)."""
+        hit = self._items.get(key)
+        if hit is None:
+            return None
+        if hit[0] != stamp:
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return hit[1]
+
+    def put(self, key: K, value: V, stamp: Stamp | None) -> None:
+        """Keep ``value`` with the stamp of its state file now."""
+        self._items[key] = (stamp, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def drop(self, key: K) -> None:
+        """Forget ``key``."""
+        self._items.pop(key, None)
+
+
 class ClientStateStore:
     """Saves and loads one client's state dict per (run, node).
 
-    A small in-memory cache saves the ``torch.load`` between the phases of a round.
-    Several processes may serve the same node (Ray actors in simulation, one
-    ClientApp process per message in deployment), so a cached state is used only
-    while the file on disk is still the one this process wrote or read
-    (same inode, mtime and size).
+    A :class:`StampedCache` saves the ``torch.load`` between the phases of a
+    round while the file on disk is still the one this process wrote or read.
     """
 
     def __init__(self, root: Path, cache_size: int = 16) -> None:
         self.root = root
-        self._cache: OrderedDict[Path, tuple[Stamp, dict[str, Any]]] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: StampedCache[Path, dict[str, Any]] = StampedCache(cache_size)
 
     def path(self, run_key: str, node_id: int) -> Path:
         """File of one client's state: always below :attr:`root` (:func:`safe_key`)."""
@@ -98,14 +136,13 @@ class ClientStateStore:
         try:
             stamp = _stamp(path)
         except FileNotFoundError:
-            self._cache.pop(path, None)
+            self._cache.drop(path)
             return None
-        cached = self._cache.get(path)
-        if cached is not None and cached[0] == stamp:
-            self._cache.move_to_end(path)
-            return cached[1]
+        cached = self._cache.get(path, stamp)
+        if cached is not None:
+            return cached
         state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-        self._remember(path, stamp, state)
+        self._cache.put(path, state, stamp)
         return state
 
     def save(self, run_key: str, node_id: int, state: dict[str, Any]) -> None:
@@ -115,13 +152,7 @@ class ClientStateStore:
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(path)
-        self._remember(path, _stamp(path), state)
-
-    def _remember(self, path: Path, stamp: Stamp, state: dict[str, Any]) -> None:
-        self._cache[path] = (stamp, state)
-        self._cache.move_to_end(path)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put(path, state, _stamp(path))
 
 
 @cache

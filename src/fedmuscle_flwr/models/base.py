@@ -8,11 +8,13 @@ No flwr imports in this package.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from fedmuscle_flwr.config.registry import Registry
 from fedmuscle_flwr.data.base import Modality, RawBatch
 
 #: what an encoder consumes: an image tensor (B, C, H, W) or a dict of text tensors
@@ -65,3 +67,11 @@ def move_to(inputs: ModelInput, device: torch.device) -> ModelInput:
     if isinstance(inputs, Tensor):
         return inputs.to(device, non_blocking=True)
     return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+
+
+#: backbone name -> builder ``(*, pretrained, **options) -> Encoder``, filled by
+#: ``@ENCODERS.register("name")`` in the modules of this folder (style and
+#: scan: config/registry.py; look-ups: models/registry.py)
+ENCODERS: Registry[Callable[..., Encoder]] = Registry(
+    "backbone", "fedmuscle_flwr.models"
+)

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from fedmuscle_flwr.models.base import EncoderOutput, ModelInput
+from fedmuscle_flwr.models.base import ENCODERS, EncoderOutput, ModelInput
 from fedmuscle_flwr.models.common import ImageEncoder
 from fedmuscle_flwr.models.pretrained import (
     MissingAssetError,
@@ -95,6 +95,12 @@ def _builder(name: str, params: str) -> Any:
     return fn
 
 
-build_lite0 = _builder("efficientnet-lite0", "3.4M trunk params")
-build_lite1 = _builder("efficientnet-lite1", "4.2M trunk params")
-build_lite2 = _builder("efficientnet-lite2", "4.8M trunk params")
+build_lite0 = ENCODERS.register("efficientnet-lite0")(
+    _builder("efficientnet-lite0", "3.4M trunk params")
+)
+build_lite1 = ENCODERS.register("efficientnet-lite1")(
+    _builder("efficientnet-lite1", "4.2M trunk params")
+)
+build_lite2 = ENCODERS.register("efficientnet-lite2")(
+    _builder("efficientnet-lite2", "4.8M trunk params")
+)

@@ -17,25 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from fedmuscle_flwr.config.profile import ModelSpec
-from fedmuscle_flwr.models import efficientnet, text, transformer, vision
-from fedmuscle_flwr.models.base import Encoder
+from fedmuscle_flwr.models.base import ENCODERS, Encoder
 from fedmuscle_flwr.models.hf import build_hf
 from fedmuscle_flwr.models.plugin import build_plugin
 from fedmuscle_flwr.models.tv import build_torchvision
-
-ENCODERS: dict[str, Callable[..., Encoder]] = {
-    "small-cnn": vision.build_small_cnn,
-    "resnet-mini": vision.build_resnet_mini,
-    "mlp": vision.build_mlp,
-    "vit-tiny": transformer.build_vit_tiny,
-    "efficientnet-lite0": efficientnet.build_lite0,
-    "efficientnet-lite1": efficientnet.build_lite1,
-    "efficientnet-lite2": efficientnet.build_lite2,
-    "minilm": transformer.build_minilm,
-    "bert-tiny": transformer.build_bert_tiny,
-    "text-cnn": text.build_text_cnn,
-    "bilstm": text.build_bilstm,
-}
 
 #: backbone forms other than a registered name -> description
 SCHEMES: dict[str, str] = {
@@ -53,7 +38,7 @@ def register_encoder(
         raise ValueError(f"encoder names cannot contain ':' ({name!r})")
     if name in ENCODERS and not overwrite:
         raise ValueError(f"encoder {name!r} is already registered")
-    ENCODERS[name] = builder
+    ENCODERS.add(name, builder, overwrite=overwrite)
 
 
 def list_models() -> dict[str, str]:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fedmuscle_flwr.models.base import EncoderOutput, ModelInput
+from fedmuscle_flwr.models.base import ENCODERS, EncoderOutput, ModelInput
 from fedmuscle_flwr.models.common import TextEncoder, masked_mean, text_inputs
 from fedmuscle_flwr.models.preprocess import TextPreparer
 from fedmuscle_flwr.models.pretrained import minilm_tokenizer, minilm_word_embeddings
@@ -109,6 +109,7 @@ class BiLSTM(TextEncoder):
         return EncoderOutput(pooled=masked_mean(states, mask))
 
 
+@ENCODERS.register("text-cnn")
 def build_text_cnn(
     *,
     pretrained: bool = True,
@@ -123,6 +124,7 @@ def build_text_cnn(
     return TextCNN(preparer, embedding, filters, tuple(kernel_sizes))
 
 
+@ENCODERS.register("bilstm")
 def build_bilstm(
     *,
     pretrained: bool = True,

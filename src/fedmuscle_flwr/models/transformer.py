@@ -11,7 +11,7 @@ import logging
 
 from torch import Tensor, nn
 
-from fedmuscle_flwr.models.base import EncoderOutput, ModelInput
+from fedmuscle_flwr.models.base import ENCODERS, EncoderOutput, ModelInput
 from fedmuscle_flwr.models.common import (
     ImageEncoder,
     TextEncoder,
@@ -101,6 +101,7 @@ class HFTextEncoder(TextEncoder):
         return EncoderOutput(pooled=masked_mean(out.last_hidden_state, mask))
 
 
+@ENCODERS.register("vit-tiny")
 def build_vit_tiny(
     *,
     pretrained: bool = False,
@@ -135,6 +136,7 @@ def build_vit_tiny(
     )
 
 
+@ENCODERS.register("minilm")
 def build_minilm(
     *, pretrained: bool = True, layers: int = 6, max_length: int = 32
 ) -> HFTextEncoder:
@@ -143,6 +145,7 @@ def build_minilm(
     return HFTextEncoder(backbone, TextPreparer(minilm_tokenizer(), max_length))
 
 
+@ENCODERS.register("bert-tiny")
 def build_bert_tiny(
     *,
     pretrained: bool = False,

@@ -11,7 +11,7 @@ import logging
 import torch
 from torch import Tensor, nn
 
-from fedmuscle_flwr.models.base import EncoderOutput, ModelInput
+from fedmuscle_flwr.models.base import ENCODERS, EncoderOutput, ModelInput
 from fedmuscle_flwr.models.common import ImageEncoder
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ class MLPEncoder(ImageEncoder):
         return EncoderOutput(pooled=self.body(_image(inputs)))  # (B, C*S*S) inside
 
 
+@ENCODERS.register("small-cnn")
 def build_small_cnn(
     *,
     pretrained: bool = False,
@@ -143,6 +144,7 @@ def build_small_cnn(
     return SmallCNN(channels, image_size, width, depth)
 
 
+@ENCODERS.register("resnet-mini")
 def build_resnet_mini(
     *,
     pretrained: bool = False,
@@ -156,6 +158,7 @@ def build_resnet_mini(
     return ResNetMini(channels, image_size, width, blocks)
 
 
+@ENCODERS.register("mlp")
 def build_mlp(
     *,
     pretrained: bool = False,

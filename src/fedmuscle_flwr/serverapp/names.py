@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,15 +40,19 @@ class Binding:
 
 @dataclass
 class NameBook:
-    """The run's name bindings; :meth:`claim` checks and binds.
+    """The run's name bindings (the one name book); :meth:`claim` checks and binds.
 
-    ``key_of`` gives a node's authentication key name ("" when unknown);
-    ``connected`` tells whether a node is still connected.
+    ``key_of`` gives a node's authentication key name ("" when unknown). The
+    nodes connected now are passed to :meth:`check`/:meth:`claim` (the phase's
+    snapshot); without them every bound node counts as connected.
     """
 
     bindings: dict[str, Binding] = field(default_factory=dict)
     key_of: Callable[[int], str] = lambda node: ""
-    connected: Callable[[int], bool] = lambda node: True
+
+    def names(self) -> dict[int, str]:
+        """Node -> bound name."""
+        return {b.node: n for n, b in self.bindings.items()}
 
     def name_of(self, node: int) -> str | None:
         """The name bound to ``node``, if any."""
@@ -57,7 +61,9 @@ class NameBook:
                 return name
         return None
 
-    def check(self, node: int, name: str) -> None:
+    def check(
+        self, node: int, name: str, connected: Collection[int] | None = None
+    ) -> None:
         """:class:`ProtocolError` if ``node`` may not report as ``name``."""
         check_name(name)
         own = self.name_of(node)
@@ -75,15 +81,18 @@ class NameBook:
                 f"client name {name!r} is bound to key {bound.key!r} (node "
                 f"{bound.node}); node {node} has key {key or '(none)'!r}"
             )
-        if not bound.key and self.connected(bound.node):
+        still_there = connected is None or bound.node in connected
+        if not bound.key and still_there:
             raise ProtocolError(
                 f"client name {name!r} is bound to node {bound.node}, still "
                 f"connected; node {node} claims it (refused)"
             )
 
-    def claim(self, node: int, name: str) -> None:
+    def claim(
+        self, node: int, name: str, connected: Collection[int] | None = None
+    ) -> None:
         """Check, then bind ``name`` to ``node`` (moving a stale binding)."""
-        self.check(node, name)
+        self.check(node, name, connected)
         bound = self.bindings.get(name)
         if bound is not None and bound.node != node:
             log.warning(

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
-import numpy as np
 from flwr.app import Message
 
 from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.method.algorithms import get_algorithm
+from fedmuscle_flwr.method.algorithms.base import Algorithm
 from fedmuscle_flwr.runs.metrics import RunRecorder
+from fedmuscle_flwr.serverapp.calls import PhaseCall
 from fedmuscle_flwr.serverapp.incidents import Incidents
 from fedmuscle_flwr.serverapp.names import NameBook
 from fedmuscle_flwr.wire import protocol as p
@@ -29,14 +30,6 @@ log = logging.getLogger(__name__)
 
 #: what a client's error text may put into the server's log and metrics
 MAX_CLIENT_TEXT = 200
-
-
-@dataclass
-class Sent:
-    """What was asked of each node in the phase in flight."""
-
-    messages: list[Message] = field(default_factory=list)
-    indices: dict[int, np.ndarray] = field(default_factory=dict)  # node -> (K, B)
 
 
 class ReplyDesk:
@@ -51,7 +44,10 @@ class ReplyDesk:
     incidents : Incidents
         Where failed, rejected and missing replies are counted.
     book : NameBook
-        The run's name bindings (name -> node and key).
+        The run's name bindings (name -> node and key): the one name book.
+    algorithm : Algorithm, optional
+        The run's algorithm instance (whose payloads the replies must match);
+        by default one is made from ``run``.
     """
 
     def __init__(
@@ -60,26 +56,29 @@ class ReplyDesk:
         recorder: RunRecorder,
         incidents: Incidents,
         book: NameBook,
+        algorithm: Algorithm | None = None,
     ) -> None:
         self.run = run
         self.recorder = recorder
         self.incidents = incidents
         self.book = book
-        self.names: dict[int, str] = {}  # node -> client name (bound)
+        self.algorithm = algorithm or get_algorithm(run.algorithm)
         self.identity: dict[int, Mapping[str, str]] = {}  # node -> last identity
-        self.bytes_up = 0  # representation and weight bytes received this round
         self._introduced: set[str] = set()  # clients whose model was logged
+
+    @property
+    def names(self) -> dict[int, str]:
+        """Node -> bound client name (a view of the name book)."""
+        return self.book.names()
 
     def restore(self, bindings: Mapping[str, Mapping[str, object]]) -> None:
         """Name bindings of the run so far (a resumed run: from the checkpoint)."""
         self.book.load(bindings)
-        self.names = {b.node: n for n, b in self.book.bindings.items()}
 
-    def take(
-        self, replies: Iterable[Message], sent: Sent, server_round: int, phase: str
-    ) -> dict[int, p.Reply]:
+    def take(self, replies: Iterable[Message], call: PhaseCall) -> dict[int, p.Reply]:
         """Decode and validate replies; bad ones are logged, counted and dropped."""
-        dst = {m.metadata.message_id: m.metadata.dst_node_id for m in sent.messages}
+        server_round, phase = call.server_round, call.phase
+        dst = {m.metadata.message_id: m.metadata.dst_node_id for m in call.messages}
         good: dict[int, p.Reply] = {}
         answered: set[int] = set()
         for msg in replies:
@@ -93,7 +92,7 @@ class ReplyDesk:
             name = self.names.get(node, "?")
             who = f"round {server_round} {phase} node {node} ({name})"
             try:
-                reply = self._decode(msg, node, who, phase, sent)
+                reply = self._decode(msg, node, who, call)
             except ProtocolError as exc:
                 self.incidents.rejected(phase, node, self.names, str(exc))
                 continue
@@ -105,7 +104,7 @@ class ReplyDesk:
             good[node] = reply
             self.identity[node] = reply.identity
             self._introduce(self.names.get(node, str(node)), reply.identity)
-        self.incidents.timed_out(phase, set(sent.indices) - answered, self.names)
+        self.incidents.timed_out(phase, set(call.asked) - answered, self.names)
         return good
 
     def record(
@@ -125,26 +124,24 @@ class ReplyDesk:
         """``nodes`` ordered by client name (then id): the same in every engine."""
         return sorted(nodes, key=lambda n: (self.names.get(n, ""), n))
 
-    def _decode(
-        self, msg: Message, node: int, who: str, phase: str, sent: Sent
-    ) -> p.Reply:
+    def _decode(self, msg: Message, node: int, who: str, call: PhaseCall) -> p.Reply:
         """Size limit before decoding, then the protocol, then the name binding."""
-        asked = sent.indices.get(node, np.zeros((0, 0), np.int64))
         reply = p.decode_reply_checked(
-            msg.content, self.run, asked, where=who, phase=phase
+            msg.content,
+            self.run,
+            call.asked_of(node),
+            where=who,
+            phase=call.phase,
+            algorithm=self.algorithm,
         )
         name = reply.identity[p.CLIENT_NAME]
         try:
-            self.book.claim(node, name)
+            self.book.claim(node, name, connected=call.nodes)
         except ProtocolError as exc:
             raise ProtocolError(f"{who}: {exc}") from None
-        for other, bound in list(self.names.items()):
-            if bound == name and other != node:  # a stale binding moved away
-                del self.names[other]
-        self.names[node] = name
         for key in (p.REPS, p.WEIGHTS):
             if key in msg.content.array_records:
-                self.bytes_up += record_nbytes(msg.content.array_records[key])
+                call.bytes_up += record_nbytes(msg.content.array_records[key])
         return reply
 
     def _introduce(self, name: str, identity: Mapping[str, str]) -> None:

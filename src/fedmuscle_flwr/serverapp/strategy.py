@@ -1,21 +1,23 @@
 """The FedMuscle strategy: Flower's ``Strategy`` whose ``start()`` is the round.
 
-A FedMuscle round (docs/method.md §3) has more phases than Flower's train/evaluate
-loop, so besides ``configure_train``/``aggregate_train`` (phase 1: task epochs,
-then encode the round's public batches) and ``configure_evaluate``/
-``aggregate_evaluate`` it has ``configure_align``/``aggregate_align`` (phase 2:
-the algorithm's steps). :meth:`FedMuscle.start` overrides Flower's template
-method with that round: wait for clients (with a deadline), [evaluate at 0],
-then per round train -> align x T (or 1) -> evaluate, each phase a push and a
-fast poll (:mod:`fedmuscle_flwr.serverapp.rounds`), then the checkpoint hook.
+A FedMuscle round (docs/method.md) has more phases than Flower's train/evaluate
+loop: phase 1 (task epochs, then encode the round's public batches), phase 2
+(the algorithm's alignment steps, T or 1 messages) and the evaluation.
+:meth:`FedMuscle.start` overrides Flower's template method with that round:
+wait for clients (with a deadline), [evaluate at 0], then per round train ->
+align x T (or 1) -> evaluate, each phase a push and a fast poll
+(:mod:`fedmuscle_flwr.serverapp.rounds`), then the checkpoint hook.
 
-The server keeps a *representation bank*: node -> (K, B, d) representations of
-the batches of the current step (the logit baselines: (K, B, C) class scores;
-fedavg: the models of clients with an architecture twin); it never sees private
-data. Which clients pair and what each gets is the algorithm's business
-(:mod:`fedmuscle_flwr.method.algorithms`). Every reply is size-checked and
-validated before it reaches the bank; every bank is screened for poisoning
-(:mod:`fedmuscle_flwr.method.robust`); what goes wrong is logged and counted by
+Rounds keep no hidden state: each phase is opened for ONE snapshot of the
+connected nodes (one ``get_node_ids()`` per phase) and returns a
+:class:`~fedmuscle_flwr.serverapp.calls.PhaseCall` that its closing takes back
+(:mod:`fedmuscle_flwr.serverapp.phases`); what a round carries from phase to
+phase is one :class:`~fedmuscle_flwr.serverapp.calls.RoundState`. Flower's own
+``configure_train``/``aggregate_train``/``configure_evaluate``/
+``aggregate_evaluate`` work as Flower expects: they open and close the same
+phases, the open call kept until its ``aggregate_*`` by (phase, round).
+Every reply is size-checked and validated before it reaches the bank; what goes
+wrong is logged and counted by
 :class:`~fedmuscle_flwr.serverapp.incidents.Incidents`.
 """
 
@@ -25,30 +27,21 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-import numpy as np
-from flwr.app import (
-    ArrayRecord,
-    ConfigRecord,
-    Message,
-    MetricRecord,
-    MetricRecordValues,
-)
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
 from fedmuscle_flwr.config.run import RunConfig
-from fedmuscle_flwr.method import planner, robust
 from fedmuscle_flwr.method.algorithms import check_algorithm
-from fedmuscle_flwr.method.algorithms.base import Uploads
-from fedmuscle_flwr.method.alignment import alignment
-from fedmuscle_flwr.runs.metrics import SERVER_ROW, RunRecorder
+from fedmuscle_flwr.method.phases import Phase
+from fedmuscle_flwr.runs.metrics import RunRecorder
+from fedmuscle_flwr.serverapp.calls import PhaseCall, RoundState
 from fedmuscle_flwr.serverapp.incidents import Incidents
 from fedmuscle_flwr.serverapp.names import NameBook, NodeKeys
+from fedmuscle_flwr.serverapp.phases import RoundPhases
 from fedmuscle_flwr.serverapp.progress import RoundClock
-from fedmuscle_flwr.serverapp.replies import ReplyDesk, Sent
+from fedmuscle_flwr.serverapp.replies import ReplyDesk
 from fedmuscle_flwr.serverapp.rounds import fmt, send_and_collect, wait_for_nodes
-from fedmuscle_flwr.wire import protocol as p
-from fedmuscle_flwr.wire.codec import record_nbytes
 
 log = logging.getLogger(__name__)
 
@@ -81,43 +74,34 @@ class FedMuscle(Strategy):
         completed: int = -1,
     ) -> None:
         self.run = run
-        self.algorithm = check_algorithm(run)
+        self.algorithm = check_algorithm(run)  # the run's one instance
         self.algorithm.setup(run)
         self.recorder = recorder
         self.on_round = on_round
         self.completed = completed
         self.node_keys = NodeKeys(run.federation.node_keys_file)
-        self.book = NameBook(  # name -> node (and key), for the run
-            key_of=self.node_keys, connected=self._connected
-        )
-        self.nodes: set[int] = set()  # connected at the last configure_*
-        self.bank: dict[int, np.ndarray] = {}  # node -> (K, B, d)
-        self.models: dict[int, p.Reply] = {}  # node -> train reply with its weights
-        self.batches = np.zeros((0, run.muscle.batch_size), np.int64)
-        self.probe = planner.probe_indices(
-            run.seed, run.eval.probe_size, run.public.size
-        )
-        self.bytes_down = 0  # instruction bytes sent this round
+        self.book = NameBook(key_of=self.node_keys)  # the run's one name book
         self.incidents = Incidents(recorder)
-        self.desk = ReplyDesk(run, recorder, self.incidents, self.book)
-        self.trained = 0  # valid training replies this round
-        self._sent = Sent()
-
-    def _connected(self, node: int) -> bool:
-        return node in self.nodes
+        self.desk = ReplyDesk(run, recorder, self.incidents, self.book, self.algorithm)
+        self.phases = RoundPhases(
+            run, self.algorithm, recorder, self.incidents, self.desk
+        )
+        # Flower's configure_*/aggregate_* only: the open call per (phase, round)
+        self._open: dict[tuple[Phase, int], tuple[RoundState, PhaseCall]] = {}
 
     @property
     def names(self) -> dict[int, str]:
-        """Each node's bound client name (the reply desk's)."""
-        return self.desk.names
+        """Each node's bound client name (the name book's)."""
+        return self.book.names()
 
     def restore_names(self, bindings: Mapping[str, Mapping[str, object]]) -> None:
         """Name bindings of the run so far (a resumed run: from the checkpoint)."""
         self.desk.restore(bindings)
 
-    def begin_round(self, server_round: int) -> None:
-        """Reset the per-round incident sets (:meth:`start` calls this first)."""
+    def begin_round(self, server_round: int) -> RoundState:
+        """Reset the per-round incident sets; the round's fresh state."""
         self.incidents.begin(server_round)
+        return RoundState(server_round)
 
     def summary(self) -> None:
         """Log the configuration of this strategy."""
@@ -140,57 +124,6 @@ class FedMuscle(Strategy):
     def align_messages_per_round(self) -> int:
         """Round trips of phase 2: T (per-step sync), 1 (per-round, fedavg) or 0."""
         return self.algorithm.messages_per_round(self.run)
-
-    # ----------------------------------------------------------- messages
-    def _message(
-        self,
-        node: int,
-        kind: str,
-        server_round: int,
-        step: int,
-        arrays: dict[str, np.ndarray],
-        weights: Mapping[str, np.ndarray] | None = None,
-    ) -> Message:
-        ins = p.Instruction(self.run, server_round, step, arrays, weights)
-        content = p.encode_instruction(ins)
-        for record in content.array_records.values():
-            self.bytes_down += record_nbytes(record)
-        msg = Message(content, dst_node_id=node, message_type=kind)
-        self._sent.messages.append(msg)
-        return msg
-
-    def _start_phase(self) -> None:
-        self._sent = Sent()
-
-    def _screen(self, phase: str) -> None:
-        """Poisoning screen of the fresh bank; flagged nodes leave the partners.
-
-        The detectors assume unit-row representations: logit banks are not screened.
-        """
-        if self.algorithm.space != "representation":
-            return
-        findings = robust.screen(self.bank, self.run.robust)
-        self.incidents.quarantine(phase, findings, self.names)
-
-    def partner_pool(self) -> list[int]:
-        """Nodes that uploaded (bank or weights) minus the quarantined, by name."""
-        pool = [
-            n for n in {*self.bank, *self.models} if n not in self.incidents.quarantined
-        ]
-        return self.desk.by_name(pool)
-
-    def uploads(self) -> Uploads:
-        """The partner pool's uploads of the round, for the algorithm's relay."""
-        models = {n: r.weights for n, r in self.models.items() if r.weights is not None}
-        identity = self.desk.identity
-        return Uploads(
-            self.partner_pool(),
-            self.bank,
-            {n: i.get(p.LABEL_SPACE, "") for n, i in identity.items()},
-            {n: i.get(p.SOFT_LABELS, "") for n, i in identity.items()},
-            models,
-            {n: r.metrics.get(p.NUM_EXAMPLES, 1.0) for n, r in self.models.items()},
-        )
 
     # ---------------------------------------------------------- the round
     def start(
@@ -228,11 +161,11 @@ class FedMuscle(Strategy):
         def exchange(messages: Iterable[Message]) -> list[Message]:
             return send_and_collect(grid, messages, phase_timeout, fed.poll_s)
 
-        def evaluate(server_round: int) -> None:
-            msgs = self.configure_evaluate(
-                server_round, ArrayRecord(), ConfigRecord(), grid
-            )
-            row = self.aggregate_evaluate(server_round, exchange(msgs))
+        phases = self.phases
+
+        def evaluate(rs: RoundState, server_round: int) -> None:
+            call = phases.open_evaluate(rs, grid.get_node_ids())
+            row = phases.close_evaluate(rs, call, exchange(call.messages))
             log.info("round %d evaluate: %s", server_round, fmt(dict(row or {})))
             if row is not None:
                 result.evaluate_metrics_clientapp[server_round] = row
@@ -253,152 +186,74 @@ class FedMuscle(Strategy):
 
         if self.run.eval.initial and self.completed < 0:
             t0 = time.perf_counter()
-            self.begin_round(0)
-            evaluate(0)
+            evaluate(self.begin_round(0), 0)
             done(0, len(nodes), t0)
         for rnd in range(max(self.completed, 0) + 1, rounds + 1):
             t0 = time.perf_counter()
-            wait_for_nodes(grid, fed.min_clients, fed.wait_clients_s, keys=keys)
-            self.begin_round(rnd)
-            msgs = self.configure_train(rnd, ArrayRecord(), ConfigRecord(), grid)
-            _, metrics = self.aggregate_train(rnd, exchange(msgs))
-            log.info("round %d train: %s", rnd, fmt(dict(metrics or {})))
-            if metrics is not None:
-                result.train_metrics_clientapp[rnd] = metrics
-            for step in range(self._align_messages(rnd)):
-                msgs = self.configure_align(rnd, step, grid)
-                row = self.aggregate_align(rnd, step, exchange(msgs))
+            # the wait's node query is the train phase's snapshot
+            nodes = wait_for_nodes(grid, fed.min_clients, fed.wait_clients_s, keys=keys)
+            rs = self.begin_round(rnd)
+            call = phases.open_train(rs, nodes)
+            metrics = phases.close_train(rs, call, exchange(call.messages))
+            log.info("round %d train: %s", rnd, fmt(dict(metrics)))
+            result.train_metrics_clientapp[rnd] = metrics
+            for step in range(self._align_messages(rs)):
+                call = phases.open_align(rs, step, grid.get_node_ids())
+                row = phases.close_align(rs, call, exchange(call.messages))
                 log.debug("round %d align step %d: %s", rnd, step, fmt(dict(row)))
             if self.run.eval.due(rnd, rounds):
-                evaluate(rnd)
-            done(rnd, self.trained, t0)
+                evaluate(rs, rnd)
+            done(rnd, rs.trained, t0)
         return result
 
-    def _align_messages(self, server_round: int) -> int:
+    def _align_messages(self, rs: RoundState) -> int:
         """Phase-2 round trips this round: none when too few clients trained."""
         align, minimum = (
             self.align_messages_per_round(),
             self.run.federation.min_clients,
         )
-        if align and self.trained < minimum:
+        if align and rs.trained < minimum:
             log.warning(
                 "round %d: %d valid training replies, fewer than min-clients=%d; "
                 "alignment skipped this round",
-                server_round,
-                self.trained,
+                rs.server_round,
+                rs.trained,
                 minimum,
             )
             return 0
         return align
 
-    # ------------------------------------------------------ phase 1: train
+    # ---------------------------------------- Flower's Strategy contract
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Task epochs, then encode the round's first public batch(es)."""
-        self._start_phase()
-        self.nodes = set(grid.get_node_ids())
-        self.bytes_down = self.desk.bytes_up = 0
-        t, b = self.align_steps, self.run.muscle.batch_size
-        self.batches = planner.public_batches(
-            self.run.seed, server_round, t, b, self.run.public.size
-        )
-        k = t if self.run.muscle.sync == "per-round" else min(t, 1)
-        for node in sorted(grid.get_node_ids()):
-            self._sent.indices[node] = self.batches[:k]
-            self._message(
-                node, p.TRAIN, server_round, 0, {p.ENCODE_INDICES: self.batches[:k]}
-            )
-        return list(self._sent.messages)
+        """Phase 1's messages (a new round); :meth:`aggregate_train` closes it."""
+        rs = self.begin_round(server_round)
+        call = self.phases.open_train(rs, list(grid.get_node_ids()))
+        self._open[(Phase.TRAIN, server_round)] = (rs, call)
+        return list(call.messages)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Fill the bank with the uploaded Z^n; record task losses."""
-        good = self.desk.take(replies, self._sent, server_round, "train")
-        self.bank = {n: r.z for n, r in good.items() if r.z is not None}
-        self.models = {n: r for n, r in good.items() if r.weights is not None}
-        self._screen("train")
-        self.trained = len(good)
-        self.desk.record(server_round, good, phase="train")
-        metrics: dict[str, MetricRecordValues] = {
-            "clients": float(len(good)),
-            "task-loss": _mean(good, "task-loss"),
-        }
-        return None, MetricRecord(metrics)
+        """Close phase 1 (no arrays travel back to Flower: the bank stays here)."""
+        rs, call = self._open.pop((Phase.TRAIN, server_round))
+        self._open[(Phase.ALIGN, server_round)] = (rs, call)  # the round goes on
+        return None, self.phases.close_train(rs, call, replies)
 
-    # ------------------------------------------------------ phase 2: align
-    def configure_align(
-        self, server_round: int, step: int, grid: Grid
-    ) -> list[Message]:
-        """Partners' representations for the steps of this message (per node)."""
-        self._start_phase()
-        self.nodes = set(grid.get_node_ids())
-        per_round = self.run.muscle.sync == "per-round"
-        steps = slice(0, self.align_steps) if per_round else slice(step, step + 1)
-        nxt = self.batches[0:0] if per_round else self.batches[step + 1 : step + 2]
-        span = range(steps.start, steps.stop)
-        relays = self.algorithm.relay(
-            self.run, self.uploads(), self.batches[steps], server_round, step, span
-        )
-        for node, relay in relays.items():
-            arrays = {p.STEP_INDICES: self.batches[steps], p.ENCODE_INDICES: nxt}
-            arrays |= relay.arrays
-            self._sent.indices[node] = nxt
-            self._message(node, p.ALIGN, server_round, step, arrays, relay.weights)
-        return list(self._sent.messages)
-
-    def aggregate_align(
-        self, server_round: int, step: int, replies: Iterable[Message]
-    ) -> MetricRecord:
-        """Record alignment losses; refresh the bank with the next batch (per-step)."""
-        good = self.desk.take(replies, self._sent, server_round, "align")
-        self.bank = {n: r.z for n, r in good.items() if r.z is not None}
-        self._screen("align")
-        self.desk.record(server_round, good, phase="align", step=step)
-        return MetricRecord(
-            {"clients": float(len(good)), "align-loss": _mean(good, "align-loss")}
-        )
-
-    # ---------------------------------------------------------- evaluate
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Every node (but those that failed this round): metric + probe batch."""
-        self._start_phase()
-        self.nodes = set(grid.get_node_ids())
-        for node in sorted(set(grid.get_node_ids()) - self.incidents.dropped):
-            self._sent.indices[node] = self.probe[None, :]
-            self._message(
-                node, p.EVALUATE, server_round, 0, {p.PROBE_INDICES: self.probe}
-            )
-        return list(self._sent.messages)
+        """Evaluation messages, in the round trained (if any) before."""
+        held = self._open.pop((Phase.ALIGN, server_round), None)
+        rs = held[0] if held else self.begin_round(server_round)
+        call = self.phases.open_evaluate(rs, list(grid.get_node_ids()))
+        self._open[(Phase.EVALUATE, server_round)] = (rs, call)
+        return list(call.messages)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        """Per-client metrics, probe alignment and the round's byte counts."""
-        good = self.desk.take(replies, self._sent, server_round, "evaluate")
-        quarantined = self.incidents.quarantined  # not part of the alignment figures
-        probe = {  # by client name: the same cyclic partners in every engine
-            n: z[0]
-            for n in self.desk.by_name(good)
-            if (z := good[n].z) is not None and n not in quarantined
-        }
-        self.desk.record(server_round, good, phase="evaluate", identity=True)
-        align = alignment(probe, self.run.muscle)
-        row: dict[str, MetricRecordValues] = dict(align.as_dict()) if align else {}
-        row |= {"clients": float(len(good)), **self.incidents.take_window()}
-        row |= {
-            "bytes-up": float(self.desk.bytes_up),
-            "bytes-down": float(self.bytes_down),
-        }
-        row["mean-metric"] = _mean(good, "metric")
-        self.recorder.record(server_round, SERVER_ROW, phase="round", **row)
-        return MetricRecord(row)
-
-
-def _mean(good: Mapping[int, p.Reply], key: str) -> float:
-    """Mean of metric ``key`` over the replies that have it (NaN if none)."""
-    values = [r.metrics[key] for r in good.values() if key in r.metrics]
-    return float(np.mean(values)) if values else float("nan")
+        """Close the evaluation: per-client metrics, probe alignment, bytes."""
+        rs, call = self._open.pop((Phase.EVALUATE, server_round))
+        return self.phases.close_evaluate(rs, call, replies)

@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 from torch import Tensor, nn
 
+from fedmuscle_flwr.config.registry import Registry
 from fedmuscle_flwr.data.base import DatasetInfo, Modality, TargetKind
 
 #: what each target kind looks like, for error messages
@@ -115,3 +116,8 @@ class Task(ABC):
     @abstractmethod
     def meter(self, num_outputs: int) -> Meter:
         """Return a fresh metric accumulator."""
+
+
+#: task kind -> task class, filled by ``@TASKS.register("kind")`` in this folder
+#: (the decorator sets the class's ``kind``; style: config/registry.py)
+TASKS: Registry[type[Task]] = Registry("task kind", "fedmuscle_flwr.tasks", "kind")

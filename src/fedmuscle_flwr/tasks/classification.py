@@ -17,7 +17,7 @@ from fedmuscle_flwr.tasks.adapters import (
     check_fraction,
     long_targets,
 )
-from fedmuscle_flwr.tasks.base import Meter, Task
+from fedmuscle_flwr.tasks.base import TASKS, Meter, Task
 from fedmuscle_flwr.tasks.metrics import macro_f1
 
 
@@ -68,6 +68,7 @@ class ClassificationMeter(Meter):
         }
 
 
+@TASKS.register("classification")
 @dataclass(frozen=True)
 class ClassificationTask(Task):
     """Image classification: (dropout +) linear head on pooled features.
@@ -83,7 +84,6 @@ class ClassificationTask(Task):
     label_smoothing: float = 0.0
     dropout: float = 0.0
 
-    kind = "classification"
     description = "single-label image classification (cross-entropy; accuracy)"
     primary_metric = "accuracy"
     target_kind = "class"

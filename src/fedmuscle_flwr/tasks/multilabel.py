@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fedmuscle_flwr.tasks.adapters import check_batch, check_fraction, float_targets
-from fedmuscle_flwr.tasks.base import Meter, Task
+from fedmuscle_flwr.tasks.base import TASKS, Meter, Task
 from fedmuscle_flwr.tasks.metrics import macro_f1, mean_average_precision, micro_f1
 
 
@@ -79,6 +79,7 @@ class MultiLabelMeter(Meter):
         }
 
 
+@TASKS.register("multilabel")
 @dataclass(frozen=True)
 class MultiLabelTask(Task):
     """Multi-label image classification: linear head, one logit per label.
@@ -95,7 +96,6 @@ class MultiLabelTask(Task):
     pos_weight: float | Sequence[float] | None = None
     threshold: float = 0.5
 
-    kind = "multilabel"
     description = "multi-label image classification (BCE-with-logits; mAP)"
     primary_metric = "mAP"
     target_kind = "multilabel"

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fedmuscle_flwr.tasks.adapters import check_batch, check_class_ids, long_targets
-from fedmuscle_flwr.tasks.base import Meter, Task
+from fedmuscle_flwr.tasks.base import TASKS, Meter, Task
 from fedmuscle_flwr.tasks.metrics import confusion_matrix, mean_iou
 
 
@@ -98,6 +98,7 @@ class SegmentationMeter(Meter):
         }
 
 
+@TASKS.register("segmentation")
 @dataclass(frozen=True)
 class SegmentationTask(Task):
     """Semantic segmentation head on the encoder's spatial map.
@@ -116,7 +117,6 @@ class SegmentationTask(Task):
     ignore_index: int = 255
     width: int = 64
 
-    kind = "segmentation"
     description = "semantic segmentation (per-pixel cross-entropy; mIoU)"
     primary_metric = "mIoU"
     target_kind = "mask"

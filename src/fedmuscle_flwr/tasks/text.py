@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fedmuscle_flwr.tasks.base import TASKS
 from fedmuscle_flwr.tasks.classification import ClassificationTask
 
 
+@TASKS.register("text-classification")
 @dataclass(frozen=True)
 class TextClassificationTask(ClassificationTask):
     """Text classification: (dropout +) linear head on pooled text features.
@@ -22,6 +24,5 @@ class TextClassificationTask(ClassificationTask):
         Dropout before the linear head, in ``[0, 1)``; 0 = plain linear head.
     """
 
-    kind = "text-classification"
     description = "single-label text classification (cross-entropy; accuracy)"
     modality = "text"

@@ -15,12 +15,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fedmuscle_flwr.config.run import RunConfig
-from fedmuscle_flwr.method.algorithms.base import AGGREGATE, LOG_ALPHA, PARTNERS
+from fedmuscle_flwr.method.algorithms import get_algorithm
+from fedmuscle_flwr.method.algorithms.base import (
+    AGGREGATE,
+    LOG_ALPHA,
+    PARTNERS,
+    Algorithm,
+)
+from fedmuscle_flwr.method.phases import Phase
 
-# ---- message types
-TRAIN = "train"  # Flower's MessageType.TRAIN
-ALIGN = f"{TRAIN}.align"
-EVALUATE = "evaluate"  # Flower's MessageType.EVALUATE
+# ---- message types (one definition: the Phase enum)
+TRAIN = Phase.TRAIN.message_type  # Flower's MessageType.TRAIN
+ALIGN = Phase.ALIGN.message_type  # "train.align"
+EVALUATE = Phase.EVALUATE.message_type  # Flower's MessageType.EVALUATE
 
 # ---- record keys (kebab-case, defined once)
 CONFIG = "config"
@@ -68,6 +75,13 @@ class Instruction:
     step: int = 0
     arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
     weights: Mapping[str, np.ndarray] | None = None  # fedavg: the group's mean model
+    #: the run's algorithm: looked up once per message (or passed by the server's
+    #: strategy, which holds one per run) and shared by the message's whole flow
+    algorithm: Algorithm = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.algorithm is None:
+            object.__setattr__(self, "algorithm", get_algorithm(self.run.algorithm))
 
 
 @dataclass(frozen=True)

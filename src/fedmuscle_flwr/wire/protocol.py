@@ -17,11 +17,18 @@ Decoding validates everything (see :mod:`fedmuscle_flwr.wire.codec`).
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, MetricRecord, RecordDict
 from pydantic import ValidationError
 
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.method.algorithms import get_algorithm
+from fedmuscle_flwr.method.algorithms.base import (
+    REPRESENTATIONS,
+    Algorithm,
+    Layout,
+    Payloads,
+)
+from fedmuscle_flwr.method.phases import Phase
 from fedmuscle_flwr.wire.codec import (
     ArraySpec,
     ProtocolError,
@@ -31,7 +38,6 @@ from fedmuscle_flwr.wire.codec import (
     record_nbytes,
 )
 from fedmuscle_flwr.wire.messages import (  # re-exported: p.TRAIN, p.Reply, ...
-    _FLOAT,
     _INDEX,
     _WEIGHT_DTYPES,
     AGGREGATE,
@@ -92,8 +98,17 @@ def encode_instruction(ins: Instruction) -> RecordDict:
 
 
 def decode_instruction(content: RecordDict, kind: str) -> Instruction:
-    """RecordDict -> validated Instruction for message type ``kind``."""
+    """RecordDict -> validated Instruction for message type ``kind``.
+
+    The arrays are checked against the run's algorithm's declared
+    :class:`~fedmuscle_flwr.method.algorithms.base.Payloads` (looked up once:
+    the instruction keeps the instance).
+    """
     where = f"{kind} instruction"
+    try:
+        phase = Phase.of_message_type(kind)
+    except ValueError as exc:
+        raise ProtocolError(f"{where}: {exc}") from None
     cfg = _config(content, CONFIG, where)
     try:
         run = RunConfig.model_validate_json(str(cfg[RUN_CONFIG]))
@@ -103,12 +118,16 @@ def decode_instruction(content: RecordDict, kind: str) -> Instruction:
     record = content.array_records.get(ARRAYS)
     if record is None:
         raise ProtocolError(f"{where}: missing record {ARRAYS!r}")
-    specs = instruction_specs(run, kind, record)
-    arrays = decode(record, specs, where=where)
+    try:
+        algorithm = get_algorithm(run.algorithm)
+    except ValueError as exc:
+        raise ProtocolError(f"{where}: {exc}") from None
+    payloads = algorithm.payloads(run.muscle)
+    arrays = decode(record, instruction_specs(run, phase, payloads), where=where)
     weights = None
-    if kind == ALIGN and get_algorithm(run.algorithm).space == "weights":
+    if phase is Phase.ALIGN and payloads.relay_weights:
         weights = decode_weights(content, run, where)
-    return Instruction(run, server_round, step, arrays, weights)
+    return Instruction(run, server_round, step, arrays, weights, algorithm)
 
 
 def decode_weights(
@@ -122,26 +141,28 @@ def decode_weights(
     return decode_open(record, _WEIGHT_DTYPES, limit, where=f"{where}: {WEIGHTS!r}")
 
 
+def array_spec(layout: Layout, run: RunConfig, k: int | None = None) -> ArraySpec:
+    """An algorithm's :class:`Layout` as the codec's spec under ``run``.
+
+    ``B`` and ``d`` come from the run, ``K`` from the request (``k``); every
+    other axis is free (``C`` is capped by :func:`check_class_axis`).
+    """
+    sizes = {"B": run.muscle.batch_size, "d": run.muscle.dim, "K": k}
+    shape = tuple(sizes.get(a) if a is not None else None for a in layout.axes)
+    return ArraySpec(shape, layout.dtypes, unit_rows=layout.unit_rows)
+
+
 def instruction_specs(
-    run: RunConfig, kind: str, record: ArrayRecord
+    run: RunConfig, phase: Phase, payloads: Payloads
 ) -> dict[str, ArraySpec]:
-    """Expected arrays of an instruction of type ``kind`` under ``run``."""
-    b, d = run.muscle.batch_size, run.muscle.dim
-    specs = {ENCODE_INDICES: ArraySpec((None, b), _INDEX)}
-    if kind == EVALUATE:
+    """Expected arrays of an instruction of ``phase`` under ``run``."""
+    b = run.muscle.batch_size
+    if phase is Phase.EVALUATE:
         return {PROBE_INDICES: ArraySpec((run.eval.probe_size,), _INDEX)}
-    if kind == ALIGN:
+    specs = {ENCODE_INDICES: ArraySpec((None, b), _INDEX)}
+    if phase is Phase.ALIGN:
         specs[STEP_INDICES] = ArraySpec((None, b), _INDEX)
-        algorithm = get_algorithm(run.algorithm)
-        if algorithm.space == "weights":
-            return specs  # the mean model travels in its own record
-        if algorithm.space == "logits":
-            specs[PARTNERS] = ArraySpec((None, None, b, None), _FLOAT)
-        elif algorithm.downlink(run.muscle) == "compact":
-            specs[PARTNERS] = ArraySpec((None, None, b, d), _FLOAT, unit_rows=True)
-        else:
-            specs[AGGREGATE] = ArraySpec((None, None, d), _FLOAT)
-            specs[LOG_ALPHA] = ArraySpec((None, None), _FLOAT)
+        specs |= {k: array_spec(v, run) for k, v in payloads.relay.items()}
     return specs
 
 
@@ -166,16 +187,16 @@ def encode_reply(reply: Reply, precision: str) -> RecordDict:
     return content
 
 
-def reply_space(run: RunConfig, phase: str) -> str:
-    """What a reply of ``phase`` (train | align | evaluate) carries under ``run``.
+def reply_layout(payloads: Payloads, phase: Phase) -> Layout | None:
+    """What a reply of ``phase`` uploads per batch (None: a model, not arrays).
 
-    Evaluation replies carry probe representations whatever the algorithm; of a
-    weight-sharing algorithm only the train reply carries the model.
+    Evaluation replies carry probe representations whatever the algorithm; of an
+    algorithm that uploads its model only the train reply carries it.
     """
-    space = get_algorithm(run.algorithm).space
-    if phase == "evaluate" or (space == "weights" and phase != "train"):
-        return "representation"
-    return space
+    model_up = payloads.upload is None
+    if phase is Phase.EVALUATE or (model_up and phase is not Phase.TRAIN):
+        return REPRESENTATIONS
+    return payloads.upload
 
 
 def decode_reply_checked(
@@ -184,14 +205,15 @@ def decode_reply_checked(
     sent_indices: np.ndarray,
     *,
     where: str,
-    phase: str,
+    phase: Phase,
+    algorithm: Algorithm,
 ) -> Reply:
     """The size limit, checked before anything is decoded, then :func:`decode_reply`."""
     k, b = sent_indices.shape if sent_indices.size else (0, 0)
-    space = reply_space(run, phase)
-    width = run.muscle.dim if space == "representation" else MAX_LOGITS
+    upload = reply_layout(algorithm.payloads(run.muscle), phase)
+    width = run.muscle.dim if upload is None or upload.axes[-1] == "d" else MAX_LOGITS
     limit = k * b * (4 * width + 12) + REPLY_SLACK_BYTES
-    if space == "weights":
+    if upload is None:
         limit += int(run.federation.max_weights_mb * 2**20)
     size = sum(record_nbytes(r) for r in content.array_records.values())
     if size > limit:
@@ -199,7 +221,7 @@ def decode_reply_checked(
             f"{where}: {size} bytes of arrays, over the {limit} expected (oversized)"
         )
     return decode_reply(
-        content, run, sent_indices, where=where, space=space, phase=phase
+        content, run, sent_indices, where=where, upload=upload, phase=phase
     )
 
 
@@ -209,19 +231,20 @@ def decode_reply(
     sent_indices: np.ndarray,
     *,
     where: str,
-    space: str = "representation",
+    upload: Layout | None = REPRESENTATIONS,
     phase: str | None = None,
 ) -> Reply:
     """Validate a reply against what was asked (the ``sent_indices`` (K, B)).
 
-    ``space`` is what the reply carries: ``representation`` (K, B, d) unit rows,
-    ``logits`` (K, B, C), C <= :data:`MAX_LOGITS`, any finite values, or
-    ``weights``: a :data:`WEIGHTS` record (any keys; :func:`decode_weights`).
-    The identity and metrics records are checked against their schemas
-    (:mod:`fedmuscle_flwr.wire.records`; per message kind when ``phase`` is given).
-    Raises :class:`ProtocolError` on a missing key, a record that breaks its
-    schema, a shape or dtype mismatch, non-finite or non-unit representations,
-    or indices other than those sent.
+    ``upload`` is the layout of what the reply carries per batch (the
+    algorithm's :class:`~fedmuscle_flwr.method.algorithms.base.Payloads`):
+    representations (K, B, d) unit rows, logits (K, B, C) with
+    C <= :data:`MAX_LOGITS`, or None: a :data:`WEIGHTS` record (any keys;
+    :func:`decode_weights`). The identity and metrics records are checked
+    against their schemas (:mod:`fedmuscle_flwr.wire.records`; per message
+    kind when ``phase`` is given). Raises :class:`ProtocolError` on a missing
+    key, a record that breaks its schema, a shape or dtype mismatch, non-finite
+    or non-unit representations, or indices other than those sent.
     """
     metrics_rec = content.metric_records.get(METRICS)
     if metrics_rec is None:
@@ -234,7 +257,7 @@ def decode_reply(
         metrics = validate_metrics(metrics_rec, phase, limits)
     except ProtocolError as exc:
         raise ProtocolError(f"{where}: schema: {exc}") from None
-    if space == "weights":
+    if upload is None:
         return Reply(metrics, identity, weights=decode_weights(content, run, where))
     if sent_indices.size == 0:
         return Reply(metrics, identity)
@@ -242,10 +265,8 @@ def decode_reply(
     if record is None:
         raise ProtocolError(f"{where}: missing record {REPS!r}")
     k, b = sent_indices.shape  # (K, B): B is the probe size for evaluations
-    if space == "logits":
-        z_spec = ArraySpec((k, b, None), _FLOAT)
-    else:
-        z_spec = ArraySpec((k, b, run.muscle.dim), _FLOAT, unit_rows=True)
+    z_spec = array_spec(upload, run, k)
+    z_spec = ArraySpec((k, b, *z_spec.shape[2:]), z_spec.dtypes, z_spec.unit_rows)
     got = decode(record, {Z: z_spec, INDICES: ArraySpec((k, b), _INDEX)}, where=where)
     if got[Z].shape[2] > MAX_LOGITS:
         raise ProtocolError(
@@ -308,5 +329,5 @@ __all__ = [
     "encode_instruction",
     "encode_reply",
     "instruction_specs",
-    "reply_space",
+    "reply_layout",
 ]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedmuscle_flwr.clientapp.runtime import RuntimeCache, run_phase
+from fedmuscle_flwr.clientapp.runner import RuntimeCache, run_phase
 from fedmuscle_flwr.clientapp.state import ClientStateStore
 from fedmuscle_flwr.config.files import load_profile
 from fedmuscle_flwr.config.run import RunConfig

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fedmuscle_flwr.clientapp.runtime import run_phase
+from fedmuscle_flwr.clientapp.runner import run_phase
 from fedmuscle_flwr.clientapp.state import ClientStateStore
 from fedmuscle_flwr.config.files import load_profile
 from fedmuscle_flwr.config.run import RunConfig

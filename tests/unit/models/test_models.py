@@ -91,7 +91,7 @@ def test_registry_names() -> None:
     # Assert
     expected = {"small-cnn", "resnet-mini", "mlp", "vit-tiny", "minilm", "bert-tiny"}
     expected |= {"text-cnn", "bilstm"} | {f"efficientnet-lite{i}" for i in range(3)}
-    assert names == expected == set(ENCODERS)
+    assert names == set(ENCODERS) >= expected  # a new backbone file adds to these
     assert all(list_models().values())
 
 

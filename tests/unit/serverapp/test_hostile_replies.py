@@ -140,11 +140,11 @@ def test_bindings_restored_on_resume_refuse_a_new_claimant(tmp_path):
     ckpt = load_checkpoint(run_dir)
     strategy = FedMuscle(run_config(tmp_path, "bound"), _Recorder())
     strategy.restore_names(ckpt.names)
-    strategy.nodes = {101, 102, 103, 104, 105}  # 101 is still connected
+    nodes = {101, 102, 103, 104, 105}  # the phase's snapshot: 101 still connected
     # Execute + Assert: node 105 claiming c0 is refused; 101 keeps it
     with pytest.raises(p.ProtocolError, match="bound to node 101"):
-        strategy.book.claim(105, "c0")
-    strategy.book.claim(101, "c0")
+        strategy.book.claim(105, "c0", connected=nodes)
+    strategy.book.claim(101, "c0", connected=nodes)
 
 
 class _Recorder:

@@ -11,10 +11,12 @@ from flwr.app import Context, Error, Message, RecordDict
 
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.launch.inprocess import InProcessGrid
+from fedmuscle_flwr.method.phases import Phase
 from fedmuscle_flwr.runs.metrics import RunRecorder, read_rows
+from fedmuscle_flwr.serverapp.calls import PhaseCall
 from fedmuscle_flwr.serverapp.incidents import Incidents
 from fedmuscle_flwr.serverapp.names import NameBook
-from fedmuscle_flwr.serverapp.replies import MAX_CLIENT_TEXT, ReplyDesk, Sent
+from fedmuscle_flwr.serverapp.replies import MAX_CLIENT_TEXT, ReplyDesk
 from fedmuscle_flwr.wire import protocol as p
 from tests.unit.serverapp.test_strategy_faults import BASE
 
@@ -27,8 +29,10 @@ def desk_for(tmp_path) -> tuple[ReplyDesk, Incidents, RunRecorder]:
     return ReplyDesk(run, recorder, incidents, NameBook()), incidents, recorder
 
 
-def exchange(script: dict[int, str | None]) -> tuple[list[Message], Sent]:
-    """Ask nodes 1..n (an evaluation without arrays) over an in-process grid.
+def exchange(
+    script: dict[int, str | None], phase: Phase = Phase.EVALUATE
+) -> tuple[list[Message], PhaseCall]:
+    """Ask nodes 1..n (a phase without arrays) over an in-process grid.
 
     ``script[node]`` is the client name the node answers with, ``"!error"`` for
     an error reply (10,000 characters of reason), or ``None`` for no answer.
@@ -43,19 +47,20 @@ def exchange(script: dict[int, str | None]) -> tuple[list[Message], Sent]:
 
     grid = InProcessGrid(handler, len(script), first_id=1)
     grid.down = {node for node, name in script.items() if name is None}
-    sent = Sent()
+    call = PhaseCall(phase, 1, 0, frozenset(script))  # every node connected
     for node in script:
-        sent.messages.append(grid.create_message(RecordDict(), p.EVALUATE, node, ""))
-        sent.indices[node] = np.zeros((0, 0), np.int64)
-    return list(grid.pull_messages(grid.push_messages(sent.messages))), sent
+        msg = grid.create_message(RecordDict(), phase.message_type, node, "")
+        call.messages.append(msg)
+        call.asked[node] = np.zeros((0, 0), np.int64)
+    return list(grid.pull_messages(grid.push_messages(call.messages))), call
 
 
 def test_valid_replies_bind_names_and_record_one_row_each(tmp_path) -> None:
     # Prepare
     desk, incidents, recorder = desk_for(tmp_path)
-    replies, sent = exchange({1: "b", 2: "a"})
+    replies, call = exchange({1: "b", 2: "a"})
     # Execute
-    good = desk.take(replies, sent, 1, "evaluate")
+    good = desk.take(replies, call)
     desk.record(1, good, phase="evaluate")
     # Assert
     assert sorted(good) == [1, 2] and desk.names == {1: "b", 2: "a"}
@@ -68,9 +73,9 @@ def test_valid_replies_bind_names_and_record_one_row_each(tmp_path) -> None:
 def test_error_reply_counted_failed_with_the_clients_text_cut(tmp_path) -> None:
     # Prepare
     desk, incidents, recorder = desk_for(tmp_path)
-    replies, sent = exchange({1: "!error"})
+    replies, call = exchange({1: "!error"}, Phase.TRAIN)
     # Execute
-    good = desk.take(replies, sent, 1, "train")
+    good = desk.take(replies, call)
     # Assert
     assert good == {} and incidents.round_summary()["failed"] == 1
     (row,) = read_rows(recorder.run_dir)
@@ -80,9 +85,9 @@ def test_error_reply_counted_failed_with_the_clients_text_cut(tmp_path) -> None:
 def test_silent_node_timed_out_and_second_claim_of_a_name_rejected(tmp_path) -> None:
     # Prepare
     desk, incidents, _ = desk_for(tmp_path)
-    replies, sent = exchange({1: "c0", 2: "c0", 3: None})  # 3 never answers
+    replies, call = exchange({1: "c0", 2: "c0", 3: None})  # 3 never answers
     # Execute
-    good = desk.take(replies, sent, 1, "evaluate")
+    good = desk.take(replies, call)
     # Assert
     assert list(good) == [1] and desk.names == {1: "c0"}
     counts = incidents.round_summary()

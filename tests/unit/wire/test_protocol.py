@@ -3,6 +3,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.method.algorithms.base import LOGITS
 from fedmuscle_flwr.wire import protocol as p
 from fedmuscle_flwr.wire.codec import (
     ArraySpec,
@@ -306,7 +307,7 @@ def _logits(*shape, seed=0):
 def test_logit_reply_round_trips_any_width_without_unit_rows():
     z = _logits(2, 4, 10)
     got = p.decode_reply(
-        reply_content(z, IDX), RUN_LOGITS, IDX, where="t", space="logits"
+        reply_content(z, IDX), RUN_LOGITS, IDX, where="t", upload=LOGITS
     )
     assert got.z.shape == (2, 4, 10)
     np.testing.assert_allclose(got.z, z, rtol=2e-3, atol=1e-2)
@@ -332,7 +333,7 @@ def test_bad_logit_replies_are_rejected_clearly(case):
     sent = IDX[: len(idx)]
     with pytest.raises(ProtocolError, match=needle):
         p.decode_reply(
-            reply_content(z, idx), RUN_LOGITS, sent, where="node 7", space="logits"
+            reply_content(z, idx), RUN_LOGITS, sent, where="node 7", upload=LOGITS
         )
 
 
@@ -340,11 +341,11 @@ def test_logit_reply_wrong_dtype_and_missing_key():
     content = reply_content(_logits(2, 4, 10), IDX)
     content.array_records[p.REPS][p.Z] = Array(np.zeros((2, 4, 10), np.int64))
     with pytest.raises(ProtocolError, match="dtype int64"):
-        p.decode_reply(content, RUN_LOGITS, IDX, where="n", space="logits")
+        p.decode_reply(content, RUN_LOGITS, IDX, where="n", upload=LOGITS)
     content = reply_content(_logits(2, 4, 10), IDX)
     del content.array_records[p.REPS][p.Z]
     with pytest.raises(ProtocolError, match="missing array 'z'"):
-        p.decode_reply(content, RUN_LOGITS, IDX, where="n", space="logits")
+        p.decode_reply(content, RUN_LOGITS, IDX, where="n", upload=LOGITS)
 
 
 def test_logit_align_instruction_carries_partner_logits():
@@ -383,7 +384,7 @@ def _state():
 
 def test_weights_round_trip_exactly_in_fp32_whatever_the_precision():
     got = p.decode_reply(
-        _weights_content(_state()), RUN_AVG, IDX[:0], where="t", space="weights"
+        _weights_content(_state()), RUN_AVG, IDX[:0], where="t", upload=None
     )
     assert got.weights.keys() == _state().keys()
     for key, value in _state().items():
@@ -418,7 +419,7 @@ def test_bad_weights_are_rejected_clearly(case):
     weights, needle = _bad_weights()[case]
     with pytest.raises(ProtocolError, match=needle):
         p.decode_reply(
-            _weights_content(weights), RUN_AVG, IDX[:0], where="node 7", space="weights"
+            _weights_content(weights), RUN_AVG, IDX[:0], where="node 7", upload=None
         )
 
 
@@ -426,7 +427,7 @@ def test_missing_and_oversized_weights_are_rejected():
     content = _weights_content(_state())
     del content[p.WEIGHTS]
     with pytest.raises(ProtocolError, match="missing record 'weights'"):
-        p.decode_reply(content, RUN_AVG, IDX[:0], where="n", space="weights")
+        p.decode_reply(content, RUN_AVG, IDX[:0], where="n", upload=None)
     small = RUN_AVG.model_copy(
         update={
             "federation": RUN.federation.model_copy(update={"max_weights_mb": 1e-5})
@@ -434,5 +435,5 @@ def test_missing_and_oversized_weights_are_rejected():
     )
     with pytest.raises(ProtocolError, match="oversized"):
         p.decode_reply(
-            _weights_content(_state()), small, IDX[:0], where="n", space="weights"
+            _weights_content(_state()), small, IDX[:0], where="n", upload=None
         )

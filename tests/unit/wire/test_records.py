@@ -111,22 +111,23 @@ def test_first_accepted_claim_binds_later_claimant_refused():
 def test_binding_moves_only_from_a_gone_node_and_never_across_keys():
     connected = {1, 2}
     keys = {1: "node-1", 2: "node-2", 3: "node-1"}
-    book = NameBook(key_of=lambda n: keys.get(n, ""), connected=connected.__contains__)
-    book.claim(1, "c0")
+    book = NameBook(key_of=lambda n: keys.get(n, ""))
+    book.claim(1, "c0", connected)
     connected.discard(1)  # node 1 left (a SuperNode restart: new node id)
     with pytest.raises(ProtocolError, match="bound to key 'node-1'"):
-        book.claim(2, "c0")  # another key: never
-    book.claim(3, "c0")  # the same key, new node id: the name moves
+        book.claim(2, "c0", connected)  # another key: never
+    book.claim(3, "c0", connected)  # the same key, new node id: the name moves
     assert book.to_json() == {"c0": {"node": 3, "key": "node-1"}}
 
 
 def test_bindings_survive_a_round_trip():
     book = NameBook()
     book.claim(5, "a")
-    restored = NameBook(connected=lambda n: n == 5)
+    restored = NameBook()
     restored.load(book.to_json())
     with pytest.raises(ProtocolError):
-        restored.claim(6, "a")
+        restored.claim(6, "a", connected={5, 6})
+    assert restored.names() == {5: "a"}
 
 
 # ------------------------------------------------------------------- fuzzing
@@ -209,11 +210,11 @@ def test_names_bound_to_the_registered_keys_of_a_deployment(tmp_path):
                     [11, 12])  # fmt: skip
     keys = NodeKeys(str(path))
     assert (keys(11), keys(12), keys(13)) == ("node-1", "node-2", "")
-    book = NameBook(key_of=keys, connected=lambda n: False)
-    book.claim(11, "c0")
+    book = NameBook(key_of=keys)
+    book.claim(11, "c0", connected=())
     # a resumed SuperLink registered the keys again: new node ids
     write_node_keys(path, ["x AAAA node-1", "x BBBB node-2"], [21, 22])
     with pytest.raises(ProtocolError, match="bound to key 'node-1'"):
-        book.claim(22, "c0")  # node-2's key: never, even with node 11 gone
-    book.claim(21, "c0")  # node-1's key under its new id
+        book.claim(22, "c0", connected=())  # node-2's key: never, even with 11 gone
+    book.claim(21, "c0", connected=())  # node-1's key under its new id
     assert NodeKeys("")(5) == ""

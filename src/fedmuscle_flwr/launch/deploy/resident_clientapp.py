@@ -10,7 +10,7 @@ process: it acquires each task from the Runtime API, pulls the task input, runs
 the ClientApp and pushes the reply and the task's output with Flower's own
 functions (the flow of ``flwr-clientapp``, :mod:`flwr.supernode.runtime.run_clientapp`),
 so the client's runtime (model, optimisers, data, public set) stays in memory
-across messages and rounds (``clientapp.runtime.RuntimeCache``).
+across messages and rounds (``clientapp.runner.RuntimeCache``).
 
 It serves only the FedMuscle ClientApp: a run whose FAB names another
 ``clientapp`` component gets an error reply. (Named "resident", not "executor":

@@ -1,45 +1,25 @@
 """The algorithms, one file each, found by name in one registry.
 
-Every module of this folder that defines an :class:`~.base.Algorithm` subclass
-with a ``name`` is registered: adding a baseline is one file (and its test).
+Every module of this folder may register an :class:`~.base.Algorithm` subclass
+with ``@ALGORITHMS.register("name")``: adding a baseline is one file (and its
+test). The registry style (the same for backbones and task kinds) is described
+in :mod:`fedmuscle_flwr.config.registry`.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
-
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.config.schema import ConfigError
-from fedmuscle_flwr.method.algorithms.base import Algorithm
-
-#: name -> class, in name order
-ALGORITHMS: dict[str, type[Algorithm]] = {}
-
-
-def _discover() -> None:
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if (
-                issubclass(cls, Algorithm)
-                and cls.name
-                and cls.__module__ == module.__name__
-            ):
-                if cls.name in ALGORITHMS and ALGORITHMS[cls.name] is not cls:
-                    raise RuntimeError(f"algorithm name {cls.name!r} registered twice")
-                ALGORITHMS[cls.name] = cls
+from fedmuscle_flwr.method.algorithms.base import ALGORITHMS, Algorithm
 
 
 def get_algorithm(name: str) -> Algorithm:
-    """A new instance of algorithm ``name``; :class:`ConfigError` names the known."""
-    try:
-        return ALGORITHMS[name]()
-    except KeyError:
-        raise ConfigError(
-            f"algorithm={name!r} is not registered; known: {sorted(ALGORITHMS)}"
-        ) from None
+    """A new instance of algorithm ``name``; :class:`ConfigError` names the known.
+
+    Build it once per run (the strategy) or per message (the instruction's
+    :attr:`~fedmuscle_flwr.wire.messages.Instruction.algorithm`) and pass it on.
+    """
+    return ALGORITHMS.entry(name)()
 
 
 def check_algorithm(run: RunConfig) -> Algorithm:
@@ -52,7 +32,5 @@ def check_algorithm(run: RunConfig) -> Algorithm:
         )
     return algorithm
 
-
-_discover()
 
 __all__ = ["ALGORITHMS", "Algorithm", "check_algorithm", "get_algorithm"]

@@ -11,8 +11,14 @@ relays; evaluation). An :class:`Algorithm` says, through its hooks,
   to each of them (:meth:`relay`) and how many phase-2 round trips a round takes
   (:meth:`messages_per_round`).
 
-Adding a baseline = one file in this folder (a subclass with a ``name``; the
-registry finds it) + one test, never an ``elif name ==`` branch or a copied client.
+An algorithm also declares what travels (:meth:`Algorithm.payloads`: the layout,
+dtypes and shape of its upload and of each array it relays); the wire code
+validates every message against that declaration and never asks for a name.
+
+Adding a baseline = one file in this folder (a subclass decorated with
+``@ALGORITHMS.register("name")``; the registry finds the file) + one test, never
+an ``elif name ==`` branch or a copied client (the registry style:
+:mod:`fedmuscle_flwr.config.registry`; the steps: docs/extending.md).
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fedmuscle_flwr.config.registry import Registry
 from fedmuscle_flwr.config.run import MuscleConfig, RunConfig
+from fedmuscle_flwr.config.schema import ConfigError
 from fedmuscle_flwr.method.planner import partner_matrices
 from fedmuscle_flwr.models.base import ModelInput
 from fedmuscle_flwr.models.client_model import ClientModel
@@ -43,6 +51,51 @@ StepPayload = Mapping[str, Tensor]
 PARTNERS = "partners"  # (S, M, B, D) partner matrices
 AGGREGATE = "aggregate"  # (S, B^M, d) S^n of the paper's downlink
 LOG_ALPHA = "log-alpha"  # (S, B^M) log α^n
+
+#: floating dtypes a representation or logit array may travel in
+FLOATS = ("float16", "float32")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One array's layout on the wire.
+
+    ``axes`` name each axis: ``B`` (public batch size) and ``d`` (representation
+    dim) are fixed by the run, ``K`` (batches asked for) by the request, ``C``
+    (classes) is capped by the wire; any other name (``S`` steps, ``M``
+    partners, ``B^M`` tuples) or None is free. ``unit_rows``: the last axis
+    holds unit-norm rows.
+    """
+
+    axes: tuple[str | None, ...]
+    dtypes: tuple[str, ...] = FLOATS
+    unit_rows: bool = False
+
+
+#: Z^n: (K, B, d) unit rows
+REPRESENTATIONS = Layout(("K", "B", "d"), unit_rows=True)
+#: class scores: (K, B, C)
+LOGITS = Layout(("K", "B", "C"))
+#: M partners' matrices per step: (S, M, B, d) unit rows
+PARTNER_MATRICES = Layout(("S", "M", "B", "d"), unit_rows=True)
+
+
+@dataclass(frozen=True)
+class Payloads:
+    """What an algorithm's messages carry besides indices and metrics.
+
+    ``upload``: the layout of what a train/align reply uploads per requested
+    batch, or None when the train reply uploads the model instead (a weights
+    record); ``relay``: the arrays of an align instruction, by key;
+    ``relay_weights``: the align instruction carries a model (a weights record).
+    Evaluation replies always carry :data:`REPRESENTATIONS` of the probe.
+    """
+
+    upload: Layout | None = REPRESENTATIONS
+    relay: Mapping[str, Layout] = field(
+        default_factory=lambda: {PARTNERS: PARTNER_MATRICES}
+    )
+    relay_weights: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +123,22 @@ class Relay:
 
 
 @dataclass(frozen=True)
+class RelayRequest:
+    """What :meth:`Algorithm.relay` gets: the uploads and the steps to serve.
+
+    ``batches`` (S, B): the public batches of the steps ``span`` of message
+    ``step`` in round ``server_round``.
+    """
+
+    run: RunConfig
+    uploads: Uploads
+    batches: np.ndarray
+    server_round: int
+    step: int
+    span: range
+
+
+@dataclass(frozen=True)
 class AlignContext:
     """What an alignment loss may need besides anchor and payload."""
 
@@ -85,13 +154,13 @@ class Algorithm:
     matrices (the compact downlink), train w^n with the head frozen.
     """
 
-    #: registry name (``algorithm = "..."`` in the run config)
+    #: registry name (``algorithm = "..."``; set by ``@ALGORITHMS.register``)
     name: ClassVar[str] = ""
     #: one line for ``fedmuscle list algorithms``
     description: ClassVar[str] = ""
     #: what travels, in words (docs and listings)
     wire: ClassVar[str] = ""
-    #: what the client uploads for phase 2
+    #: what the client uploads, in words (privacy applies to representations)
     space: ClassVar[Space] = "representation"
     #: whether the phase-2 loss is taken in T steps (False: none, or a weight load)
     aligns: ClassVar[bool] = True
@@ -119,6 +188,10 @@ class Algorithm:
     def setup(self, run: RunConfig) -> None:
         """Server-side set-up before round 1 (default: nothing to build)."""
 
+    def payloads(self, muscle: MuscleConfig) -> Payloads:
+        """What travels: Z^n up, the partners' matrices down."""
+        return Payloads()
+
     def downlink(self, muscle: MuscleConfig) -> str:
         """The downlink actually used: ``compact`` unless the loss can take S^n."""
         return "compact"
@@ -138,25 +211,23 @@ class Algorithm:
         """Which clients may be paired: everybody in the pool."""
         return [list(up.pool)]
 
-    def relay(
-        self,
-        run: RunConfig,
-        up: Uploads,
-        batches: np.ndarray,
-        server_round: int,
-        step: int,
-        span: range,
-    ) -> dict[int, Relay]:
-        """Per node, what it gets for the step batches ``batches`` (S, B).
+    def relay(self, req: RelayRequest) -> dict[int, Relay]:
+        """Per node, what it gets for the step batches ``req.batches`` (S, B).
 
         M partners sampled (seeded) within each group; a node alone in its group
         gets nothing and skips phase 2 this message.
         """
-        m, seed = run.muscle.partners, run.seed
+        up, m, seed = req.uploads, req.run.muscle.partners, req.run.seed
         matrices = partner_matrices(
-            up.bank, self.groups(up), m, seed, server_round, step, span
+            up.bank, self.groups(up), m, seed, req.server_round, req.step, req.span
         )
         return {n: Relay({PARTNERS: c}) for n, c in matrices.items()}
+
+
+#: name -> algorithm class, filled by ``@ALGORITHMS.register`` in this folder
+ALGORITHMS: Registry[type[Algorithm]] = Registry(
+    "algorithm", "fedmuscle_flwr.method.algorithms", name_attr="name", error=ConfigError
+)
 
 
 def check_pair_shapes(anchor: Tensor, partners: Tensor) -> None:

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from fedmuscle_flwr.method.algorithms.base import (
+    ALGORITHMS,
     PARTNERS,
     AlignContext,
     StepPayload,
@@ -43,10 +44,10 @@ def pseudo_label_loss(
     return task_loss(anchor, targets)
 
 
+@ALGORITHMS.register("cofed")
 class CoFED(LogitAlgorithm):
     """Public data pseudo-labelled by the vote of same-label-space partners."""
 
-    name = "cofed"
     description = (
         "CoFED (Cao et al., IEEE TNNLS 2023): train on public data pseudo-labelled "
         "by the vote of same-label-space partners (argmax / p > 0.5)"

@@ -33,12 +33,13 @@ from fedmuscle_flwr.config.schema import ConfigError
 from fedmuscle_flwr.data.base import PublicData
 from fedmuscle_flwr.data.registry import load_public
 from fedmuscle_flwr.method.algorithms.base import (
+    ALGORITHMS,
     PARTNERS,
     Algorithm,
     AlignContext,
     Relay,
+    RelayRequest,
     StepPayload,
-    Uploads,
 )
 from fedmuscle_flwr.method.losses import pairwise_infonce
 from fedmuscle_flwr.models.client_model import (
@@ -123,10 +124,10 @@ class ServerRepresentationModel:
         return torch.stack(out).numpy()
 
 
+@ALGORITHMS.register("creamfl")
 class CreamFL(Algorithm):
     """Clients align by InfoNCE to the server model's representations."""
 
-    name = "creamfl"
     description = (
         "CreamFL (Yu et al., ICLR 2023), reduced: a global model on the server "
         "learns the public data by InfoNCE to the clients' mean representations; "
@@ -148,21 +149,14 @@ class CreamFL(Algorithm):
         """Build the server model (a bad ``server-model`` fails before round 1)."""
         self.server_model = ServerRepresentationModel(run)
 
-    def relay(
-        self,
-        run: RunConfig,
-        up: Uploads,
-        batches: np.ndarray,
-        server_round: int,
-        step: int,
-        span: range,
-    ) -> dict[int, Relay]:
+    def relay(self, req: RelayRequest) -> dict[int, Relay]:
         """Train the server model on the uploads, relay its (S, 1, B, d) to all."""
-        pool = list(up.pool)
+        up, pool = req.uploads, list(req.uploads.pool)
         if not pool:
             return {}
         if self.server_model is None:
-            self.setup(run)
+            self.setup(req.run)
         assert self.server_model is not None
-        reps = self.server_model.fit_and_encode({n: up.bank[n] for n in pool}, batches)
+        bank = {n: up.bank[n] for n in pool}
+        reps = self.server_model.fit_and_encode(bank, req.batches)
         return {n: Relay({PARTNERS: reps[:, None]}) for n in pool}

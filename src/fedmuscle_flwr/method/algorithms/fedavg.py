@@ -11,8 +11,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fedmuscle_flwr.config.run import RunConfig
-from fedmuscle_flwr.method.algorithms.base import Algorithm, Relay, State, Uploads
+from fedmuscle_flwr.config.run import MuscleConfig, RunConfig
+from fedmuscle_flwr.method.algorithms.base import (
+    ALGORITHMS,
+    Algorithm,
+    Payloads,
+    Relay,
+    RelayRequest,
+    State,
+    Uploads,
+)
 from fedmuscle_flwr.models.client_model import ClientModel
 
 
@@ -44,10 +52,10 @@ def average_weights(
     return out
 
 
+@ALGORITHMS.register("fedavg")
 class FedAvg(Algorithm):
     """Weight averaging among twins; one phase-2 message carries the mean."""
 
-    name = "fedavg"
     description = (
         "FedAvg (McMahan et al., AISTATS 2017) within each group of clients with "
         "the same label space and an identical architecture (a reference point; "
@@ -58,6 +66,11 @@ class FedAvg(Algorithm):
         "down: its group's mean, weighted by training examples"
     )
     space = "weights"
+
+    def payloads(self, muscle: MuscleConfig) -> Payloads:
+        """The model up after phase 1; its group's mean model down."""
+        return Payloads(upload=None, relay={}, relay_weights=True)
+
     aligns = False
 
     def train_upload(self, model: ClientModel) -> State | None:
@@ -79,17 +92,9 @@ class FedAvg(Algorithm):
                 )
         return list(groups.values())
 
-    def relay(
-        self,
-        run: RunConfig,
-        up: Uploads,
-        batches: np.ndarray,
-        server_round: int,
-        step: int,
-        span: range,
-    ) -> dict[int, Relay]:
+    def relay(self, req: RelayRequest) -> dict[int, Relay]:
         """Every member of a group of two or more gets the group's mean."""
-        out: dict[int, Relay] = {}
+        up, out = req.uploads, dict[int, Relay]()
         for group in self.groups(up):
             if len(group) < 2:
                 continue  # no twin: trains locally

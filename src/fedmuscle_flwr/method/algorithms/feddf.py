@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from fedmuscle_flwr.method.algorithms.base import (
+    ALGORITHMS,
     PARTNERS,
     AlignContext,
     StepPayload,
@@ -36,10 +37,10 @@ def ensemble_kd(
     return temperature**2 * soft(anchor / temperature, teacher)
 
 
+@ALGORITHMS.register("feddf")
 class FedDF(LogitAlgorithm):
     """KL at temperature T to the same-label-space partners' averaged logits."""
 
-    name = "feddf"
     description = (
         "FedDF (Lin et al., NeurIPS 2020): ensemble distillation (KL at "
         "temperature T to the partners' averaged logits); reduced: distilled on "

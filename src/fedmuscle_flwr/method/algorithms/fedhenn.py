@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from fedmuscle_flwr.method.algorithms.base import (
+    ALGORITHMS,
     PARTNERS,
     Algorithm,
     AlignContext,
@@ -40,10 +41,10 @@ def cka_distance(anchor: Tensor, partners: Tensor) -> Tensor:
     return 1.0 - linear_cka(anchor, partners.detach().mean(0))
 
 
+@ALGORITHMS.register("fedhenn")
 class FedHeNN(Algorithm):
     """1 − CKA to the partners' mean public representation matrix."""
 
-    name = "fedhenn"
     description = (
         "FedHeNN (Makhija et al., ICML 2022): CKA proximal term to the partners' "
         "mean public representation matrix; reduced: the term is minimised in "

@@ -8,6 +8,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from fedmuscle_flwr.method.algorithms.base import (
+    ALGORITHMS,
     PARTNERS,
     AlignContext,
     StepPayload,
@@ -25,10 +26,10 @@ def consensus_l1(anchor: Tensor, partners: Tensor) -> Tensor:
     return (anchor - partners.detach().mean(0)).abs().mean()
 
 
+@ALGORITHMS.register("fedmd")
 class FedMD(LogitAlgorithm):
     """The mean class scores of same-label-space partners, learnt by L1."""
 
-    name = "fedmd"
     description = (
         "FedMD (Li & Wang, 2019): digest the consensus (mean class scores of the "
         "same-label-space partners on public data) with an L1 loss"

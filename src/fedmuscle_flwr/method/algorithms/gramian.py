@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fedmuscle_flwr.method.algorithms.base import (
+    ALGORITHMS,
     PARTNERS,
     Algorithm,
     AlignContext,
@@ -51,10 +52,10 @@ def gramian_loss(anchor: Tensor, partners: Tensor, tau: float) -> Tensor:
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
+@ALGORITHMS.register("gramian")
 class Gramian(Algorithm):
     """The Gramian-volume contrastive loss against the same M partners."""
 
-    name = "gramian"
     description = (
         "GRAM (Cicchetti et al., ICLR 2025): contrastive loss with the volume of "
         "the Gramian of (z^n_i, partners' z_j) as distance; a loss ablation"

@@ -17,7 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fedmuscle_flwr.method.algorithms.base import Algorithm, Uploads
+from fedmuscle_flwr.config.run import MuscleConfig
+from fedmuscle_flwr.method.algorithms.base import (
+    LOGITS,
+    PARTNERS,
+    Algorithm,
+    Layout,
+    Payloads,
+    Uploads,
+)
 from fedmuscle_flwr.models.base import ModelInput
 from fedmuscle_flwr.models.client_model import ClientModel
 from fedmuscle_flwr.tasks.base import Task
@@ -77,6 +85,10 @@ class LogitAlgorithm(Algorithm):
     """Upload class scores, train the task parameters, pair within label spaces."""
 
     space = "logits"
+
+    def payloads(self, muscle: MuscleConfig) -> Payloads:
+        """Class scores up; M partners' class scores (S, M, B, C) down."""
+        return Payloads(upload=LOGITS, relay={PARTNERS: Layout(("S", "M", "B", "C"))})
 
     def readout(self, model: ClientModel, inputs: ModelInput) -> Tensor:
         """The task head's class scores (B, C); per-pixel maps are averaged."""

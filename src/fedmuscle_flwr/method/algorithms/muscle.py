@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-import numpy as np
 from torch import Tensor
 
-from fedmuscle_flwr.config.run import MuscleConfig, RunConfig
+from fedmuscle_flwr.config.run import MuscleConfig
 from fedmuscle_flwr.method.algorithms.base import (
     AGGREGATE,
+    ALGORITHMS,
     LOG_ALPHA,
     PARTNERS,
     Algorithm,
     AlignContext,
+    Layout,
+    Payloads,
     Relay,
+    RelayRequest,
     StepPayload,
-    Uploads,
 )
 from fedmuscle_flwr.method.losses import muscle_loss, muscle_loss_from_aggregate
 from fedmuscle_flwr.method.planner import aggregated_payload
 
 
+@ALGORITHMS.register("fedmuscle")
 class FedMuscle(Algorithm):
     """Muscle loss (docs/method.md §2) against M partners; either downlink."""
 
-    name = "fedmuscle"
     description = "FedMuscle: Muscle loss over M partners (Setayesh et al., ICLR 2026)"
     wire = "up: Z^n (B, d) per batch; down: M partner matrices or S^n, log α"
 
@@ -44,25 +46,27 @@ class FedMuscle(Algorithm):
             max_tuples=cfg.max_tuples,
         )
 
+    def payloads(self, muscle: MuscleConfig) -> Payloads:
+        """Z^n up; down the partners' matrices, or S^n and log α (aggregated)."""
+        if self.downlink(muscle) == "compact":
+            return Payloads()
+        aggregate = {
+            AGGREGATE: Layout(("S", "B^M", "d")),
+            LOG_ALPHA: Layout(("S", "B^M")),
+        }
+        return Payloads(relay=aggregate)
+
     def downlink(self, muscle: MuscleConfig) -> str:
         """The configured downlink (``compact`` or the paper's ``aggregated``)."""
         return muscle.downlink
 
-    def relay(
-        self,
-        run: RunConfig,
-        up: Uploads,
-        batches: np.ndarray,
-        server_round: int,
-        step: int,
-        span: range,
-    ) -> dict[int, Relay]:
+    def relay(self, req: RelayRequest) -> dict[int, Relay]:
         """Partner matrices; with ``muscle.downlink=aggregated`` S^n and log α."""
-        relays = super().relay(run, up, batches, server_round, step, span)
-        if self.downlink(run.muscle) == "compact":
+        relays = super().relay(req)
+        if self.downlink(req.run.muscle) == "compact":
             return relays
         out = {}
         for node, relay in relays.items():
-            agg, log_alpha = aggregated_payload(relay.arrays[PARTNERS], run.muscle)
+            agg, log_alpha = aggregated_payload(relay.arrays[PARTNERS], req.run.muscle)
             out[node] = Relay({AGGREGATE: agg, LOG_ALPHA: log_alpha})
         return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from fedmuscle_flwr.method.algorithms.base import (
+    ALGORITHMS,
     PARTNERS,
     Algorithm,
     AlignContext,
@@ -13,10 +14,10 @@ from fedmuscle_flwr.method.algorithms.base import (
 from fedmuscle_flwr.method.losses import pairwise_infonce
 
 
+@ALGORITHMS.register("pairwise")
 class Pairwise(Algorithm):
     """L = Σ_m InfoNCE_τ(z^n, z^m): Muscle with γ = 0."""
 
-    name = "pairwise"
     description = (
         "Sum of pairwise InfoNCE over the same M partners (the paper's ablation)"
     )

@@ -12,6 +12,7 @@ from fedmuscle_flwr.method.algorithms.base import (
     LOG_ALPHA,
     PARTNERS,
     AlignContext,
+    RelayRequest,
     Uploads,
 )
 from fedmuscle_flwr.method.losses import muscle_loss
@@ -46,7 +47,7 @@ def test_both_downlinks_give_the_loop_reference() -> None:
     losses = {}
     for downlink in ("compact", "aggregated"):
         run = _run(downlink)
-        relay = algo.relay(run, up, batches, 1, 0, range(0, 1))[1]
+        relay = algo.relay(RelayRequest(run, up, batches, 1, 0, range(0, 1)))[1]
         assert set(relay.arrays) == (
             {PARTNERS} if downlink == "compact" else {AGGREGATE, LOG_ALPHA}
         )
@@ -55,7 +56,9 @@ def test_both_downlinks_give_the_loop_reference() -> None:
         losses[downlink] = float(algo.align_loss(anchor, payload, ctx))
     # Assert: the same loss either way, equal to the brute-force tuple loop
     run = _run("compact")
-    partners = algo.relay(run, up, batches, 1, 0, range(0, 1))[1].arrays[PARTNERS][0]
+    partners = algo.relay(RelayRequest(run, up, batches, 1, 0, range(0, 1)))[1].arrays[
+        PARTNERS
+    ][0]
     want = reference_muscle(
         anchor,
         torch.from_numpy(partners).double(),
@@ -78,3 +81,18 @@ def test_both_downlinks_give_the_loop_reference() -> None:
         )
         < 1e-12
     )
+
+
+def test_the_registry_name_fedmuscle_is_the_muscle_module_class() -> None:
+    from fedmuscle_flwr.method.algorithms import muscle as muscle_module
+
+    # Assert: the name builds muscle.py's class; it declares the relayed
+    # arrays per downlink (compact: the default partners; aggregated: S^n and
+    # log α with a leading step axis)
+    algo = get_algorithm("fedmuscle")
+    assert type(algo) is muscle_module.FedMuscle
+    compact = algo.payloads(_run("compact").muscle)
+    aggregated = algo.payloads(_run("aggregated").muscle)
+    assert AGGREGATE not in compact.relay
+    assert aggregated.relay[AGGREGATE].axes == ("S", "B^M", "d")
+    assert aggregated.relay[LOG_ALPHA].axes == ("S", "B^M")

@@ -33,3 +33,14 @@ def test_pairwise_gradient_reaches_the_anchor_only() -> None:
     get_algorithm("pairwise").align_loss(anchor, {PARTNERS: partners}, ctx).backward()
     assert anchor.grad is not None and torch.count_nonzero(anchor.grad) > 0
     assert partners.grad is None or torch.count_nonzero(partners.grad) == 0
+
+
+def test_the_registry_name_pairwise_is_the_pairwise_module_class() -> None:
+    from fedmuscle_flwr.method.algorithms import pairwise as pairwise_module
+
+    # Assert: the name builds pairwise.py's class, which keeps the default
+    # (representation) payloads and cannot take the paper's aggregated downlink
+    run = RunConfig.from_flat({"device": "cpu", "muscle.downlink": "aggregated"})
+    algo = get_algorithm("pairwise")
+    assert type(algo) is pairwise_module.Pairwise
+    assert algo.downlink(run.muscle) == "compact"

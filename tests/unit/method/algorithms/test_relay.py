@@ -6,7 +6,7 @@ import numpy as np
 
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.method.algorithms import get_algorithm
-from fedmuscle_flwr.method.algorithms.base import Algorithm, Uploads
+from fedmuscle_flwr.method.algorithms.base import Algorithm, RelayRequest, Uploads
 
 SEG, CLS = "segmentation/fashion-mnist-seg/11", "classification/fashion-mnist/10"
 
@@ -39,7 +39,9 @@ def test_fedavg_groups_identical_models_of_one_label_space_any_task() -> None:
     groups = _planner("fedavg").groups(_uploads())
     assert sorted(groups) == [[1, 2], [3], [4, 5], [6]]
     batches = np.zeros((0, 32), np.int64)
-    means = _planner("fedavg").relay(RUN, _uploads(), batches, 1, 0, range(0))
+    means = _planner("fedavg").relay(
+        RelayRequest(RUN, _uploads(), batches, 1, 0, range(0))
+    )
     assert sorted(means) == [1, 2, 4, 5]  # no twin: 3 and 6 train locally
     assert all(r.weights is not None and not r.arrays for r in means.values())
 

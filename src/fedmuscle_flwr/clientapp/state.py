@@ -54,6 +54,22 @@ def default_state_dir() -> Path:
     return Path(env).expanduser() if env else cache_dir() / "client-state"
 
 
+#: modes of the state folders and files: the owner's only
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def private_dir(path: Path, root: Path) -> None:
+    """Create ``path`` (below ``root``) with every folder from ``root`` down 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    folder = path.resolve()
+    top = root.resolve()
+    while True:
+        os.chmod(folder, PRIVATE_DIR)  # mkdir's mode is masked; existing ones too
+        if folder == top or top not in folder.parents:
+            break
+        folder = folder.parent
+
+
 #: a state file's identity: (inode, mtime ns, size)
 Stamp = tuple[int, int, int]
 
@@ -146,11 +162,19 @@ class ClientStateStore:
         return state
 
     def save(self, run_key: str, node_id: int, state: dict[str, Any]) -> None:
-        """Write atomically (tmp + rename) so a crash never leaves half a file."""
+        """Write atomically (tmp + rename) so a crash never leaves half a file.
+
+        The state is a model trained on private data: its folders are 0700 and
+        the file 0600 (only the client's own user may read it), whatever the
+        umask.
+        """
         path = self.path(run_key, node_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent, self.root)
         tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), PRIVATE_FILE)  # an older tmp kept its mode
+            torch.save(state, fh)
         tmp.replace(path)
         self._cache.put(path, state, _stamp(path))
 

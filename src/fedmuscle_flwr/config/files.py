@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from fedmuscle_flwr.config.policy import ClientPolicy
 from fedmuscle_flwr.config.profile import ClientProfile, Roster
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.config.schema import (
@@ -95,8 +96,17 @@ def _roster_entries(
 
 @cache
 def load_roster(name_or_path: str) -> tuple[ClientProfile, ...]:
-    """All profiles of a roster, in partition-id order; names made unique."""
+    """All profiles of a roster, in partition-id order; names made unique.
+
+    With the roster's ``policy = "open"`` (the default: one operator owns every
+    simulated client) each profile's policy is :meth:`ClientPolicy.open`.
+    """
+    path = _resolve(name_or_path, "clients/rosters")
+    roster = validate(Roster, read_toml(path), f"roster {path}")
     profiles = [load_profile(p, o) for p, o in _roster_entries(name_or_path)]
+    if roster.policy == "open":
+        everything = {"policy": ClientPolicy.open()}
+        profiles = [p.model_copy(update=everything) for p in profiles]
     names = [p.name for p in profiles]
     return tuple(
         p.model_copy(update={"name": f"{p.name}-{i}"}) if names.count(p.name) > 1 else p
@@ -104,17 +114,38 @@ def load_roster(name_or_path: str) -> tuple[ClientProfile, ...]:
     )
 
 
+def load_policy(path: Path) -> ClientPolicy:
+    """A policy file (``fedmuscle client --policy FILE``).
+
+    The file holds a ``[policy]`` table, or the policy's keys at the top level.
+    """
+    data = read_toml(path)
+    if set(data) == {"policy"}:
+        data = data["policy"]
+    return ClientPolicy.from_mapping(data, source=str(path))
+
+
+#: node-config keys that are not profile overrides
+RESERVED = frozenset(
+    {"profile", "policy", "partition-id", "num-partitions", "state-dir"}
+)
+
+
 def resolve_profile(node_config: Mapping[str, Any], roster: str) -> ClientProfile:
     """The profile of this node.
 
     Deployment: ``--node-config 'profile="clients/x.toml"'`` (any other
     node-config keys except the reserved ones are dotted overrides, e.g.
-    ``data.max-train=500``). Simulation: the roster entry at ``partition-id``.
+    ``data.max-train=500``); ``policy="FILE"`` replaces the profile's
+    ``[policy]`` by that file's. Simulation: the roster entry at ``partition-id``.
     """
     if "profile" in node_config:
-        reserved = {"profile", "partition-id", "num-partitions", "state-dir"}
-        overrides = {k: v for k, v in node_config.items() if k not in reserved}
-        return load_profile(str(node_config["profile"]), overrides)
+        overrides = {k: v for k, v in node_config.items() if k not in RESERVED}
+        profile = load_profile(str(node_config["profile"]), overrides)
+        if node_config.get("policy"):
+            policy = load_policy(Path(str(node_config["policy"])).expanduser())
+            profile = profile.model_copy(update={"policy": policy})
+        return profile
     if "partition-id" not in node_config:
         raise ConfigError("node config needs 'profile' (deployment) or 'partition-id'")
     profiles = load_roster(roster)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from fedmuscle_flwr.config.policy import ClientPolicy, RosterPolicy
 from fedmuscle_flwr.config.schema import _Schema, validate
 
 
@@ -85,12 +86,13 @@ class DataSpec(_Schema):
 
 
 class ClientProfile(_Schema):
-    """One client persona: its model, its task and its private data."""
+    """One client persona: its model, its task, its private data and its policy."""
 
     name: str
     model: ModelSpec
     task: TaskSpec
     data: DataSpec
+    policy: ClientPolicy = ClientPolicy()
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "") -> ClientProfile:
@@ -110,10 +112,15 @@ class Roster(_Schema):
     """The ordered clients of a simulated federation (partition-id = position).
 
     ``set``: dotted overrides for all clients (before each entry's own);
-    ``extends``: a base roster whose clients come first, with ``set`` on top.
+    ``extends``: a base roster whose clients come first, with ``set`` on top;
+    ``policy``: ``open`` (one operator owns every client: each accepts every
+    algorithm, upload and public set, see ``ClientPolicy.open``) or
+    ``profiles`` (each client enforces its profile's ``[policy]``, as a deployed
+    client does). The roster named by the run decides, not a base it extends.
     """
 
     extends: str = ""
+    policy: RosterPolicy = "open"
     set: dict[str, Any] = Field(default_factory=dict)
     clients: tuple[RosterEntry, ...] = ()
 

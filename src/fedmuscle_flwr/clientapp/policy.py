@@ -28,29 +28,13 @@ from fedmuscle_flwr.wire.messages import (
     PROBE_INDICES,
     STEP_INDICES,
 )
+from fedmuscle_flwr.wire.refusal import Refusal
 
 #: bytes per uploaded value on the wire, per ``muscle.precision``
 _BYTES = {"fp16": 2, "fp32": 4, "int8": 1}
 #: the per-row fp32 scale an int8 upload adds
 _ROW_SCALE_BYTES = 4
 MIB = 2**20
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """An instruction the client will not compute: the rule and why (one line).
-
-    ``rule`` is the policy key (``policy.uploads``, ``policy.caps.dim``, ...);
-    ``reason`` says what the instruction asked and what the policy allows. Both
-    go to the server, so neither holds a local path or a private value.
-    """
-
-    rule: str
-    reason: str
-
-    def line(self) -> str:
-        """``refused by client policy: <rule>: <reason>`` (the log line)."""
-        return f"refused by client policy: {self.rule}: {self.reason}"
 
 
 def check(

@@ -21,7 +21,7 @@ private data are MNIST-5k images):
     evaluate with ``privacy.noise = 0`` and with the client's floor: equal replies
     mean the floor was applied to the first;
 ``huge-dim`` / ``huge-encode`` / ``huge-probe``
-    ``muscle.dim = 8192``; 1000 encode batches; ``eval.probe-size = 4096``;
+    ``muscle.dim = 8192``; 1000 encode batches; ``eval.probe-size = 5000``;
 ``new-run-key``
     a new ``run-name`` (a new state folder) per message.
 """
@@ -97,8 +97,8 @@ def attacks() -> list[tuple[str, str, p.Instruction]]:
         ("huge-encode", p.TRAIN, ins(honest, 1, 0,
                                      {p.ENCODE_INDICES: _rows(1000, 8, 400)})),
         ("huge-probe", p.EVALUATE,
-         ins(run_config(**{"eval.probe-size": 4000, "public.size": 5000}), 1, 0,
-             {p.PROBE_INDICES: np.arange(4000) % 400})),
+         ins(run_config(**{"eval.probe-size": 5000, "public.size": 5000}), 1, 0,
+             {p.PROBE_INDICES: np.arange(5000)})),
     ]  # fmt: skip
     for i in range(4):  # a new state folder per message
         renamed = run_config(**{"run-name": f"fresh-{i}"})

@@ -20,7 +20,8 @@ from pathlib import Path
 from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 
-from fedmuscle_flwr.clientapp.runner import RuntimeCache, run_phase
+from fedmuscle_flwr.clientapp.runner import RuntimeCache, run_phase, state_key
+from fedmuscle_flwr.clientapp.sanitize import scrubbed
 from fedmuscle_flwr.clientapp.state import default_state_dir, open_store
 from fedmuscle_flwr.config.files import resolve_profile
 from fedmuscle_flwr.runs.logs import (
@@ -29,13 +30,20 @@ from fedmuscle_flwr.runs.logs import (
     quiet_flower_in_worker,
 )
 from fedmuscle_flwr.wire.messages import METRIC_NAME, Instruction, Reply
-from fedmuscle_flwr.wire.protocol import decode_instruction, encode_reply
+from fedmuscle_flwr.wire.protocol import (
+    decode_instruction,
+    encode_refusal,
+    encode_reply,
+)
+from fedmuscle_flwr.wire.refusal import Refusal
 
 log = logging.getLogger(__name__)
 app = ClientApp()
 
 #: context.state key of the status record left after every message
 STATUS = "fedmuscle-status"
+#: context.state key of the run key bound to this Flower run
+RUN_KEY = "fedmuscle-run-key"
 #: the metric each phase reports in its summary
 _SUMMARY = {"train": "task-loss", "align": "align-loss"}
 _warm: RuntimeCache | None = None
@@ -55,18 +63,53 @@ def keep_warm(size: int = 2) -> None:
 def _handle(phase: str, msg: Message, context: Context) -> Message:
     ensure_console_logging()
     quiet_flower_in_worker()
-    ins = decode_instruction(msg.content, msg.metadata.message_type)
-    profile = resolve_profile(context.node_config, ins.run.federation.roster)
-    state_dir = context.node_config.get("state-dir")
-    store = open_store(Path(str(state_dir)) if state_dir else default_state_dir())
-    run_key = ins.run.run_name or str(context.run_id)
-    reply = run_phase(phase, ins, profile, store, run_key, context.node_id, _warm)
+    try:
+        ins = decode_instruction(msg.content, msg.metadata.message_type)
+        profile = resolve_profile(context.node_config, ins.run.federation.roster)
+        state_dir = context.node_config.get("state-dir")
+        store = open_store(Path(str(state_dir)) if state_dir else default_state_dir())
+        run_key = ins.run.run_name or str(context.run_id)
+        reply = bind_run_key(context, state_key(ins, run_key)) or run_phase(
+            phase, ins, profile, store, run_key, context.node_id, _warm
+        )
+    except Exception as exc:  # the server gets the text without local paths
+        log.error("%s message failed: %s", phase, exc, exc_info=True)
+        raise scrubbed(exc) from None
+    if isinstance(reply, Refusal):
+        refused = reply.clipped()
+        log.warning("round %d %s: %s", ins.server_round, phase, refused.line())
+        context.state[STATUS] = ConfigRecord(
+            {"phase": phase, "round": ins.server_round, "finished": False,
+             "summary": f"refused ({refused.rule})"}
+        )  # fmt: skip
+        return Message(encode_refusal(refused), reply_to=msg)
     out = Message(encode_reply(reply, ins.run.muscle.precision), reply_to=msg)
     finished = phase == "evaluate" and ins.server_round >= ins.run.num_rounds
     context.state[STATUS] = status_record(phase, ins, reply, finished)
     if finished:
         log.info("%s (%s, round %d)", RUN_FINISHED_MARK, run_key, ins.server_round)
     return out
+
+
+def bind_run_key(context: Context, key: str) -> Refusal | None:
+    """Refuse a second run key within one Flower run (a new state folder each).
+
+    A run's messages all name the same run (``run-name`` and ``checkpoint.uid``);
+    a server that renames it per message would make the client start a new
+    state per message. The first key of a Flower run is kept in its
+    ``context.state``; a resumed run is a new Flower run.
+    """
+    bound = context.state.config_records.get(RUN_KEY)
+    if bound is None:
+        context.state[RUN_KEY] = ConfigRecord({"key": key})
+        return None
+    if str(bound["key"]) == key:
+        return None
+    return Refusal(
+        "policy.run-key",
+        f"this run's state is {str(bound['key'])[:60]!r}; the instruction names "
+        f"another run, {key[:60]!r}",
+    )
 
 
 def status_record(

@@ -21,12 +21,12 @@ import zipfile
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 
-import fedmuscle_flwr
-
 #: the distribution and the ClientApp a bundle must name
 DISTRIBUTION = "fedmuscle-flwr"
 CLIENTAPP_REF = "fedmuscle_flwr.clientapp.app:app"
 PACKAGE = "fedmuscle_flwr"
+#: the installed package's folder (this file is <package>/clientapp/bundle.py)
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: the largest bundle read (Flower's own FAB limit is 10 MB)
 MAX_BUNDLE_BYTES = 64 * 2**20
 
@@ -50,7 +50,7 @@ def _package_file(name: str) -> Path | None:
     if PACKAGE not in parts:
         return None
     inner = parts[parts.index(PACKAGE) + 1 :]
-    return Path(fedmuscle_flwr.__file__).parent.joinpath(*inner)
+    return PACKAGE_DIR.joinpath(*inner)
 
 
 def check_bundle(content: bytes, version: str | None = None) -> None:

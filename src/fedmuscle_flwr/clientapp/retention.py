@@ -69,8 +69,8 @@ def prune(
     list[Path]
         The removed folders, oldest last.
     """
-    if keep_runs < 1:
-        raise ValueError(f"keep_runs={keep_runs} must be >= 1")
+    if keep_runs < 0:
+        raise ValueError(f"keep_runs={keep_runs} must be >= 0")
     folders = run_folders(root)
     mine = [r for r in folders if r.path.name == current]
     others = [r for r in folders if r.path.name != current]

@@ -14,12 +14,19 @@ from contextlib import contextmanager
 
 import torch
 
+from fedmuscle_flwr.clientapp.guard import admit, admit_reply, admit_state
 from fedmuscle_flwr.clientapp.runtime import ClientRuntime
-from fedmuscle_flwr.clientapp.state import ClientStateStore, Stamp, StampedCache
+from fedmuscle_flwr.clientapp.state import (
+    ClientStateStore,
+    Stamp,
+    StampedCache,
+    safe_key,
+)
 from fedmuscle_flwr.config.profile import ClientProfile
 from fedmuscle_flwr.method.phases import Phase
 from fedmuscle_flwr.method.seeds import STREAM_TORCH, client_seed, rng_for
 from fedmuscle_flwr.wire.messages import Instruction, Reply
+from fedmuscle_flwr.wire.refusal import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +79,11 @@ def run_phase(
     run_key: str,
     node_id: int,
     cache: RuntimeCache | None = None,
-) -> Reply:
+) -> Reply | Refusal:
     """Build (or reuse) the runtime, restore state, run phase ``kind``, save state.
+
+    The profile's policy is applied around it (``clientapp/guard.py``): a
+    refused instruction returns the :class:`Refusal` instead of a reply.
 
     The state is keyed by run (``run_key`` plus the run's ``checkpoint.uid``,
     which a resumed run keeps) and by the client's profile, not by ``node_id``:
@@ -84,8 +94,10 @@ def run_phase(
     after every phase all the same (a restarted client resumes from it).
     """
     phase = Phase(kind)
-    uid = ins.run.checkpoint.uid
-    key, slot = (f"{run_key}-{uid}" if uid else run_key), client_seed(profile)
+    ins, refusal = admit(phase, ins, profile.policy)
+    if refusal is not None:  # before any data is read or model built
+        return refusal
+    key, slot = state_key(ins, run_key), client_seed(profile)
     runtime = None
     if cache is not None:
         runtime = cache.get((key, slot), profile, ins, store.stamp(key, slot))
@@ -101,13 +113,23 @@ def run_phase(
         saved = store.load(key, slot)
         if saved is not None:
             runtime.load_state_dict(saved)
+    if phase is not Phase.EVALUATE and store.stamp(key, slot) is None:
+        refusal = admit_state(store.root, safe_key(key), profile.policy)
+        if refusal is not None:
+            return refusal
     with seeded_torch(ins, profile, phase, runtime.device):
         reply = PHASES[phase](runtime, ins)
     if phase is not Phase.EVALUATE:
         store.save(key, slot, runtime.state_dict())
     if cache is not None:
         cache.put((key, slot), runtime, store.stamp(key, slot))
-    return reply
+    return admit_reply(reply, ins.run.muscle.precision, profile.policy) or reply
+
+
+def state_key(ins: Instruction, run_key: str) -> str:
+    """The run's state key: ``run_key`` plus the run's ``checkpoint.uid``."""
+    uid = ins.run.checkpoint.uid
+    return f"{run_key}-{uid}" if uid else run_key
 
 
 @contextmanager

@@ -44,3 +44,23 @@ def describe(exc: BaseException) -> str:
     message = scrub(str(exc))
     name = type(exc).__name__
     return f"{name}: {message}" if message else name
+
+
+class ClientError(RuntimeError):
+    """An error whose own class could not carry the scrubbed text."""
+
+
+def scrubbed(exc: BaseException) -> Exception:
+    """``exc`` again, its text scrubbed: the same class where it takes one string.
+
+    Raise it ``from None`` (the chained original would be sent too); log the
+    original locally first.
+    """
+    text = scrub(str(exc))
+    try:
+        again = type(exc)(text)
+    except Exception:  # a class with another constructor
+        again = None
+    if isinstance(again, Exception) and str(again) == text:
+        return again
+    return ClientError(describe(exc))

@@ -40,6 +40,8 @@ UploadKind = Literal["representation", "logits", "weights"]
 UPLOAD_KINDS: tuple[UploadKind, ...] = ("representation", "logits", "weights")
 #: the largest state a client keeps on disk by default (all runs together), MiB
 DEFAULT_STATE_MB = 4096.0
+#: an open policy's state limits: no pruning in practice
+OPEN_KEEP_RUNS, OPEN_STATE_MB = 1000, 2.0**30
 
 
 class PrivacyFloor(_Schema):
@@ -130,9 +132,11 @@ class ClientPolicy(_Schema):
         """Everything accepted: a simulation whose operator owns every client.
 
         Every upload kind, algorithm and public set; no disjointness check, no
-        privacy floor; the caps at their defaults (they admit every shipped run).
+        privacy floor; the instruction caps at their defaults (they admit every
+        shipped run); no pruning of old runs' state (a simulation may resume any).
         """
-        return cls(uploads=UPLOAD_KINDS, disjoint_public=False)
+        keep = Caps(keep_runs=OPEN_KEEP_RUNS, state_mb=OPEN_STATE_MB)
+        return cls(uploads=UPLOAD_KINDS, disjoint_public=False, caps=keep)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "") -> ClientPolicy:

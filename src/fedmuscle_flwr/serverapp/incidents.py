@@ -7,7 +7,9 @@ client, and counted:
 ``rejected``
     a reply that failed validation (protocol, size, duplicate name);
 ``failed``
-    an error reply (the ClientApp raised or crashed, the node is unavailable);
+    an error reply (the ClientApp raised or crashed, the node is unavailable),
+    or a refusal: the client's policy does not allow what it was asked (its row
+    carries ``refused``: the rule and the client's reason);
 ``timed-out``
     no reply before ``federation.phase-timeout-s``;
 ``quarantined``
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 
 from fedmuscle_flwr.method.robust import Finding
 from fedmuscle_flwr.runs.metrics import RunRecorder
+from fedmuscle_flwr.wire.refusal import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,27 @@ class Incidents:
         )
         self.dropped.add(node)
         self._add("failed", node, names, {"phase": phase, "failed": reason})
+
+    def refused(
+        self, phase: str, node: int, names: Mapping[int, str], refusal: Refusal
+    ) -> None:
+        """The client refused the instruction: its policy's rule and reason.
+
+        Counted with the failed replies (the node is dropped for the round: it
+        would refuse the round's next phase too), its own row and log line.
+        """
+        log.warning(
+            "round %d %s node %d (%s) refused: %s: %s",
+            self.server_round,
+            phase,
+            node,
+            names.get(node, "?"),
+            refusal.rule,
+            refusal.reason,
+        )
+        self.dropped.add(node)
+        text = f"{refusal.rule}: {refusal.reason}"
+        self._add("failed", node, names, {"phase": phase, "refused": text})
 
     def timed_out(
         self, phase: str, nodes: Iterable[int], names: Mapping[int, str]

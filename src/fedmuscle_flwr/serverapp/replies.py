@@ -92,6 +92,10 @@ class ReplyDesk:
             name = self.names.get(node, "?")
             who = f"round {server_round} {phase} node {node} ({name})"
             try:
+                refusal = p.decode_refusal(msg.content, who)
+                if refusal is not None:
+                    self.incidents.refused(phase, node, self.names, refusal)
+                    continue
                 reply = self._decode(msg, node, who, call)
             except ProtocolError as exc:
                 self.incidents.rejected(phase, node, self.names, str(exc))

@@ -78,6 +78,7 @@ from fedmuscle_flwr.wire.records import (
     validate_identity,
     validate_metrics,
 )
+from fedmuscle_flwr.wire.refusal import REASON, REFUSAL, RULE, Refusal, RefusalError
 
 
 # -------------------------------------------------------------- instructions
@@ -277,6 +278,34 @@ def decode_reply(
     return Reply(metrics, identity, got[Z], got[INDICES])
 
 
+def encode_refusal(refusal: Refusal) -> RecordDict:
+    """A refusal as the one record of a reply (``wire/refusal.py``)."""
+    clipped = refusal.clipped()
+    checked = Refusal.checked(clipped.rule, clipped.reason)
+    return RecordDict(
+        {REFUSAL: ConfigRecord({RULE: checked.rule, REASON: checked.reason})}
+    )
+
+
+def decode_refusal(content: RecordDict, where: str) -> Refusal | None:
+    """The reply's refusal, ``None`` if it is no refusal; checked before use.
+
+    A refusal reply holds the :data:`REFUSAL` record only, with exactly its two
+    keys; anything else is a :class:`ProtocolError`.
+    """
+    record = content.config_records.get(REFUSAL)
+    if record is None:
+        return None
+    if set(content.keys()) != {REFUSAL} or set(record.keys()) != {RULE, REASON}:
+        raise ProtocolError(
+            f"{where}: a refusal carries one record of {RULE}, {REASON}"
+        )
+    try:
+        return Refusal.checked(record[RULE], record[REASON])
+    except RefusalError as exc:
+        raise ProtocolError(f"{where}: {exc}") from None
+
+
 def reply_limits(run: RunConfig) -> ReplyLimits:
     """The caps on a reply's identity and metrics records under ``run``."""
     fed = run.federation
@@ -323,10 +352,12 @@ __all__ = [
     "Reply",
     "Z",
     "decode_instruction",
+    "decode_refusal",
     "decode_reply",
     "decode_reply_checked",
     "decode_weights",
     "encode_instruction",
+    "encode_refusal",
     "encode_reply",
     "instruction_specs",
     "reply_layout",

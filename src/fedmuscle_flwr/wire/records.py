@@ -51,7 +51,7 @@ RESERVED_NAMES = frozenset({"*", "server", "node", "?"})
 #: keys of a ``metrics.jsonl`` row that the server writes itself
 ROW_KEYS = frozenset({"round", "client", "phase", "step", "node"})
 INCIDENT_KEYS = frozenset(
-    {"rejected", "failed", "timed-out", "suspect", "score", "reference", "z"}
+    {"rejected", "failed", "refused", "timed-out", "suspect", "score", "reference", "z"}
 )
 #: names a metric can never have: a row's own keys, incidents, identity keys
 RESERVED = ROW_KEYS | INCIDENT_KEYS | IDENTITY_KEYS | {"stale"}

@@ -44,6 +44,18 @@ class Refusal:
         """``refused by client policy: <rule>: <reason>`` (the log line)."""
         return f"refused by client policy: {self.rule}: {self.reason}"
 
+    def clipped(self) -> Refusal:
+        """The refusal, its reason made one printable line of bounded length.
+
+        Reasons quote what the server sent (an algorithm's name, a run name):
+        control characters become ``?`` and the text is cut to
+        :data:`MAX_REASON` characters, so the client never fails its own schema.
+        """
+        text = "".join(c if c.isprintable() else "?" for c in self.reason.strip())
+        if len(text) > MAX_REASON:
+            text = text[: MAX_REASON - 3] + "..."
+        return Refusal(self.rule, text or "refused")
+
     @classmethod
     def checked(cls, rule: object, reason: object) -> Refusal:
         """A refusal from untrusted values; :class:`RefusalError` names the fault."""

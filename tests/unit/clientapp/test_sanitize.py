@@ -34,3 +34,21 @@ def test_words_and_names_survive_one_line_bounded():
     assert len(long) == MAX_CHARS and long.endswith("...")
     assert describe(ValueError("/etc/x missing")) == "ValueError: <path> missing"
     assert describe(RuntimeError("")) == "RuntimeError"
+
+
+def test_scrubbed_keeps_the_class_where_it_can():
+    from fedmuscle_flwr.clientapp.sanitize import ClientError, scrubbed
+    from fedmuscle_flwr.wire.codec import ProtocolError
+
+    err = scrubbed(FileNotFoundError(2, "No such file", "/home/alice/x.npz"))
+    assert type(err) is FileNotFoundError and "alice" not in str(err)
+    err = scrubbed(ProtocolError("train instruction: bad /srv/x"))
+    assert type(err) is ProtocolError and str(err) == "train instruction: bad <path>"
+
+    class Odd(Exception):
+        def __init__(self, a, b):
+            super().__init__(f"{a} at /home/bob/{b}")
+
+    err = scrubbed(Odd(1, "y"))
+    assert type(err) is ClientError and "bob" not in str(err)
+    assert str(err).startswith("Odd: ")

@@ -31,7 +31,9 @@ def test_open_policy_accepts_every_upload_and_skips_disjointness():
     policy = ClientPolicy.open()
     assert policy.uploads == UPLOAD_KINDS
     assert not policy.disjoint_public
-    assert policy.caps == ClientPolicy().caps  # caps stay
+    safe = ClientPolicy().caps
+    assert policy.caps.dim == safe.dim and policy.caps.reply_mb == safe.reply_mb
+    assert policy.caps.keep_runs == 1000  # a simulation may resume any run
 
 
 @pytest.mark.parametrize(

@@ -112,7 +112,24 @@ class FederationConfig(_Schema):
     roster: str = Field("default", description="clients/rosters/<name>.toml")
     min_clients: int = Field(2, ge=1, le=100_000)
     wait_clients_s: float = Field(300.0, gt=0, le=MAX_SECONDS)
-    phase_timeout_s: float = Field(3600.0, gt=0, le=MAX_SECONDS)
+    phase_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="longest wait for a phase's replies (raise it for big models "
+        "on slow clients)",
+    )
+    straggler_factor: float = Field(
+        4.0,
+        ge=0,
+        le=1000,
+        description="once half the nodes of a phase replied, a node still silent "
+        "after max(straggler-min-s, factor x the median reply time) is dropped "
+        "for the round; 0 = wait for the phase timeout",
+    )
+    straggler_min_s: float = Field(
+        60.0, ge=0, le=MAX_SECONDS, description="the least a straggler is waited for"
+    )
     poll_s: float = Field(0.05, gt=0, le=60.0)
     max_weights_mb: float = Field(
         1024.0,

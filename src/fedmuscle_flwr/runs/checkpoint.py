@@ -63,6 +63,8 @@ VOLATILE = frozenset(
         "federation.min-clients",
         "federation.wait-clients-s",
         "federation.phase-timeout-s",
+        "federation.straggler-factor",
+        "federation.straggler-min-s",
         "federation.poll-s",
         "federation.node-keys-file",
     }

@@ -8,8 +8,11 @@ uses these instead (poll ``federation.poll-s``, deadline ``wait-clients-s``).
 from __future__ import annotations
 
 import logging
+import math
+import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from flwr.app import Message
 from flwr.serverapp import Grid
@@ -17,26 +20,70 @@ from flwr.serverapp import Grid
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Stragglers:
+    """When a node far slower than its peers is dropped for the round.
+
+    Once half the nodes of a phase replied, the rest are waited for until
+    ``max(min_s, factor x the median reply time)`` after the phase began; a
+    node silent then is dropped (a burst of registered but silent nodes cannot
+    hold a round for the whole phase timeout). ``factor = 0``: off.
+    """
+
+    factor: float = 0.0
+    min_s: float = 0.0
+
+    def cutoff(self, started: float, reply_times: list[float], total: int) -> float:
+        """The new deadline (monotonic), or ``inf`` while it does not apply."""
+        if self.factor <= 0 or 2 * len(reply_times) < total:
+            return math.inf
+        median = statistics.median(reply_times)
+        return started + max(self.min_s, self.factor * median)
+
+
 def send_and_collect(
-    grid: Grid, messages: Iterable[Message], timeout: float, poll: float
+    grid: Grid,
+    messages: Iterable[Message],
+    timeout: float,
+    poll: float,
+    stragglers: Stragglers | None = None,
 ) -> list[Message]:
-    """Push ``messages``; pull replies every ``poll`` s until all came or timeout."""
+    """Push ``messages``; pull replies every ``poll`` s until all came or timeout.
+
+    With ``stragglers``, the deadline moves closer once half the nodes replied
+    (:class:`Stragglers`); the nodes still silent then are named in the log.
+    """
     messages = list(messages)
     if not messages:
         return []
-    pending = set(grid.push_messages(messages))
+    pending = set(grid.push_messages(messages))  # also sets each message's id
+    dst = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
     replies: list[Message] = []
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline, times = started + timeout, []
+    rule = stragglers or Stragglers()
     while pending and time.monotonic() < deadline:
         got = list(grid.pull_messages(pending))
         replies.extend(got)
         pending -= {m.metadata.reply_to_message_id for m in got}
+        times += [time.monotonic() - started] * len(got)
+        deadline = min(deadline, rule.cutoff(started, times, len(messages)))
         if pending:
             time.sleep(poll)
     if pending:
-        log.warning(
-            "%d replies missing after %.0f s (timed out)", len(pending), timeout
-        )
+        late = ", ".join(str(n) for n in sorted(dst.get(i, -1) for i in pending))
+        if deadline < started + timeout:  # the straggler rule moved it
+            log.warning(
+                "dropping node(s) %s for the round: no reply after %.0f s, far "
+                "slower than their peers (median reply %.1f s)",
+                late,
+                deadline - started,
+                statistics.median(times),
+            )
+        else:
+            log.warning(
+                "%d replies missing after %.0f s (timed out)", len(pending), timeout
+            )
     return replies
 
 

@@ -41,7 +41,12 @@ from fedmuscle_flwr.serverapp.names import NameBook, NodeKeys
 from fedmuscle_flwr.serverapp.phases import RoundPhases
 from fedmuscle_flwr.serverapp.progress import RoundClock
 from fedmuscle_flwr.serverapp.replies import ReplyDesk
-from fedmuscle_flwr.serverapp.rounds import fmt, send_and_collect, wait_for_nodes
+from fedmuscle_flwr.serverapp.rounds import (
+    Stragglers,
+    fmt,
+    send_and_collect,
+    wait_for_nodes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +164,8 @@ class FedMuscle(Strategy):
         t_start = time.perf_counter()
 
         def exchange(messages: Iterable[Message]) -> list[Message]:
-            return send_and_collect(grid, messages, phase_timeout, fed.poll_s)
+            late = Stragglers(fed.straggler_factor, fed.straggler_min_s)
+            return send_and_collect(grid, messages, phase_timeout, fed.poll_s, late)
 
         phases = self.phases
 

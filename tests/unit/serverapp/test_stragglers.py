@@ -1,0 +1,53 @@
+"""A node far slower than its peers is dropped for the round (issue 23): once half
+the nodes replied, the rest get max(min-s, factor x the median reply time); a burst
+of silent nodes cannot hold a phase for its whole timeout."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from flwr.app import Message, RecordDict
+
+from fedmuscle_flwr.serverapp.rounds import Stragglers, send_and_collect
+from tests.loopback import LoopbackGrid
+
+
+def echo(msg: Message, ctx) -> Message:
+    return Message(RecordDict(), reply_to=msg)
+
+
+def phase(grid: LoopbackGrid) -> list[Message]:
+    return [Message(RecordDict(), dst_node_id=n, message_type="train")
+            for n in grid.get_node_ids()]  # fmt: skip
+
+
+@pytest.mark.timeout(20)  # the phase timeout below is 600 s: the cut must end it
+def test_silent_nodes_are_dropped_once_the_others_replied(caplog):
+    grid = LoopbackGrid(echo, 6)
+    grid.down = {104, 105}  # registered, never answer (a registration burst)
+    with caplog.at_level(logging.WARNING):
+        got = send_and_collect(grid, phase(grid), 600.0, 0.01, Stragglers(4.0, 0.05))
+    assert sorted(m.metadata.src_node_id for m in got) == [101, 102, 103, 106]
+    assert "dropping node(s) 104, 105 for the round" in caplog.text
+
+
+def test_no_cut_before_half_replied_or_when_off(caplog):
+    grid = LoopbackGrid(echo, 4)
+    grid.down = {102, 103, 104}  # 1 of 4 replied: not enough to judge
+    with caplog.at_level(logging.WARNING):
+        got = send_and_collect(grid, phase(grid), 0.3, 0.01, Stragglers(4.0, 0.0))
+    assert len(got) == 1 and "3 replies missing after 0 s (timed out)" in caplog.text
+    grid.down = {104}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        got = send_and_collect(grid, phase(grid), 0.3, 0.01, Stragglers(0.0, 0.0))
+    assert len(got) == 3 and "timed out" in caplog.text  # factor 0: off
+
+
+def test_cutoff_arithmetic():
+    rule = Stragglers(factor=4.0, min_s=10.0)
+    assert rule.cutoff(100.0, [1.0], 3) == float("inf")  # 1 of 3
+    assert rule.cutoff(100.0, [1.0, 2.0], 3) == 110.0  # max(10, 4 x 1.5)
+    assert rule.cutoff(100.0, [5.0, 6.0], 4) == 122.0  # 4 x 5.5
+    assert Stragglers().cutoff(0.0, [1.0] * 9, 9) == float("inf")

@@ -12,8 +12,10 @@ functions (the flow of ``flwr-clientapp``, :mod:`flwr.supernode.runtime.run_clie
 so the client's runtime (model, optimisers, data, public set) stays in memory
 across messages and rounds (``clientapp.runner.RuntimeCache``).
 
-It serves only the FedMuscle ClientApp: a run whose FAB names another
-``clientapp`` component gets an error reply. (Named "resident", not "executor":
+It serves only the FedMuscle ClientApp installed here and never imports a run's
+FAB: a run whose FAB is not this client's installed app (another name, version or
+``clientapp`` component, or a package file that differs) gets an error reply
+(``clientapp/bundle.py``). (Named "resident", not "executor":
 Flower's SuperExec and ``--isolation`` are Flower's words for who runs tasks.)
 """
 
@@ -28,7 +30,6 @@ from typing import Any
 import httpx
 from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
-from flwr.common.config import get_fab_config
 from flwr.common.constant import ErrorCode, SubStatus
 from flwr.proto.runtime_pb2 import (
     AcquireTaskRequest,
@@ -48,6 +49,8 @@ from flwr.supernode.runtime.run_clientapp import (
 )
 
 from fedmuscle_flwr.clientapp.app import STATUS
+from fedmuscle_flwr.clientapp.bundle import BundleRefused, check_bundle
+from fedmuscle_flwr.clientapp.sanitize import describe
 from fedmuscle_flwr.wire.flower_compat import (
     DEFAULT_INITIAL_BACKOFF_S,
     shorten_pull_backoff,
@@ -55,8 +58,6 @@ from fedmuscle_flwr.wire.flower_compat import (
 
 log = logging.getLogger(__name__)
 
-#: the ClientApp component this serves (pyproject's tool.flwr.app)
-CLIENTAPP_REF = "fedmuscle_flwr.clientapp.app:app"
 #: seconds between AcquireTask polls while the SuperNode has no task
 DEFAULT_POLL_S = 0.02
 #: seconds between polls while the SuperNode's Runtime API does not answer
@@ -98,6 +99,7 @@ class ResidentClientApp:
         self.on_reply = on_reply
         self.stopped = threading.Event()
         self.tasks = 0
+        self._accepted: set[str] = set()  # hashes of bundles that passed the pin
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -152,6 +154,21 @@ class ResidentClientApp:
         )
 
     # ----------------------------------------------------------------- task
+    def _check_bundle(self, run_id: int, fab_hash: str, content: bytes) -> None:
+        """Serve only runs whose app bundle is this client's installed app.
+
+        The bundle's code is never imported here; a foreign or modified one is
+        refused (``clientapp/bundle.py``), checked once per bundle and logged.
+        """
+        if fab_hash in self._accepted:
+            return
+        try:
+            check_bundle(content)
+        except BundleRefused as exc:
+            log.error("run %s refused: %s", run_id, exc)
+            raise
+        self._accepted.add(fab_hash)
+
     def run_task(self, token: str) -> None:
         """One task: pull its input, run the ClientApp, push reply and output.
 
@@ -168,12 +185,7 @@ class ResidentClientApp:
         try:
             heartbeat.start()
             message, context, run, fab = pull_task_input(client)
-            component = _clientapp_component(fab.content)
-            if component != CLIENTAPP_REF:
-                raise LookupError(
-                    f"run {run.run_id} wants ClientApp {component!r}; this client "
-                    f"serves {CLIENTAPP_REF!r} only"
-                )
+            self._check_bundle(run.run_id, fab.hash_str, fab.content)
             reply = self.app(message=message, context=context)
             status, details = SubStatus.COMPLETED, ""
             if self.on_reply is not None:
@@ -182,7 +194,7 @@ class ResidentClientApp:
                 self.on_reply(noted, time.perf_counter() - t0)
         except Exception as exc:
             log.error("ClientApp raised an exception", exc_info=exc)
-            reason = f"{type(exc)}:<'{exc}'>"
+            reason = describe(exc)  # what the server sees: no local paths
             details = reason
             if message is not None:
                 error = Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason)
@@ -213,9 +225,3 @@ def _heartbeat_fn(client: RuntimeHttpClient) -> Callable[[], bool]:
             return False
 
     return send
-
-
-def _clientapp_component(fab_content: bytes) -> str:
-    config = get_fab_config(fab_content)
-    components = config.get("tool", {}).get("flwr", {}).get("app", {})
-    return str(components.get("components", {}).get("clientapp", ""))

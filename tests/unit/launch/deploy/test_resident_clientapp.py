@@ -15,12 +15,9 @@ import pytest
 from flwr.supercore.inflatable import inflatable_utils
 
 from fedmuscle_flwr.clientapp import app as client_app
-from fedmuscle_flwr.launch.deploy import resident_clientapp
+from fedmuscle_flwr.clientapp.bundle import CLIENTAPP_REF, BundleRefused
 from fedmuscle_flwr.launch.deploy.control import write_minimal_app
-from fedmuscle_flwr.launch.deploy.resident_clientapp import (
-    CLIENTAPP_REF,
-    ResidentClientApp,
-)
+from fedmuscle_flwr.launch.deploy.resident_clientapp import ResidentClientApp
 
 
 def fab(pyproject: str) -> bytes:
@@ -31,13 +28,17 @@ def fab(pyproject: str) -> bytes:
     return out.getvalue()
 
 
-def test_it_serves_the_clientapp_our_app_names_and_sees_another(tmp_path: Path):
+def test_it_serves_our_app_and_refuses_another(tmp_path: Path, caplog):
+    # the bundle fedmuscle server submits from an installed package passes the pin
     ours = (write_minimal_app(tmp_path / "app") / "pyproject.toml").read_text()
-    assert resident_clientapp._clientapp_component(fab(ours)) == CLIENTAPP_REF
+    resident = ResidentClientApp("127.0.0.1:1", client_app.app)
+    resident._check_bundle(1, "h-ours", fab(ours))
+    assert resident._accepted == {"h-ours"}
     other = ours.replace(CLIENTAPP_REF, "someone_else.client:app")
-    assert resident_clientapp._clientapp_component(fab(other)) == (
-        "someone_else.client:app"
-    )
+    with pytest.raises(BundleRefused, match="names ClientApp 'someone_else"):
+        resident._check_bundle(2, "h-other", fab(other))
+    assert "run 2 refused: the server's app bundle names ClientApp" in caplog.text
+    assert resident._accepted == {"h-ours"}
 
 
 def closed_port() -> int:

@@ -61,6 +61,14 @@ CORE = [
     "fedmuscle_flwr.config.registry",
     "fedmuscle_flwr.clientapp.trainer",
     "fedmuscle_flwr.clientapp.state",
+    # the client policy (issue 23): decided without Flower
+    "fedmuscle_flwr.config.policy",
+    "fedmuscle_flwr.wire.refusal",
+    "fedmuscle_flwr.clientapp.policy",
+    "fedmuscle_flwr.clientapp.guard",
+    "fedmuscle_flwr.clientapp.retention",
+    "fedmuscle_flwr.clientapp.sanitize",
+    "fedmuscle_flwr.clientapp.bundle",
 ]
 
 

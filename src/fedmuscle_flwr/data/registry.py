@@ -13,18 +13,25 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
+from typing import Any
 
 import numpy as np
 
 from fedmuscle_flwr.config.profile import DataSpec
-from fedmuscle_flwr.data.base import DatasetInfo, Modality, PrivateData, Split
+from fedmuscle_flwr.data.base import (
+    DatasetInfo,
+    Modality,
+    PrivateData,
+    PublicData,
+    Split,
+)
 from fedmuscle_flwr.data.catalog import PRIVATE, PUBLIC, PrivateEntry
 from fedmuscle_flwr.data.partitioning import (
     partition_table,
     primary_labels,
     subsample,
 )
-from fedmuscle_flwr.data.public import InMemoryPublicData
+from fedmuscle_flwr.data.public_files import PUBLIC_FORMATS
 from fedmuscle_flwr.data.sources import DataUnavailableError
 
 __all__ = [
@@ -206,17 +213,47 @@ def check_private(spec: DataSpec) -> DatasetInfo:
         return load_private(spec).info
 
 
-def check_public(name: str, size: int, needs: Mapping[str, Modality]) -> None:
+def _public_modalities(name: str) -> frozenset[Modality]:
+    if name in PUBLIC_FORMATS:
+        return PUBLIC_FORMATS[name][0]
+    if name in PUBLIC:
+        return PUBLIC[name].modalities
+    raise ValueError(
+        f"public.dataset: unknown public set {name!r}; packaged: {sorted(PUBLIC)}, "
+        f"from files: {sorted(PUBLIC_FORMATS)}"
+    )
+
+
+def _public_pool(name: str, options: Mapping[str, Any]) -> PublicData:
+    if name in PUBLIC_FORMATS:
+        return PUBLIC_FORMATS[name][1](options)
+    if options:
+        raise ValueError(
+            f"public.options: packaged public set {name!r} takes no options, "
+            f"got {dict(options)}"
+        )
+    with _explained(name):
+        return PUBLIC[name].load()
+
+
+def check_public(
+    name: str,
+    size: int,
+    needs: Mapping[str, Modality],
+    options: Mapping[str, Any] | None = None,
+) -> None:
     """Check before training that public set ``name`` serves every client.
 
     Parameters
     ----------
     name : str
-        The run's ``public.dataset``.
+        The run's ``public.dataset``: a packaged set or a file layout.
     size : int
         The run's ``public.size``.
     needs : Mapping[str, Modality]
         Client name -> the modality its encoder reads.
+    options : Mapping[str, Any] | None
+        The run's ``public.options`` (where the files are).
 
     Raises
     ------
@@ -225,38 +262,40 @@ def check_public(name: str, size: int, needs: Mapping[str, Modality]) -> None:
     DataUnavailableError
         A source is missing (with the ``fedmuscle data prepare`` command).
     """
-    if name not in PUBLIC:
-        raise ValueError(
-            f"public.dataset: unknown public set {name!r}; known: {sorted(PUBLIC)}"
-        )
-    entry = PUBLIC[name]
-    lacking = {c: m for c, m in needs.items() if m not in entry.modalities}
+    modalities = _public_modalities(name)
+    lacking = {c: m for c, m in needs.items() if m not in modalities}
     if lacking:
         pairs = sorted(n for n, e in PUBLIC.items() if len(e.modalities) > 1)
         raise ValueError(
-            f"public.dataset {name!r} has only {sorted(entry.modalities)} samples "
+            f"public.dataset {name!r} has only {sorted(modalities)} samples "
             f"but clients {lacking} read other modalities; image-caption sets: "
-            f"{pairs}"
+            f"{pairs} or 'image-captions' from files"
         )
-    with _explained(name):
-        available = len(entry.load())
+    available = len(_public_pool(name, options or {}))
     if size > available:
         raise ValueError(
             f"public.size={size} exceeds the {available} samples of {name!r}"
         )
 
 
-def load_public(name: str, size: int) -> InMemoryPublicData:
+def load_public(
+    name: str, size: int, options: Mapping[str, Any] | None = None
+) -> PublicData:
     """Return the first ``size`` samples of a seeded permutation of set ``name``.
+
+    ``name`` is a packaged set (``fedmuscle list datasets``) or a file layout
+    (:data:`~fedmuscle_flwr.data.public_files.PUBLIC_FORMATS`) read from
+    ``options``. The permutation (seed :data:`PUBLIC_SEED`) is the same for
+    every participant, so equal files give an equal public set (and an equal
+    :func:`~fedmuscle_flwr.data.fingerprint.public_fingerprint`).
 
     Raises
     ------
     ValueError
         If ``name`` is unknown or ``size`` is not in ``[1, available]``.
     """
-    if name not in PUBLIC:
-        raise ValueError(f"unknown public set {name!r}; known: {sorted(PUBLIC)}")
-    pool = PUBLIC[name].load()
+    _public_modalities(name)
+    pool = _public_pool(name, options or {})
     if not 1 <= size <= len(pool):
         raise ValueError(f"public set {name!r} has {len(pool)} samples; asked {size}")
     order = np.random.default_rng(PUBLIC_SEED).permutation(len(pool))[:size]

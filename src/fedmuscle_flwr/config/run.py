@@ -31,7 +31,9 @@ class PublicConfig(_Schema):
         "'imagefolder', 'textfile', 'image-captions'",
     )
     options: dict[str, Any] = Field(
-        default_factory=dict, description="where the files are (root, path, ...)"
+        default_factory=dict,
+        description="where the files are (root, path, ...)",
+        exclude_if=lambda options: not options,  # packaged sets: configs as before
     )
     size: int = Field(5000, gt=0, description="samples of the public set in use")
 

@@ -23,9 +23,17 @@ from PIL import Image, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
-#: file suffixes read as images (lower case)
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+#: file suffixes read as images (lower case; torchvision's ``IMG_EXTENSIONS``)
+IMAGE_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".ppm",
+    ".bmp",
+    ".pgm",
+    ".tif",
+    ".tiff",
+    ".webp",
 )
 ImageMode = Literal["L", "RGB"]
 OnBad = Literal["refuse", "skip"]

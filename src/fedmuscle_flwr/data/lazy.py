@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fedmuscle_flwr.data.base import LazySamples, Modality, RawBatch
-from fedmuscle_flwr.data.decode import ImageMode, decode_image, decode_many
+from fedmuscle_flwr.data.decode import ImageMode, ImageScan, decode_image, decode_many
 
 
 def _rows(indices: np.ndarray, n: int) -> np.ndarray:
@@ -41,6 +41,8 @@ class ImageFiles(LazySamples):
         (width, height) every image is decoded to.
     origin : str
         Where the files are (a folder), for messages.
+    stats : ImageScan | None
+        What the headers said (sizes, modes, skipped files), for ``data check``.
     """
 
     modality: Modality = "image"
@@ -51,11 +53,13 @@ class ImageFiles(LazySamples):
         mode: ImageMode,
         size: tuple[int, int],
         origin: str,
+        stats: ImageScan | None = None,
     ) -> None:
         self.paths = list(paths)
         self.mode: ImageMode = mode
         self.size = size
         self.origin = origin
+        self.stats = stats
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -63,9 +67,8 @@ class ImageFiles(LazySamples):
     def subset(self, indices: np.ndarray) -> ImageFiles:
         """The files ``indices`` (in that order), undecoded."""
         idx = _rows(indices, len(self))
-        return ImageFiles(
-            [self.paths[i] for i in idx], self.mode, self.size, self.origin
-        )
+        paths = [self.paths[i] for i in idx]
+        return ImageFiles(paths, self.mode, self.size, self.origin, self.stats)
 
     def decode(self, indices: np.ndarray) -> np.ndarray:
         """Shape: n indices -> uint8 (n, H, W) or (n, H, W, 3)."""
@@ -138,13 +141,3 @@ def _stack(images: list[Any], origin: str) -> np.ndarray:
     if not images:
         return np.zeros((0, 1, 1), dtype=np.uint8)
     return np.stack(images).astype(np.uint8, copy=False)
-
-
-def image_mode_of(mode: str) -> ImageMode:
-    """The dataset mode for a Pillow mode string."""
-    return "L" if mode in {"1", "L", "I", "I;16", "F"} else "RGB"
-
-
-def as_path_list(paths: Sequence[str | Path]) -> list[Path]:
-    """Paths from strings."""
-    return [Path(p) for p in paths]

@@ -104,18 +104,28 @@ def label_space(spec: DataSpec) -> LabelSpace:
     return _label_space(source_key(spec))
 
 
+def partition_seed(spec: DataSpec) -> int:
+    """The seed of every draw of the pipeline: ``partition.seed`` (unset: 0).
+
+    A run resolves an unset seed to its own before loading (issue 25); a spec
+    loaded directly (tests, ``data check``) draws with 0.
+    """
+    return int(spec.partition.seed or 0)
+
+
 @cache
-def _table(key: str, p: PartitionSpec) -> tuple[np.ndarray, ...]:
+def _table(key: str, p: PartitionSpec, seed: int) -> tuple[np.ndarray, ...]:
     labels = _label_space(key).train
     return tuple(
-        partition_table(labels, p.scheme, p.num_partitions, p.alpha, p.classes, p.seed)
+        partition_table(labels, p.scheme, p.num_partitions, p.alpha, p.classes, seed)
     )
 
 
 def partition_rows(spec: DataSpec) -> np.ndarray:
     """Step 3: this client's train rows (partition ``index`` of the table)."""
     label_space(spec)
-    return _table(source_key(spec), spec.partition)[spec.partition.index]
+    table = _table(source_key(spec), spec.partition, partition_seed(spec))
+    return table[spec.partition.index]
 
 
 def per_class(
@@ -134,7 +144,7 @@ def per_class(
 
 def subsample_rows(rows: np.ndarray, labels: np.ndarray, spec: DataSpec) -> np.ndarray:
     """Step 4: ``per-class`` rows per class, then at most ``max-train`` rows."""
-    seed = spec.partition.seed
+    seed = partition_seed(spec)
     if spec.per_class:
         rows = per_class(rows, labels, spec.per_class, seed)
     return subsample(rows, spec.max_train, np.random.default_rng([seed, 1]))
@@ -167,10 +177,10 @@ def evaluation_rows(
     rows: np.ndarray, test_labels: np.ndarray, spec: DataSpec
 ) -> EvaluationRows:
     """Step 5: a validation carve of ``rows``, or the test rows (``classes`` kept)."""
-    p = spec.partition
-    test_rng = np.random.default_rng([p.seed, 2])
+    p, seed = spec.partition, partition_seed(spec)
+    test_rng = np.random.default_rng([seed, 2])
     if spec.validation:
-        train, val = carve_validation(rows, spec.validation, p.seed)
+        train, val = carve_validation(rows, spec.validation, seed)
         return EvaluationRows(train, subsample(val, spec.max_test, test_rng), True)
     test = np.arange(len(test_labels))
     if p.scheme == "classes":

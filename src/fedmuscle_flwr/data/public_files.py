@@ -71,9 +71,7 @@ def image_samples(paths: list[Path], opts: ImageOptions, origin: str) -> ImageFi
     mode: ImageMode = scan.common_mode() if opts.mode == "auto" else opts.mode
     side = opts.image_size
     size = (side, side) if side else scan.common_size()
-    files = ImageFiles(scan.paths, mode, size, origin)
-    files.skipped = scan.skipped  # type: ignore[attr-defined]
-    return files
+    return ImageFiles(scan.paths, mode, size, origin, scan)
 
 
 class FilePublicData(PublicData):

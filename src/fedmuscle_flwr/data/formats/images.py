@@ -212,7 +212,7 @@ class ImageMasks(FileFormat):
         images, masks = parts["train"]
         test_images, test_masks = parts.get("test", ([], []))
         files = image_samples(images + test_images, opts, origin)
-        if files.skipped:  # type: ignore[attr-defined]
+        if files.stats is not None and files.stats.skipped:
             raise DataFileError(f"{origin}: unreadable images with masks are refused")
         y = _read_masks(masks + test_masks, files.size)
         k = int(y.max()) + 1

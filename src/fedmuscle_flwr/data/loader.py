@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,8 +54,8 @@ class SplitRows(torch.utils.data.Dataset[Batch]):
         return Batch(self.split.batch(rows), self.split.y[rows], rows)
 
 
-def _as_batch(batch: Batch) -> Batch:
-    return batch  # ``__getitems__`` already made the batch (no collation)
+def _as_batch(batch: Any) -> Any:
+    return batch  # ``__getitems__`` already made the Batch (no collation)
 
 
 def iter_batches(

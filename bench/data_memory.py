@@ -74,7 +74,9 @@ def generate(root: Path, images: int, size: int, jobs: int) -> float:
             label = i % CLASSES
             path = root / split / f"class{label}" / f"{i:06d}.jpg"
             if not path.exists():
-                tasks.append((path, label, i + (0 if split == "train" else 10**7), size))
+                tasks.append(
+                    (path, label, i + (0 if split == "train" else 10**7), size)
+                )
     for split in ("train", "test"):
         for label in range(CLASSES):
             (root / split / f"class{label}").mkdir(parents=True, exist_ok=True)
@@ -91,12 +93,13 @@ from fedmuscle_flwr.data.loader import iter_batches
 from fedmuscle_flwr.data.registry import load_private
 from fedmuscle_flwr.models.preprocess import images_to_tensor
 
-root, size, batch, workers, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+root, warm_root = sys.argv[1], sys.argv[6]
+size, batch, workers, limit = (int(a) for a in sys.argv[2:6])
 torch.set_num_threads(1)
 me = psutil.Process()
 # warm-up on a tiny folder: every import and op the pipeline uses, so that RSS
 # differences below are data, not code
-warm = load_private(DataSpec(dataset="imagefolder", options={"root": sys.argv[6]}))
+warm = load_private(DataSpec(dataset="imagefolder", options={"root": warm_root}))
 for b in iter_batches(warm.train, [np.arange(len(warm.train))], 0):
     images_to_tensor(b.x, 3, size)
 del warm, b
@@ -137,7 +140,8 @@ stop.set(); thread.join()
 print(json.dumps({
     "train": len(data.train), "test": len(data.test), "seen": seen,
     "rss_after_imports_mb": rss0 / 2**20, "rss_after_open_mb": rss_open / 2**20,
-    "peak_main_rss_mb": peak["main"] / 2**20, "peak_workers_uss_mb": peak["workers"] / 2**20,
+    "peak_main_rss_mb": peak["main"] / 2**20,
+    "peak_workers_uss_mb": peak["workers"] / 2**20,
     "peak_added_mb": peak["total"] / 2**20, "open_s": t_open, "epoch_s": t_epoch,
 }))
 """
@@ -146,7 +150,10 @@ print(json.dumps({
 def measure(root: Path, size: int, batch: int, workers: int, limit: int) -> dict:
     """Run the measurement in a fresh interpreter; its JSON line."""
     src = Path(__file__).resolve().parents[1] / "src"
-    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
     warm = root.parent / f".{root.name}-warm"
     for label in range(2):
         for i in range(2):
@@ -154,8 +161,11 @@ def measure(root: Path, size: int, batch: int, workers: int, limit: int) -> dict
             _picture((warm / f"class{label}" / f"{i}.jpg", label, i, 32))
     args = [str(root), str(size), str(batch), str(workers), str(limit), str(warm)]
     out = subprocess.run(
-        [sys.executable, "-c", MEASURE, *args], env=env, check=True,
-        capture_output=True, text=True,
+        [sys.executable, "-c", MEASURE, *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -174,7 +184,9 @@ def main() -> None:
     args = parser.parse_args()
     gen_s = generate(args.root, args.images, args.size, args.jobs)
     disk = sum(p.stat().st_size for p in args.root.rglob("*.jpg"))
-    result = measure(args.root, args.size, args.batch_size, args.workers, args.max_batches)
+    result = measure(
+        args.root, args.size, args.batch_size, args.workers, args.max_batches
+    )
     result.update(
         images=args.images, size=args.size, batch_size=args.batch_size,
         workers=args.workers, generate_s=gen_s, disk_mb=disk / 2**20,

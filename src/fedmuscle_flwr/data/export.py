@@ -128,9 +128,9 @@ _IMAGE_WRITERS: dict[str, tuple[str, Writer]] = {
 def export_private(data: PrivateData, out: Path) -> str:
     """Write a client's train/test splits under ``out``; returns the format name."""
     info = data.info
-    names = [_folder_name(n) for n in info.class_names] or [
-        str(i) for i in range(info.num_classes)
-    ]
+    names = list(info.class_names) or [str(i) for i in range(info.num_classes)]
+    if info.target_kind == "class":  # the names become folder names
+        names = [_folder_name(n) for n in names]
     if len(set(names)) != len(names):
         raise DataFileError(f"{info.name}: class names collide as folder names")
     with staged(out) as tmp:

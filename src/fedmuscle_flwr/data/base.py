@@ -27,13 +27,21 @@ RawBatch = np.ndarray | list[str]
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a labelled dataset is: modality, target kind and label space."""
+    """What a labelled dataset is: modality, target kind and label space.
+
+    ``label_key`` names the label space for pairing clients (logit-space
+    baselines share logits only within one label space): a packaged set leaves
+    it empty and is identified by its name; data read from files or a plugin
+    gets ``classes:<hash of the ordered class names>``, so two clients whose
+    folders hold the same classes share a label space.
+    """
 
     name: str
     modality: Modality
     target_kind: TargetKind
     num_classes: int
     class_names: tuple[str, ...] = ()
+    label_key: str = ""
 
 
 class LazySamples(ABC):

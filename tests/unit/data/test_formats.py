@@ -219,3 +219,21 @@ def test_formats_are_listed() -> None:
         "image-captions",
     ):
         assert any(key.startswith(name) for key in listed), name
+
+
+def test_same_class_names_give_the_same_label_key(tmp_path: Path) -> None:
+    # Prepare: two clients' folders with the same classes, one with others
+    a = datafiles.image_folder(tmp_path / "a", per_class=2, test_per_class=1)
+    b = datafiles.image_folder(tmp_path / "b", per_class=3, test_per_class=1, offset=50)
+    c = datafiles.image_folder(
+        tmp_path / "c", per_class=2, test_per_class=1, classes=("cat", "dog")
+    )
+    # Execute
+    keys = [
+        load_private(spec("imagefolder", {"root": str(r)})).info.label_key
+        for r in (a, b, c)
+    ]
+    # Assert
+    assert keys[0] == keys[1] != keys[2]
+    assert keys[0].startswith("classes:")
+    assert load_private(DataSpec(dataset="digits")).info.label_key == ""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fedmuscle_flwr.data.base import LabelledData, Modality, Split
+from fedmuscle_flwr.data.base import LabelledData, Modality, Split, TargetKind
 from fedmuscle_flwr.data.decode import DataFileError
 from fedmuscle_flwr.data.formats.base import (
     FORMATS,
@@ -58,7 +58,7 @@ def _inputs(x: np.ndarray, where: str) -> tuple[Modality, np.ndarray | list[str]
     return "image", x
 
 
-def _kind(y: np.ndarray, x: np.ndarray, where: str) -> str:
+def _kind(y: np.ndarray, x: np.ndarray, where: str) -> TargetKind:
     if y.ndim == 1 and y.dtype.kind in "iu":
         return "class"
     if y.ndim == 2 and np.isin(y, (0, 1)).all():

@@ -13,6 +13,7 @@ outside it is refused) and the seeded test carve when no test split is given.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -22,7 +23,13 @@ from pydantic import Field
 
 from fedmuscle_flwr.config.registry import Registry
 from fedmuscle_flwr.config.schema import _Schema, validate
-from fedmuscle_flwr.data.base import DatasetInfo, LabelledData, Modality, Split
+from fedmuscle_flwr.data.base import (
+    DatasetInfo,
+    LabelledData,
+    Modality,
+    Split,
+    TargetKind,
+)
 from fedmuscle_flwr.data.decode import DataFileError
 
 #: seed of the carve of a test split out of the given samples
@@ -147,8 +154,16 @@ def assemble(
     return LabelledData(info, train, test)
 
 
+def label_key(names: Sequence[str]) -> str:
+    """``classes:<12 hex>``: the identity of an ordered label space."""
+    digest = hashlib.blake2b("\0".join(names).encode("utf-8"), digest_size=6)
+    return f"classes:{digest.hexdigest()}"
+
+
 def make_info(
-    origin: str, modality: Modality, kind: str, names: Sequence[str]
+    origin: str, modality: Modality, kind: TargetKind, names: Sequence[str]
 ) -> DatasetInfo:
-    """A :class:`DatasetInfo` whose name is where the data came from."""
-    return DatasetInfo(origin, modality, kind, len(names), tuple(names))  # type: ignore[arg-type]
+    """A :class:`DatasetInfo` named by where the data is, keyed by its classes."""
+    return DatasetInfo(
+        origin, modality, kind, len(names), tuple(names), label_key(names)
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fedmuscle_flwr.data.base import LabelledData, Modality, Split
+from fedmuscle_flwr.data.base import LabelledData, Modality, Split, TargetKind
 from fedmuscle_flwr.data.decode import DataFileError
 from fedmuscle_flwr.data.formats.base import (
     FORMATS,
@@ -138,7 +138,7 @@ class HfDisk(FileFormat):
         test_split = None
         if test is not None:
             test_split = split(test, as_str(test[opts.label_column]))
-        kind = "multilabel" if multi else "class"
+        kind: TargetKind = "multilabel" if multi else "class"
         modality = train_split.x.modality  # type: ignore[union-attr]
         info = make_info(origin, modality, kind, space)
         return assemble(info, train_split, test_split, opts.test_fraction)

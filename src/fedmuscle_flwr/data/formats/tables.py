@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import model_validator
 
-from fedmuscle_flwr.data.base import LabelledData, Split
+from fedmuscle_flwr.data.base import LabelledData, Split, TargetKind
 from fedmuscle_flwr.data.decode import DataFileError
 from fedmuscle_flwr.data.formats.base import (
     FORMATS,
@@ -103,7 +103,7 @@ class _Table(FileFormat):
                 return multi_hot(lists, names, where)
             return class_ids([str(c) for c in cells], names, where)
 
-        kind = "multilabel" if multi else "class"
+        kind: TargetKind = "multilabel" if multi else "class"
         info = make_info(origin, "text", kind, names)
         train = Split(texts, targets(labels, origin))
         test_split = None

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from fedmuscle_flwr.config.profile import DataSpec
+from fedmuscle_flwr.config.profile import DataSpec, PublicSource
+from fedmuscle_flwr.config.run import PublicConfig
 from fedmuscle_flwr.data import pipeline
 from fedmuscle_flwr.data.base import (
     DatasetInfo,
@@ -225,3 +226,17 @@ def load_public(
         raise ValueError(f"public set {name!r} has {len(pool)} samples; asked {size}")
     order = np.random.default_rng(PUBLIC_SEED).permutation(len(pool))[:size]
     return pool.subset(order)
+
+
+def load_participant_public(
+    run_public: PublicConfig, own: PublicSource | None = None
+) -> PublicData:
+    """This participant's copy of the run's public set.
+
+    Its own files when its profile names them (``[public]``: a deployed client
+    whose copy lies elsewhere), else the run's ``public.dataset``/``options``;
+    always ``public.size`` samples of the same seeded order. Whether the copy
+    equals the server's is for :func:`~.fingerprint.check_fingerprint` to say.
+    """
+    source = own if own is not None else run_public
+    return load_public(source.dataset, run_public.size, source.options)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 
+from fedmuscle_flwr.cli import data as data_commands
 from fedmuscle_flwr.cli import main
 from fedmuscle_flwr.config.profile import DataSpec
 from fedmuscle_flwr.data.fingerprint import public_fingerprint
@@ -151,3 +153,10 @@ def test_export_refuses_a_non_empty_folder_and_leaves_nothing_half_written(
     )
     assert code == 2 and "'nope'" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_register_adds_check_and_export() -> None:
+    app = typer.Typer()
+    data_commands.register(app)
+    names = {c.name for c in app.registered_commands}
+    assert names == {"check", "export"}

@@ -9,6 +9,12 @@ import numpy as np
 import pytest
 
 from fedmuscle_flwr.config.profile import DataSpec
+from fedmuscle_flwr.data.formats.arrays import NpzArrays
+from fedmuscle_flwr.data.formats.base import FORMATS
+from fedmuscle_flwr.data.formats.hf import HfDisk
+from fedmuscle_flwr.data.formats.images import ImageFolder, ImageLabels, ImageMasks
+from fedmuscle_flwr.data.formats.plugin import is_plugin
+from fedmuscle_flwr.data.formats.tables import CsvTable, JsonlTable, ParquetTable
 from fedmuscle_flwr.data.registry import dataset_info, list_datasets, load_private
 from tests import datafiles
 
@@ -237,3 +243,14 @@ def test_same_class_names_give_the_same_label_key(tmp_path: Path) -> None:
     assert keys[0] == keys[1] != keys[2]
     assert keys[0].startswith("classes:")
     assert load_private(DataSpec(dataset="digits")).info.label_key == ""
+
+
+def test_each_format_module_registers_its_class() -> None:
+    registered = {
+        "imagefolder": ImageFolder, "image-labels": ImageLabels, "image-masks": ImageMasks,
+        "csv": CsvTable, "jsonl": JsonlTable, "parquet": ParquetTable,
+        "npz": NpzArrays, "hf-disk": HfDisk,
+    }  # fmt: skip
+    assert {name: FORMATS[name] for name in registered} == registered
+    assert all(FORMATS[n].name == n for n in registered)
+    assert is_plugin("pkg.mod:make") and not is_plugin("imagefolder")

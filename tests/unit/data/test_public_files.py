@@ -7,9 +7,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fedmuscle_flwr.config.profile import PublicSource
+from fedmuscle_flwr.config.run import PublicConfig
 from fedmuscle_flwr.data.decode import image_files
 from fedmuscle_flwr.data.fingerprint import public_fingerprint
-from fedmuscle_flwr.data.registry import check_public, load_public
+from fedmuscle_flwr.data.registry import (
+    check_public,
+    load_participant_public,
+    load_public,
+)
 from tests import datafiles
 
 
@@ -67,3 +73,21 @@ def test_unreadable_public_image_is_skipped_on_request(tmp_path: Path) -> None:
     (root / "part0" / "bad.png").write_bytes(b"")
     pub = load_public("imagefolder", 6, {"root": str(root), "on-bad": "skip"})
     assert len(pub) == 6
+
+
+def test_a_participant_reads_its_own_copy_when_its_profile_names_one(
+    tmp_path: Path,
+) -> None:
+    # Prepare: the server's packaged set, this client's copy as files
+    pool = load_public("digits-public", 1797)
+    order = np.argsort(np.random.default_rng(0).permutation(1797))
+    for i, image in enumerate(pool.batch(order, "image")):
+        Image.fromarray(image).save(tmp_path / f"{i:05d}.png")
+    run = PublicConfig(dataset="digits-public", size=100)
+    own = PublicSource(dataset="imagefolder", options={"root": str(tmp_path)})
+    # Execute
+    server_copy = load_participant_public(run)
+    client_copy = load_participant_public(run, own)
+    # Assert
+    assert client_copy.origin.startswith("imagefolder")
+    assert public_fingerprint(client_copy) == public_fingerprint(server_copy)

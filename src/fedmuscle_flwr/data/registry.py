@@ -231,7 +231,7 @@ def load_public(
 def load_participant_public(
     run_public: PublicConfig, own: PublicSource | None = None
 ) -> PublicData:
-    """This participant's copy of the run's public set.
+    """A participant's copy of the run's public set.
 
     Its own files when its profile names them (``[public]``: a deployed client
     whose copy lies elsewhere), else the run's ``public.dataset``/``options``;

@@ -81,6 +81,14 @@ class DataSpec(_Schema):
     per_class: int = Field(
         0, ge=0, description="labels per class kept of the partition; 0 = all"
     )
+    workers: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="DataLoader processes decoding files (image folders, datasets "
+        "tables, plugins) a batch ahead; 0 = in the training process; in-memory "
+        "packaged sets never use them",
+    )
     validation: float = Field(
         0.0,
         ge=0,

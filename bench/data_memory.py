@@ -197,10 +197,11 @@ def main() -> None:
         shutil.rmtree(args.root)
         shutil.rmtree(args.root.parent / f".{args.root.name}-warm", ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "data_memory.json").write_text(json.dumps(result, indent=2) + "\n")
+    stem = args.out / "data_memory"  # .json and .md
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     rows = "\n".join(f"| {k} | {v:.1f} |" if isinstance(v, float) else f"| {k} | {v} |"
                      for k, v in result.items())  # fmt: skip
-    (args.out / "data_memory.md").write_text(
+    stem.with_suffix(".md").write_text(
         "# Data pipeline memory (bench/data_memory.py)\n\n| quantity | value |\n"
         f"|---|---|\n{rows}\n"
     )

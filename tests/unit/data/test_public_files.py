@@ -11,6 +11,7 @@ from fedmuscle_flwr.config.profile import PublicSource
 from fedmuscle_flwr.config.run import PublicConfig
 from fedmuscle_flwr.data.decode import image_files
 from fedmuscle_flwr.data.fingerprint import public_fingerprint
+from fedmuscle_flwr.data.public_files import PUBLIC_FORMATS, FilePublicData
 from fedmuscle_flwr.data.registry import (
     check_public,
     load_participant_public,
@@ -91,3 +92,13 @@ def test_a_participant_reads_its_own_copy_when_its_profile_names_one(
     # Assert
     assert client_copy.origin.startswith("imagefolder")
     assert public_fingerprint(client_copy) == public_fingerprint(server_copy)
+
+
+def test_the_three_public_layouts_and_their_modalities() -> None:
+    assert {n: m for n, (m, _) in PUBLIC_FORMATS.items()} == {
+        "imagefolder": frozenset({"image"}),
+        "textfile": frozenset({"text"}),
+        "image-captions": frozenset({"image", "text"}),
+    }
+    texts = FilePublicData("t", "a file", texts=["x", "y"])
+    assert texts.subset(np.array([1])).batch(np.array([0]), "text") == ["y"]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fedmuscle_flwr.cli import deploy, run
+from fedmuscle_flwr.cli import data, deploy, run
 from fedmuscle_flwr.cli.common import console
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -19,7 +19,8 @@ cli = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 data_cli = typer.Typer(
-    help="Datasets: prepare what a dataset needs.", context_settings=_CONTEXT
+    help="Datasets: prepare, check (your own files too), export.",
+    context_settings=_CONTEXT,
 )
 cli.add_typer(data_cli, name="data")
 
@@ -67,6 +68,7 @@ def main() -> None:
 
 
 run.register(cli, data_cli)
+data.register(data_cli)
 deploy.register(cli)
 
 __all__ = ["cli", "main"]

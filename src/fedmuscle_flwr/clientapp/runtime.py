@@ -23,7 +23,7 @@ from fedmuscle_flwr.clientapp import trainer as training
 from fedmuscle_flwr.config.profile import ClientProfile
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.data.base import PrivateData, PublicData
-from fedmuscle_flwr.data.registry import load_private, load_public
+from fedmuscle_flwr.data.registry import load_participant_public, load_private
 from fedmuscle_flwr.method import privacy
 from fedmuscle_flwr.method.algorithms.base import Algorithm, AlignContext
 from fedmuscle_flwr.method.phases import Phase
@@ -102,7 +102,7 @@ class ClientRuntime:
         )
         align_params = algorithm.align_parameters(model)
         align_opt = torch.optim.Adam(align_params, lr=run.muscle.lr)
-        public = load_public(run.public.dataset, run.public.size)
+        public = load_participant_public(run.public, profile.public)
         return cls(profile, run, model, task, data, public, task_opt, align_opt, device)
 
     # ------------------------------------------------------------------ state

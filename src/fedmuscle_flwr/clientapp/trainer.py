@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from fedmuscle_flwr.data.base import PublicData, Split
+from fedmuscle_flwr.data.loader import iter_batches
 from fedmuscle_flwr.method.algorithms.base import Algorithm, AlignContext, StepPayload
 from fedmuscle_flwr.models.base import ModelInput, move_to
 from fedmuscle_flwr.models.batchnorm import (
@@ -65,16 +66,23 @@ def train_task(
     rng: np.random.Generator,
     device: torch.device,
     max_batches: int = 0,
+    workers: int = 0,
 ) -> PhaseStats:
-    """Phase 1: ``epochs`` epochs of the task loss over ``split`` (θ^n)."""
+    """Phase 1: ``epochs`` epochs of the task loss over ``split`` (θ^n).
+
+    The batch order is drawn from ``rng`` here; a lazily decoded split is
+    decoded by ``workers`` DataLoader processes in that order
+    (:func:`~fedmuscle_flwr.data.loader.iter_batches`), an in-memory one is
+    sliced in this process.
+    """
     model.train()
     t0, total, seen = time.perf_counter(), 0.0, 0
     for _ in range(epochs):
-        for i, idx in enumerate(_batches(len(split), batch_size, rng)):
-            if max_batches and i >= max_batches:
-                break
-            batch = split.take(idx)
-            inputs = move_to(model.prepare(batch.x), device)  # type: ignore[arg-type]
+        order = list(_batches(len(split), batch_size, rng))
+        if max_batches:
+            order = order[:max_batches]
+        for batch in iter_batches(split, order, workers):
+            inputs = move_to(model.prepare(batch.x), device)
             targets = task.targets(batch.y).to(device)
             out = model(inputs)
             assert out.logits is not None
@@ -82,8 +90,8 @@ def train_task(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
+            total += float(loss.detach()) * len(batch)
+            seen += len(batch)
     return PhaseStats(total / max(seen, 1), seen, time.perf_counter() - t0)
 
 
@@ -175,8 +183,8 @@ def recompute_norm_statistics(
         chunks = chunks[:max_batches]
 
     def forward(idx: object) -> object:
-        batch = split.take(idx)  # type: ignore[arg-type]
-        return model(move_to(model.prepare(batch.x), device))  # type: ignore[arg-type]
+        raw = split.batch(idx)  # type: ignore[arg-type]
+        return model(move_to(model.prepare(raw), device))
 
     return recompute_running_stats(model, chunks, forward)
 
@@ -190,14 +198,18 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     num_outputs: int,
+    workers: int = 0,
 ) -> dict[str, float]:
-    """The task metrics on ``split`` plus the mean task loss."""
+    """The task metrics on ``split`` plus the mean task loss (``workers``: as train)."""
     model.eval()
     meter = task.meter(num_outputs)
     total = 0.0
-    for start in range(0, len(split), batch_size):
-        batch = split.take(np.arange(start, min(start + batch_size, len(split))))
-        inputs = move_to(model.prepare(batch.x), device)  # type: ignore[arg-type]
+    order = [
+        np.arange(start, min(start + batch_size, len(split)))
+        for start in range(0, len(split), batch_size)
+    ]
+    for batch in iter_batches(split, order, workers):
+        inputs = move_to(model.prepare(batch.x), device)
         targets = task.targets(batch.y).to(device)
         logits = model(inputs).logits
         assert logits is not None

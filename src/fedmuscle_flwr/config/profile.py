@@ -66,7 +66,13 @@ class PartitionSpec(_Schema):
 
 
 class DataSpec(_Schema):
-    """The client's private dataset."""
+    """The client's private dataset: packaged, its own files, or a plugin.
+
+    ``dataset``: a packaged name (``fedmuscle list datasets``), a file format
+    (``imagefolder``, ``image-labels``, ``image-masks``, ``csv``, ``jsonl``,
+    ``parquet``, ``npz``, ``hf-disk``) whose ``options`` say where the files
+    are, or ``package.module:callable`` returning a PyTorch ``Dataset``.
+    """
 
     dataset: str
     options: dict[str, Any] = Field(default_factory=dict)
@@ -75,6 +81,14 @@ class DataSpec(_Schema):
     max_test: int = Field(0, ge=0, description="0 = the whole test split")
     per_class: int = Field(
         0, ge=0, description="labels per class kept of the partition; 0 = all"
+    )
+    workers: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="DataLoader processes decoding files (image folders, datasets "
+        "tables, plugins) a batch ahead; 0 = in the training process; in-memory "
+        "packaged sets never use them",
     )
     validation: float = Field(
         0.0,
@@ -85,13 +99,34 @@ class DataSpec(_Schema):
     )
 
 
+class PublicSource(_Schema):
+    """Where this participant's copy of the public set is (its own files).
+
+    The run config names the public set for everyone (``public.dataset``,
+    ``public.options``, ``public.size``); a client whose files lie elsewhere
+    names its own copy here. Either way the copy must hash to the server's
+    fingerprint.
+    """
+
+    dataset: str = Field(
+        description="a packaged public set, or 'imagefolder', 'textfile', "
+        "'image-captions' with options"
+    )
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class ClientProfile(_Schema):
-    """One client persona: its model, its task, its private data and its policy."""
+    """One client persona: model, task, private data (public copy) and policy."""
 
     name: str
     model: ModelSpec
     task: TaskSpec
     data: DataSpec
+    public: PublicSource | None = Field(
+        None,
+        description="this client's own copy of the public set; none = the run's",
+        exclude_if=lambda public: public is None,
+    )
     policy: ClientPolicy = ClientPolicy()
 
     @classmethod

@@ -25,7 +25,16 @@ MAX_SECONDS = 30 * 24 * 3600.0
 class PublicConfig(_Schema):
     """The public (unlabelled) dataset every participant can index."""
 
-    dataset: str = "fashion-mnist-heldout"
+    dataset: str = Field(
+        "fashion-mnist-heldout",
+        description="a packaged public set, or a layout read from files: "
+        "'imagefolder', 'textfile', 'image-captions'",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="where the files are (root, path, ...)",
+        exclude_if=lambda options: not options,  # packaged sets: configs as before
+    )
     size: int = Field(5000, gt=0, description="samples of the public set in use")
 
 

@@ -26,6 +26,8 @@ class InMemoryPublicData(PublicData):
         uint8 (N, H, W) or (N, H, W, 3), or ``None`` for a text-only set.
     texts : Sequence[str] | None
         N strings (captions of the images when both are given), or ``None``.
+    origin : str
+        Where the samples come from (shown when fingerprints differ).
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class InMemoryPublicData(PublicData):
         name: str,
         images: np.ndarray | None = None,
         texts: Sequence[str] | None = None,
+        origin: str = "",
     ) -> None:
         if images is None and texts is None:
             raise ValueError(f"public set {name!r} needs images or texts")
@@ -41,6 +44,7 @@ class InMemoryPublicData(PublicData):
         if images is not None and texts is not None and len(images) != len(texts):
             raise ValueError(f"{len(images)} images but {len(texts)} captions")
         self.name = name
+        self.origin = origin or f"packaged set {name!r}"
         self._images = images
         self._texts = list(texts) if texts is not None else None
         present: set[Modality] = set()
@@ -86,4 +90,4 @@ class InMemoryPublicData(PublicData):
         idx = self._check(indices)
         images = self._images[idx] if self._images is not None else None
         texts = None if self._texts is None else [self._texts[i] for i in idx.tolist()]
-        return InMemoryPublicData(self.name, images, texts)
+        return InMemoryPublicData(self.name, images, texts, self.origin)

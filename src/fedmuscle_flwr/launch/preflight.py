@@ -43,7 +43,7 @@ def check_federation(
         with _field(where[profile.name]):
             reads[profile.name] = _check_task(profile).modality
     with _field("run config"):
-        check_public(run.public.dataset, run.public.size, reads)
+        check_public(run.public.dataset, run.public.size, reads, run.public.options)
     for profile in profiles:
         with _field(where[profile.name]):
             _check_client(profile, run.muscle.dim, build_models)
@@ -55,7 +55,7 @@ def _check_task(profile: ClientProfile) -> DatasetInfo:
     with _field("task"):
         task = get_task(profile.task.kind, profile.task.options)
     with _field("data"):
-        info = dataset_info(profile.data.dataset)
+        info = dataset_info(profile.data)
     with _field("task.kind"):
         task.check_data(info)
     return info

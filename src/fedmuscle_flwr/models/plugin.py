@@ -12,13 +12,13 @@ options: ``modality`` (image|text, default image), ``image_size`` (32),
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor, nn
 
+from fedmuscle_flwr.config.imports import load_callable as import_callable
 from fedmuscle_flwr.models.base import Encoder, EncoderOutput, ModelInput
 from fedmuscle_flwr.models.common import (
     ImageEncoder,
@@ -35,23 +35,8 @@ ADAPTER_OPTIONS = ("modality", "image_size", "channels", "max_length", "tokenize
 
 
 def load_callable(path: str) -> Callable[..., Any]:
-    """Import ``"package.module:callable"`` (``mod:Cls.make`` paths work too)."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"model.backbone {path!r}: expected 'package.module:callable'")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(
-            f"model.backbone {path!r}: cannot import module: {exc}"
-        ) from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"model.backbone {path!r}: module has no {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ValueError(f"model.backbone {path!r} is not callable")
-    return obj
+    """Import the backbone ``"package.module:callable"`` (``mod:Cls.make`` too)."""
+    return import_callable(path, "model.backbone")
 
 
 class ModuleImageEncoder(ImageEncoder):

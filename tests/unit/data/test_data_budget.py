@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from fedmuscle_flwr.config.profile import DataSpec
-from fedmuscle_flwr.data.registry import carve_validation, load_private, per_class
+from fedmuscle_flwr.data.pipeline import carve_validation, per_class
+from fedmuscle_flwr.data.registry import load_private
 
 
 def test_per_class_keeps_at_most_the_budget_of_each_class() -> None:

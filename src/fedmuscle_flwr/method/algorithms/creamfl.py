@@ -31,7 +31,7 @@ from fedmuscle_flwr.config.profile import ModelSpec
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.config.schema import ConfigError
 from fedmuscle_flwr.data.base import PublicData
-from fedmuscle_flwr.data.registry import load_public
+from fedmuscle_flwr.data.registry import load_participant_public
 from fedmuscle_flwr.method.algorithms.base import (
     ALGORITHMS,
     PARTNERS,
@@ -76,7 +76,7 @@ class ServerRepresentationModel:
                 f"server-model.backbone={cfg.backbone!r}: {exc}"
             ) from None
         self.model.to(self.device)
-        self.public = public or load_public(run.public.dataset, run.public.size)
+        self.public = public or load_participant_public(run.public)
         self.opt = torch.optim.Adam(self.model.representation_parameters(), lr=cfg.lr)
 
     def fit_and_encode(

@@ -1,0 +1,154 @@
+"""Clients on their own files, in a real loopback deployment and in simulation (issue 22).
+
+* deployment: ``fedmuscle server`` and three ``fedmuscle client`` processes (Flower
+  1.39, gRPC on loopback); two clinics train on their own image folders (one reads
+  the public set from its own copy of the files) and finish the run; a third
+  clinic, whose copy of the public set differs in one image, is refused when the
+  run starts: one line naming both fingerprints and where its files came from;
+* simulation: the in-process engine with an image-folder client and a CSV client.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedmuscle_flwr.launch.deploy.processes import free_port
+from tests import datafiles
+from tests.integration.test_deployment import Procs, procs  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.integration]
+
+RUN_TIMEOUT_S = 600
+PUBLIC = 48
+#: run settings of both tests: a small public set, batches that fit it
+RUN_SET = [
+    "--set", "public.dataset=imagefolder", "--set", f"public.size={PUBLIC}",
+    "--set", "muscle.batch-size=16", "--set", "muscle.partners=1",
+    "--set", "eval.probe-size=16", "--set", "federation.min-clients=2",
+]  # fmt: skip
+
+
+def profile(path: Path, name: str, data: str, public: Path | None = None) -> Path:
+    """A client profile TOML naming its own folder (and its own public copy)."""
+    text = (
+        f'name = "{name}"\n[model]\nbackbone = "small-cnn"\npretrained = false\n'
+        f'[task]\nkind = "classification"\n[data]\n{data}\nworkers = 1\n'
+    )
+    if public is not None:
+        text += (
+            f'[public]\ndataset = "imagefolder"\noptions = {{ root = "{public}" }}\n'
+        )
+    path.write_text(text)
+    return path
+
+
+def image_data(root: Path) -> str:
+    return f'dataset = "imagefolder"\noptions = {{ root = "{root}" }}'
+
+
+def metrics_rows(runs: Path) -> list[dict[str, object]]:
+    (run_dir,) = [p for p in runs.rglob("metrics.jsonl")]
+    return [json.loads(line) for line in run_dir.read_text().splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT_S + 120)
+def test_clinics_train_on_their_own_folders_and_another_public_set_is_refused(
+    tmp_path: Path,
+    procs: Procs,  # noqa: F811 (the fixture)
+) -> None:
+    # Prepare: two clinics' folders; the public folder and two copies of it, one
+    # with a single image changed
+    a = datafiles.image_folder(tmp_path / "clinic-a", per_class=12, test_per_class=4)
+    b = datafiles.image_folder(
+        tmp_path / "clinic-b", per_class=12, test_per_class=4, offset=100
+    )
+    public = datafiles.public_folder(tmp_path / "public", n=64)
+    copy = Path(shutil.copytree(public, tmp_path / "public-copy"))
+    other = Path(shutil.copytree(public, tmp_path / "public-other"))
+    changed = datafiles.pixels(2, 999)
+    datafiles.write_png(other / "part0" / "0000.png", changed)
+    profiles = {
+        "clinic-a": profile(tmp_path / "a.toml", "clinic-a", image_data(a)),
+        "clinic-b": profile(tmp_path / "b.toml", "clinic-b", image_data(b), copy),
+        "clinic-c": profile(tmp_path / "c.toml", "clinic-c", image_data(a), other),
+    }
+    fleet, control = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    # Execute: the server, then the three clinics
+    server = procs.start("server", [
+        "server", "--preset", "tiny", *RUN_SET,
+        "--set", f"public.options.root={public}",
+        "--address", fleet, "--control-address", control, "--insecure",
+        "--output", str(tmp_path / "runs"), "--timeout", str(RUN_TIMEOUT_S),
+    ])  # fmt: skip
+    for name, path in profiles.items():
+        procs.start(name, [
+            "client", "--server", fleet, "--profile", str(path), "--insecure",
+            "--state-dir", str(tmp_path / f"state-{name}"), "--exit-after-run",
+        ])  # fmt: skip
+    # Assert: the run completes with the two clinics whose public set is the server's
+    assert server.wait(RUN_TIMEOUT_S) == 0, procs.log("server")[-4000:]
+    rows = metrics_rows(tmp_path / "runs")
+    assert {r["client"] for r in rows} == {"*", "clinic-a", "clinic-b"}
+    evaluated = [r for r in rows if r["client"] != "*" and "accuracy" in r]
+    assert evaluated, rows[-5:]
+    # Assert: the third clinic refused in one line naming both fingerprints and its files
+    deadline = time.monotonic() + 60
+    while "public set differs" not in procs.log("clinic-c"):
+        assert time.monotonic() < deadline, procs.log("clinic-c")[-4000:]
+        time.sleep(1)
+    lines = [
+        ln for ln in procs.log("clinic-c").splitlines() if "public set differs" in ln
+    ]
+    fingerprints = {w.strip(",;()") for w in lines[0].split() if w.startswith("pub1-")}
+    assert len(fingerprints) == 2, lines
+    assert f"imagefolder {other}" in lines[0]
+    assert "Traceback" not in procs.log("clinic-c")
+    server_log = procs.log("server")
+    assert "clinic-c" in server_log and "public set differs" in server_log
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_simulation_with_an_image_folder_and_a_csv_client(tmp_path: Path) -> None:
+    from fedmuscle_flwr.cli import main  # in-process: the console script's entry
+
+    # Prepare
+    a = datafiles.image_folder(tmp_path / "a", per_class=12, test_per_class=4)
+    table = datafiles.text_table(tmp_path / "notes.csv", n=60)
+    public = datafiles.public_folder(tmp_path / "public", n=64)
+    profile(tmp_path / "a.toml", "clinic-a", image_data(a))
+    (tmp_path / "notes.toml").write_text(
+        'name = "notes"\n[model]\nbackbone = "text-cnn"\n[task]\n'
+        'kind = "text-classification"\n'
+        f'[data]\ndataset = "csv"\noptions = {{ path = "{table}" }}\n'
+    )
+    roster = tmp_path / "roster.toml"
+    roster.write_text(
+        f'[[clients]]\nprofile = "{tmp_path / "a.toml"}"\n'
+        f'[[clients]]\nprofile = "{tmp_path / "notes.toml"}"\n'
+    )
+    import sys
+
+    argv = ["fedmuscle", "run", "--engine", "inprocess", "--preset", "tiny", *RUN_SET,
+            "--set", f"public.options.root={public}", "--set", "num-rounds=1",
+            "--set", "eval.every=1", "--set", f"federation.roster={roster}",
+            "--output", str(tmp_path / "runs")]  # fmt: skip
+    # Execute
+    old, sys.argv = sys.argv, argv
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main()
+    finally:
+        sys.argv = old
+    # Assert
+    assert exit_.value.code in (0, None)
+    rows = metrics_rows(tmp_path / "runs")
+    assert {"clinic-a", "notes"} <= {r["client"] for r in rows}
+    assert np.isfinite([r["accuracy"] for r in rows if "accuracy" in r]).all()

@@ -43,6 +43,7 @@ from fedmuscle_flwr.config.files import load_preset
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.config.schema import deep_merge, unflatten
 from fedmuscle_flwr.wire import protocol as p
+from fedmuscle_flwr.wire.flower_compat import shorten_pull_backoff
 
 app = ServerApp()
 
@@ -146,6 +147,7 @@ def settings(context: Context) -> Mapping[str, Any]:
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Send every attack to every node; write what came back."""
+    shorten_pull_backoff()  # as our own ServerApp does: replies pulled at once
     cfg = settings(context)
     out = Path(cfg["out"])
     deadline = time.monotonic() + float(cfg.get("wait-s", 120))

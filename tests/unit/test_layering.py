@@ -69,6 +69,7 @@ CORE = [
     "fedmuscle_flwr.clientapp.retention",
     "fedmuscle_flwr.clientapp.sanitize",
     "fedmuscle_flwr.clientapp.bundle",
+    "fedmuscle_flwr.clientapp.disjoint",
 ]
 
 

@@ -6,9 +6,12 @@ message (its one reply is the refusal; nothing computed leaves):
 1. :func:`admit`: the instruction against the policy (``clientapp/policy.py``),
    before any data is read or model built; the run config the client computes
    with gets the policy's privacy floor;
-2. :func:`admit_state`: before the first state of a new run is saved, old
+2. :func:`admit_public` (``clientapp/disjoint.py``): the public set against
+   the client's private data and the policy's fingerprint pin, once the data
+   are loaded (cached: once per run);
+3. :func:`admit_state`: before the first state of a new run is saved, old
    runs' state is pruned (keep the last K, at most N MiB);
-3. :func:`admit_reply`: what was computed, before it leaves (the reply cap,
+4. :func:`admit_reply`: what was computed, before it leaves (the reply cap,
    for uploads whose width the instruction does not show).
 """
 
@@ -20,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fedmuscle_flwr.clientapp.disjoint import check_disjoint, check_pin
 from fedmuscle_flwr.clientapp.policy import MIB, check, check_reply_bytes, with_floor
 from fedmuscle_flwr.clientapp.retention import prune, state_bytes
+from fedmuscle_flwr.clientapp.runtime import ClientRuntime
 from fedmuscle_flwr.config.policy import ClientPolicy
 from fedmuscle_flwr.config.run import PrivacyConfig
 from fedmuscle_flwr.wire.messages import Instruction, Reply
@@ -36,11 +41,18 @@ _WIRE_BYTES = {"fp16": 2, "fp32": 4, "int8": 1}
 
 
 def admit(
-    phase: str, ins: Instruction, policy: ClientPolicy
+    phase: str, ins: Instruction, policy: ClientPolicy, own_public: bool = False
 ) -> tuple[Instruction, Refusal | None]:
-    """The instruction with the privacy floor applied, and the first rule it breaks."""
+    """The instruction with the privacy floor applied, and the first rule it breaks.
+
+    ``own_public``: the client's profile names its own copy of the public set
+    (then the run config's ``public.options``, paths on the server's side, are
+    never read here).
+    """
     space = upload_space(ins.algorithm.space, phase)
     refusal = check(phase, ins.run, ins.arrays, space, policy)
+    if refusal is None and not own_public:
+        refusal = server_paths(ins, policy)
     floored = with_floor(ins.run, policy)
     if floored is not ins.run:
         asked, used = ins.run.privacy, floored.privacy
@@ -56,6 +68,34 @@ def admit(
             )
         ins = replace(ins, run=floored)
     return ins, refusal
+
+
+def server_paths(ins: Instruction, policy: ClientPolicy) -> Refusal | None:
+    """Refuse a public set read from files the server's run config names.
+
+    ``public.options`` (a folder, a file) is a path on the client's disk chosen
+    by the server: another study's images, the private set under another name.
+    A client reads a public set from files only where its own profile says
+    (``[public]``), unless its policy has ``server-paths = true``.
+    """
+    if not ins.run.public.options or policy.server_paths:
+        return None
+    keys = ", ".join(sorted(ins.run.public.options))[:80]
+    return Refusal(
+        "policy.server-paths",
+        f"the run config names files for public set {ins.run.public.dataset!r} "
+        f"(public.options: {keys}); this client reads a public set from files only "
+        "where its own profile says ([public])",
+    )
+
+
+def admit_public(runtime: ClientRuntime, policy: ClientPolicy) -> Refusal | None:
+    """The loaded public set against the pin and the private data (cached)."""
+    pinned = check_pin(runtime.public, policy)
+    if pinned is not None:
+        return pinned
+    private_key = f"{runtime.profile.data.model_dump_json()}|seed={runtime.run.seed}"
+    return check_disjoint(runtime.public, runtime.data, private_key, policy)
 
 
 def upload_space(space: str, phase: str) -> str:

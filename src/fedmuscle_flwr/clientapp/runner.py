@@ -14,7 +14,12 @@ from contextlib import contextmanager
 
 import torch
 
-from fedmuscle_flwr.clientapp.guard import admit, admit_reply, admit_state
+from fedmuscle_flwr.clientapp.guard import (
+    admit,
+    admit_public,
+    admit_reply,
+    admit_state,
+)
 from fedmuscle_flwr.clientapp.runtime import ClientRuntime
 from fedmuscle_flwr.clientapp.state import (
     ClientStateStore,
@@ -94,7 +99,7 @@ def run_phase(
     after every phase all the same (a restarted client resumes from it).
     """
     phase = Phase(kind)
-    ins, refusal = admit(phase, ins, profile.policy)
+    ins, refusal = admit(phase, ins, profile.policy, profile.public is not None)
     if refusal is not None:  # before any data is read or model built
         return refusal
     key, slot = state_key(ins, run_key), client_seed(profile)
@@ -113,10 +118,15 @@ def run_phase(
         saved = store.load(key, slot)
         if saved is not None:
             runtime.load_state_dict(saved)
-    if phase is not Phase.EVALUATE and store.stamp(key, slot) is None:
+    refusal = admit_public(runtime, profile.policy)
+    if (
+        refusal is None
+        and phase is not Phase.EVALUATE
+        and store.stamp(key, slot) is None
+    ):
         refusal = admit_state(store.root, safe_key(key), profile.policy)
-        if refusal is not None:
-            return refusal
+    if refusal is not None:
+        return refusal
     with seeded_torch(ins, profile, phase, runtime.device):
         reply = PHASES[phase](runtime, ins)
     if phase is not Phase.EVALUATE:

@@ -104,6 +104,11 @@ class ClientPolicy(_Schema):
         default_factory=dict,
         description="public set name -> the content fingerprint it must have",
     )
+    server_paths: bool = Field(
+        False,
+        description="read a public set from files the server's run config names "
+        "(public.options); false: only where this profile's [public] says",
+    )
     disjoint_public: bool = Field(
         True,
         description="refuse a public set that shares a sample with the private "
@@ -131,12 +136,15 @@ class ClientPolicy(_Schema):
     def open(cls) -> ClientPolicy:
         """Everything accepted: a simulation whose operator owns every client.
 
-        Every upload kind, algorithm and public set; no disjointness check, no
+        Every upload kind, algorithm and public set (from any path the run
+        config names); no disjointness check, no
         privacy floor; the instruction caps at their defaults (they admit every
         shipped run); no pruning of old runs' state (a simulation may resume any).
         """
         keep = Caps(keep_runs=OPEN_KEEP_RUNS, state_mb=OPEN_STATE_MB)
-        return cls(uploads=UPLOAD_KINDS, disjoint_public=False, caps=keep)
+        return cls(
+            uploads=UPLOAD_KINDS, server_paths=True, disjoint_public=False, caps=keep
+        )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "") -> ClientPolicy:

@@ -44,7 +44,7 @@ def test_the_clients_own_app_is_accepted(tmp_path):
     same = (PKG / "clientapp" / "app.py").read_text()
     check_bundle(app(tmp_path / "checkout",
                      files={"src/fedmuscle_flwr/clientapp/app.py": same,
-                            "tests/anything.py": "x = 1\n"}))  # fmt: skip
+                            "extras/anything.py": "x = 1\n"}))  # fmt: skip
 
 
 @pytest.mark.parametrize(

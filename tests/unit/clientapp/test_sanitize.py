@@ -10,7 +10,7 @@ from fedmuscle_flwr.clientapp.sanitize import MAX_CHARS, describe, scrub
 @pytest.mark.parametrize(
     ("raw", "leak"),
     [
-        ("[Errno 2] No such file or directory: '/home/alice/xray/train.npz'", "alice"),
+        ("[Errno 2] No such file or directory: '/srv/alice/xray/train.npz'", "alice"),
         ("cannot open C:\\Users\\bob\\data\\x.pt", "bob"),
         ("cannot open \\\\fileserver\\share\\scan.png", "fileserver"),
         ("see ~/secret/notes.txt", "secret"),
@@ -40,14 +40,14 @@ def test_scrubbed_keeps_the_class_where_it_can():
     from fedmuscle_flwr.clientapp.sanitize import ClientError, scrubbed
     from fedmuscle_flwr.wire.codec import ProtocolError
 
-    err = scrubbed(FileNotFoundError(2, "No such file", "/home/alice/x.npz"))
+    err = scrubbed(FileNotFoundError(2, "No such file", "/srv/alice/x.npz"))
     assert type(err) is FileNotFoundError and "alice" not in str(err)
     err = scrubbed(ProtocolError("train instruction: bad /srv/x"))
     assert type(err) is ProtocolError and str(err) == "train instruction: bad <path>"
 
     class Odd(Exception):
         def __init__(self, a, b):
-            super().__init__(f"{a} at /home/bob/{b}")
+            super().__init__(f"{a} at /srv/bob/{b}")
 
     err = scrubbed(Odd(1, "y"))
     assert type(err) is ClientError and "bob" not in str(err)

@@ -168,8 +168,24 @@ def _resume_overrides(run_dir: Path) -> dict[str, Any]:
 
 
 def client(
-    server: Annotated[str, typer.Option(help="server's Fleet API address HOST:PORT")],
     profile: Annotated[str, typer.Option(help="clients/NAME.toml, a path, or NAME")],
+    server: Annotated[
+        str, typer.Option(help="server's Fleet API address HOST:PORT")
+    ] = "",
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="client policy TOML ([policy]); default: the profile's"),
+    ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option(help="prune old runs' state per the policy, then exit"),
+    ] = False,
+    trust_server_code: Annotated[
+        bool,
+        typer.Option(
+            help="with --no-warm: accept the server's app bundle running here"
+        ),
+    ] = False,
     data_dir: Annotated[
         Path | None, typer.Option(help="private data root: <dir>/<dataset-key>/...")
     ] = None,
@@ -262,6 +278,7 @@ def client(
     failures, 130 on Ctrl-C.
     """
     _setup(verbose)
+    from fedmuscle_flwr.cli import client_policy as cp
     from fedmuscle_flwr.config.files import load_profile
     from fedmuscle_flwr.config.schema import ConfigError
     from fedmuscle_flwr.launch.deploy.client import (
@@ -272,19 +289,31 @@ def client(
     )
     from fedmuscle_flwr.launch.preflight import check_profile
 
+    try:
+        overrides = _overrides(set_)
+        checked = load_profile(profile, overrides)  # fail here, not in the ClientApp
+        rules = cp.resolve_policy(checked, policy)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if prune:
+        cp.prune_now(rules, state_dir)
+        raise typer.Exit(0)
+    if not server:
+        raise _fail("--server HOST:PORT is required (except with --prune)")
+    if not cp.stock_allowed(warm, trust_server_code):
+        raise _fail(cp.NO_WARM_REFUSED)
     if (tls_ca is None) == (not insecure):
         raise _fail("give exactly one of --tls-ca FILE (default choice) or --insecure")
     if auth_key is not None and tls_ca is None:
         raise _fail("--auth-key needs TLS (--tls-ca)")
     try:
-        overrides = _overrides(set_)
-        checked = load_profile(profile, overrides)  # fail here, not in the ClientApp
         check_profile(checked, f"profile {checked.name!r}")  # task, dataset, model
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     log.info(
         "profile %s: %s / %s", checked.name, checked.model.backbone, checked.task.kind
     )
+    log.info("policy: %s", rules.describe())
     opts = ClientOptions(
         server=server,
         profile=profile,
@@ -296,6 +325,7 @@ def client(
         max_wait_s=max_wait,
         runtime_port=runtime_port,
         overrides=overrides,
+        policy=policy,
         relaunches=relaunch,
         exit_after_run=exit_after_run,
         wait_server_exit_s=wait_server_exit,

@@ -72,6 +72,8 @@ class ClientOptions:
     pull_backoff_s : float
         The warm SuperNode's first wait when a message's object is not yet at
         the SuperLink (Flower's: 1 s; :mod:`fedmuscle_flwr.wire.flower_compat`).
+    policy : Path or None
+        A client policy file (``--policy``), put into ``--node-config``.
     wait_server_exit_s : float
         With ``exit_after_run``: after the run, wait up to this long until the
         server stops accepting connections before returning. Compose stops every
@@ -100,6 +102,7 @@ class ClientOptions:
     pull_backoff_s: float = DEFAULT_INITIAL_BACKOFF_S
     wait_server_exit_s: float = 0.0
     ready_file: Path | None = None
+    policy: Path | None = None
 
 
 def node_config(opts: ClientOptions) -> str:
@@ -109,6 +112,8 @@ def node_config(opts: ClientOptions) -> str:
     items: dict[str, Any] = {"profile": name, **opts.overrides}
     if opts.state_dir is not None:
         items["state-dir"] = str(opts.state_dir.expanduser().resolve())
+    if opts.policy is not None:  # replaces the profile's [policy] in the ClientApp
+        items["policy"] = str(opts.policy.expanduser().resolve())
     return " ".join(f"{key}={toml_value(value)}" for key, value in items.items())
 
 

@@ -93,8 +93,12 @@ def wait_for_nodes(
     timeout: float,
     expected: Sequence[str] = (),
     keys: Callable[[], Mapping[int, str]] | None = None,
+    eligible: Callable[[Iterable[int]], list[int]] = sorted,
 ) -> list[int]:
     """Block until ``minimum`` nodes are connected; raise ``TimeoutError`` after.
+
+    Only ``eligible(connected ids)`` count (with registered keys: the nodes of
+    those keys, :func:`eligible_nodes`).
 
     Logs "N of M clients connected" when N changes (and once a minute while it
     does not), naming the connected node ids and ``expected`` (client names)
@@ -115,7 +119,7 @@ def wait_for_nodes(
             f"{', '.join(off) or 'none'}"
         )
 
-    while len(nodes := sorted(grid.get_node_ids())) < minimum:
+    while len(nodes := eligible(grid.get_node_ids())) < minimum:
         now = time.monotonic()
         missing = minimum - len(nodes)
         if now > deadline:
@@ -143,3 +147,25 @@ def fmt(values: dict[str, object]) -> str:
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
         for k, v in values.items()
     )
+
+
+def eligible_nodes(
+    connected: Iterable[int], registered: Mapping[int, str], warned: set[int]
+) -> list[int]:
+    """The connected nodes a round may draw: those of registered keys (if any).
+
+    With SuperNode keys registered at start (``federation.node-keys-file``) a
+    node that is not one of them (e.g. registered later through the Control
+    API) is never drawn; it is logged once (``warned`` remembers it).
+    """
+    nodes = sorted(connected)
+    if not registered:
+        return nodes
+    foreign = [n for n in nodes if n not in registered and n not in warned]
+    if foreign:
+        warned.update(foreign)
+        log.warning(
+            "node(s) %s connected without a key registered at start: never drawn",
+            ", ".join(map(str, foreign)),
+        )
+    return [n for n in nodes if n in registered]

@@ -43,6 +43,7 @@ from fedmuscle_flwr.serverapp.progress import RoundClock
 from fedmuscle_flwr.serverapp.replies import ReplyDesk
 from fedmuscle_flwr.serverapp.rounds import (
     Stragglers,
+    eligible_nodes,
     fmt,
     send_and_collect,
     wait_for_nodes,
@@ -86,6 +87,7 @@ class FedMuscle(Strategy):
         self.completed = completed
         self.node_keys = NodeKeys(run.federation.node_keys_file)
         self.book = NameBook(key_of=self.node_keys)  # the run's one name book
+        self._foreign: set[int] = set()  # unregistered nodes already logged
         self.incidents = Incidents(recorder)
         self.desk = ReplyDesk(run, recorder, self.incidents, self.book, self.algorithm)
         self.phases = RoundPhases(
@@ -158,7 +160,8 @@ class FedMuscle(Strategy):
         phase_timeout = fed.phase_timeout_s if timeout is None else timeout
         result = Result()
         keys = self.node_keys.registered if fed.node_keys_file else None
-        nodes = wait_for_nodes(grid, fed.min_clients, fed.wait_clients_s, keys=keys)
+        nodes = wait_for_nodes(grid, fed.min_clients, fed.wait_clients_s, keys=keys,
+                               eligible=self.eligible)  # fmt: skip
         log.info("%d clients connected; starting %s", len(nodes), self.algorithm.name)
         self.summary()
         t_start = time.perf_counter()
@@ -170,7 +173,7 @@ class FedMuscle(Strategy):
         phases = self.phases
 
         def evaluate(rs: RoundState, server_round: int) -> None:
-            call = phases.open_evaluate(rs, grid.get_node_ids())
+            call = phases.open_evaluate(rs, self.eligible(grid.get_node_ids()))
             row = phases.close_evaluate(rs, call, exchange(call.messages))
             log.info("round %d evaluate: %s", server_round, fmt(dict(row or {})))
             if row is not None:
@@ -197,20 +200,25 @@ class FedMuscle(Strategy):
         for rnd in range(max(self.completed, 0) + 1, rounds + 1):
             t0 = time.perf_counter()
             # the wait's node query is the train phase's snapshot
-            nodes = wait_for_nodes(grid, fed.min_clients, fed.wait_clients_s, keys=keys)
+            nodes = wait_for_nodes(grid, fed.min_clients, fed.wait_clients_s,
+                                   keys=keys, eligible=self.eligible)  # fmt: skip
             rs = self.begin_round(rnd)
             call = phases.open_train(rs, nodes)
             metrics = phases.close_train(rs, call, exchange(call.messages))
             log.info("round %d train: %s", rnd, fmt(dict(metrics)))
             result.train_metrics_clientapp[rnd] = metrics
             for step in range(self._align_messages(rs)):
-                call = phases.open_align(rs, step, grid.get_node_ids())
+                call = phases.open_align(rs, step, self.eligible(grid.get_node_ids()))
                 row = phases.close_align(rs, call, exchange(call.messages))
                 log.debug("round %d align step %d: %s", rnd, step, fmt(dict(row)))
             if self.run.eval.due(rnd, rounds):
                 evaluate(rs, rnd)
             done(rnd, rs.trained, t0)
         return result
+
+    def eligible(self, connected: Iterable[int]) -> list[int]:
+        """The connected nodes a round may draw (registered keys only, if any)."""
+        return eligible_nodes(connected, self.node_keys.registered(), self._foreign)
 
     def _align_messages(self, rs: RoundState) -> int:
         """Phase-2 round trips this round: none when too few clients trained."""
@@ -235,7 +243,7 @@ class FedMuscle(Strategy):
     ) -> Iterable[Message]:
         """Phase 1's messages (a new round); :meth:`aggregate_train` closes it."""
         rs = self.begin_round(server_round)
-        call = self.phases.open_train(rs, list(grid.get_node_ids()))
+        call = self.phases.open_train(rs, self.eligible(grid.get_node_ids()))
         self._open[(Phase.TRAIN, server_round)] = (rs, call)
         return list(call.messages)
 
@@ -253,7 +261,7 @@ class FedMuscle(Strategy):
         """Evaluation messages, in the round trained (if any) before."""
         held = self._open.pop((Phase.ALIGN, server_round), None)
         rs = held[0] if held else self.begin_round(server_round)
-        call = self.phases.open_evaluate(rs, list(grid.get_node_ids()))
+        call = self.phases.open_evaluate(rs, self.eligible(grid.get_node_ids()))
         self._open[(Phase.EVALUATE, server_round)] = (rs, call)
         return list(call.messages)
 

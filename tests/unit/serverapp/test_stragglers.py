@@ -51,3 +51,25 @@ def test_cutoff_arithmetic():
     assert rule.cutoff(100.0, [1.0, 2.0], 3) == 110.0  # max(10, 4 x 1.5)
     assert rule.cutoff(100.0, [5.0, 6.0], 4) == 122.0  # 4 x 5.5
     assert Stragglers().cutoff(0.0, [1.0] * 9, 9) == float("inf")
+
+
+# ------------------------------------- nodes without a registered key (issue 23)
+def test_only_nodes_of_registered_keys_are_drawn(caplog):
+    from fedmuscle_flwr.serverapp.rounds import eligible_nodes, wait_for_nodes
+
+    keys = {101: "node-1", 102: "node-2"}
+    warned: set[int] = set()
+    with caplog.at_level(logging.WARNING):
+        assert eligible_nodes([103, 101, 102, 104], keys, warned) == [101, 102]
+        assert eligible_nodes([104, 101], keys, warned) == [101]
+    assert caplog.text.count("never drawn") == 1 and "103, 104" in caplog.text
+    assert eligible_nodes([3, 1], {}, set()) == [1, 3]  # no keys: everybody
+    # the wait counts registered nodes only: 2 of 4 connected nodes are eligible
+    grid = LoopbackGrid(echo, 4)
+    only = {101: "node-1", 103: "node-3"}
+    nodes = wait_for_nodes(
+        grid, 2, 5.0, eligible=lambda c: eligible_nodes(c, only, set())
+    )
+    assert nodes == [101, 103]
+    with pytest.raises(TimeoutError, match="only 2 of the 3"):
+        wait_for_nodes(grid, 3, 0.2, eligible=lambda c: eligible_nodes(c, only, set()))

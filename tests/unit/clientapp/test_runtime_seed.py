@@ -10,6 +10,7 @@ import torch
 from fedmuscle_flwr.clientapp.runner import run_phase
 from fedmuscle_flwr.clientapp.state import ClientStateStore
 from fedmuscle_flwr.config.files import load_profile
+from fedmuscle_flwr.config.policy import ClientPolicy
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.wire.protocol import ENCODE_INDICES, Instruction
 
@@ -23,7 +24,10 @@ def _profile():
         update={"partition": data.partition.model_copy(update={"scheme": "whole"})}
     )
     task = base.task.model_copy(update={"options": {"dropout": 0.5}})
-    return base.model_copy(update={"data": data, "task": task})
+    # digits-public holds digits images: a deployed client's default policy would
+    # refuse it (issue 23); one operator owns this test's client
+    policy = ClientPolicy.open()
+    return base.model_copy(update={"data": data, "task": task, "policy": policy})
 
 
 def _train_once(root: Path, burn: int) -> dict[str, torch.Tensor]:

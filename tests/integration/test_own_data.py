@@ -75,7 +75,9 @@ def test_clinics_train_on_their_own_folders_and_another_public_set_is_refused(
     changed = datafiles.pixels(2, 999)
     datafiles.write_png(other / "part0" / "0000.png", changed)
     profiles = {
-        "clinic-a": profile(tmp_path / "a.toml", "clinic-a", image_data(a)),
+        # a deployed client reads public files only where its own profile says
+        # (issue 23, policy.server-paths): clinic-a names the server's folder
+        "clinic-a": profile(tmp_path / "a.toml", "clinic-a", image_data(a), public),
         "clinic-b": profile(tmp_path / "b.toml", "clinic-b", image_data(b), copy),
         "clinic-c": profile(tmp_path / "c.toml", "clinic-c", image_data(a), other),
     }

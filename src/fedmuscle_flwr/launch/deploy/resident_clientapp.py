@@ -48,6 +48,7 @@ from flwr.supernode.runtime.run_clientapp import (
 )
 
 from fedmuscle_flwr.clientapp.app import STATUS
+from fedmuscle_flwr.data.fingerprint import PublicSetMismatchError
 from fedmuscle_flwr.wire.flower_compat import (
     DEFAULT_INITIAL_BACKOFF_S,
     shorten_pull_backoff,
@@ -181,7 +182,10 @@ class ResidentClientApp:
                 noted: dict[str, Any] = dict(record) if record is not None else {}
                 self.on_reply(noted, time.perf_counter() - t0)
         except Exception as exc:
-            log.error("ClientApp raised an exception", exc_info=exc)
+            if isinstance(exc, PublicSetMismatchError):  # a refusal: one line
+                log.error("REFUSED: %s", exc)
+            else:
+                log.error("ClientApp raised an exception", exc_info=exc)
             reason = f"{type(exc)}:<'{exc}'>"
             details = reason
             if message is not None:

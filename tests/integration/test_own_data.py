@@ -53,8 +53,12 @@ def image_data(root: Path) -> str:
 
 
 def metrics_rows(runs: Path) -> list[dict[str, object]]:
-    (run_dir,) = [p for p in runs.rglob("metrics.jsonl")]
-    return [json.loads(line) for line in run_dir.read_text().splitlines()]
+    """The rows of the run's metrics (``fedmuscle run``: its fedmuscle run)."""
+    found = sorted(runs.rglob("metrics.jsonl"))
+    if len(found) > 1:
+        found = [p for p in found if p.parent.name == "fedmuscle"]
+    (path,) = found
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.mark.slow
@@ -117,12 +121,16 @@ def test_clinics_train_on_their_own_folders_and_another_public_set_is_refused(
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_simulation_with_an_image_folder_and_a_csv_client(tmp_path: Path) -> None:
+    """The text client needs captions: the public set is image-caption pairs."""
     from fedmuscle_flwr.cli import main  # in-process: the console script's entry
 
     # Prepare
     a = datafiles.image_folder(tmp_path / "a", per_class=12, test_per_class=4)
     table = datafiles.text_table(tmp_path / "notes.csv", n=60)
     public = datafiles.public_folder(tmp_path / "public", n=64)
+    rows = [f"part{i % 2}/{i:04d}.png,picture {i} of a {('cat', 'dog')[i % 2]}"
+            for i in range(64)]  # fmt: skip
+    (public / "captions.csv").write_text("file,caption\n" + "\n".join(rows) + "\n")
     profile(tmp_path / "a.toml", "clinic-a", image_data(a))
     (tmp_path / "notes.toml").write_text(
         'name = "notes"\n[model]\nbackbone = "text-cnn"\n[task]\n'
@@ -138,6 +146,7 @@ def test_simulation_with_an_image_folder_and_a_csv_client(tmp_path: Path) -> Non
 
     argv = ["fedmuscle", "run", "--engine", "inprocess", "--preset", "tiny", *RUN_SET,
             "--set", f"public.options.root={public}", "--set", "num-rounds=1",
+            "--set", "public.dataset=image-captions",
             "--set", "eval.every=1", "--set", f"federation.roster={roster}",
             "--output", str(tmp_path / "runs")]  # fmt: skip
     # Execute

@@ -99,9 +99,17 @@ def test_clinics_train_on_their_own_folders_and_another_public_set_is_refused(
     # Assert: the run completes with the two clinics whose public set is the server's
     assert server.wait(RUN_TIMEOUT_S) == 0, procs.log("server")[-4000:]
     rows = metrics_rows(tmp_path / "runs")
-    assert {r["client"] for r in rows} == {"*", "clinic-a", "clinic-b"}
+    failed = [r for r in rows if isinstance(r.get("failed"), str)]  # incident rows
+    assert {r["client"] for r in rows if r not in failed} == {
+        "*",
+        "clinic-a",
+        "clinic-b",
+    }
     evaluated = [r for r in rows if r["client"] != "*" and "accuracy" in r]
-    assert evaluated, rows[-5:]
+    assert {r["client"] for r in evaluated} == {"clinic-a", "clinic-b"}
+    # the refused node's messages failed, each with the refusal as its reason
+    assert failed and all("client 'clinic-c': public set differs" in str(r["failed"])
+                          for r in failed), failed[:2]  # fmt: skip
     # Assert: the third clinic refused in one line naming both fingerprints and its files
     deadline = time.monotonic() + 60
     while "public set differs" not in procs.log("clinic-c"):
@@ -114,8 +122,9 @@ def test_clinics_train_on_their_own_folders_and_another_public_set_is_refused(
     assert len(fingerprints) == 2, lines
     assert f"imagefolder {other}" in lines[0]
     assert "Traceback" not in procs.log("clinic-c")
+    assert "REFUSED: client 'clinic-c': public set differs" in lines[0]
     server_log = procs.log("server")
-    assert "clinic-c" in server_log and "public set differs" in server_log
+    assert "client 'clinic-c': public set differs" in server_log
 
 
 @pytest.mark.slow

@@ -53,8 +53,12 @@ def image_data(root: Path) -> str:
 
 
 def metrics_rows(runs: Path) -> list[dict[str, object]]:
-    (run_dir,) = [p for p in runs.rglob("metrics.jsonl")]
-    return [json.loads(line) for line in run_dir.read_text().splitlines()]
+    """The rows of the run's metrics (``fedmuscle run``: its fedmuscle run)."""
+    found = sorted(runs.rglob("metrics.jsonl"))
+    if len(found) > 1:
+        found = [p for p in found if p.parent.name == "fedmuscle"]
+    (path,) = found
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.mark.slow
@@ -97,9 +101,17 @@ def test_clinics_train_on_their_own_folders_and_another_public_set_is_refused(
     # Assert: the run completes with the two clinics whose public set is the server's
     assert server.wait(RUN_TIMEOUT_S) == 0, procs.log("server")[-4000:]
     rows = metrics_rows(tmp_path / "runs")
-    assert {r["client"] for r in rows} == {"*", "clinic-a", "clinic-b"}
+    failed = [r for r in rows if isinstance(r.get("failed"), str)]  # incident rows
+    assert {r["client"] for r in rows if r not in failed} == {
+        "*",
+        "clinic-a",
+        "clinic-b",
+    }
     evaluated = [r for r in rows if r["client"] != "*" and "accuracy" in r]
-    assert evaluated, rows[-5:]
+    assert {r["client"] for r in evaluated} == {"clinic-a", "clinic-b"}
+    # the refused node's messages failed, each with the refusal as its reason
+    assert failed and all("client 'clinic-c': public set differs" in str(r["failed"])
+                          for r in failed), failed[:2]  # fmt: skip
     # Assert: the third clinic refused in one line naming both fingerprints and its files
     deadline = time.monotonic() + 60
     while "public set differs" not in procs.log("clinic-c"):
@@ -112,19 +124,24 @@ def test_clinics_train_on_their_own_folders_and_another_public_set_is_refused(
     assert len(fingerprints) == 2, lines
     assert f"imagefolder {other}" in lines[0]
     assert "Traceback" not in procs.log("clinic-c")
+    assert "REFUSED: client 'clinic-c': public set differs" in lines[0]
     server_log = procs.log("server")
-    assert "clinic-c" in server_log and "public set differs" in server_log
+    assert "client 'clinic-c': public set differs" in server_log
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_simulation_with_an_image_folder_and_a_csv_client(tmp_path: Path) -> None:
+    """The text client needs captions: the public set is image-caption pairs."""
     from fedmuscle_flwr.cli import main  # in-process: the console script's entry
 
     # Prepare
     a = datafiles.image_folder(tmp_path / "a", per_class=12, test_per_class=4)
     table = datafiles.text_table(tmp_path / "notes.csv", n=60)
     public = datafiles.public_folder(tmp_path / "public", n=64)
+    rows = [f"part{i % 2}/{i:04d}.png,picture {i} of a {('cat', 'dog')[i % 2]}"
+            for i in range(64)]  # fmt: skip
+    (public / "captions.csv").write_text("file,caption\n" + "\n".join(rows) + "\n")
     profile(tmp_path / "a.toml", "clinic-a", image_data(a))
     (tmp_path / "notes.toml").write_text(
         'name = "notes"\n[model]\nbackbone = "text-cnn"\n[task]\n'
@@ -140,6 +157,7 @@ def test_simulation_with_an_image_folder_and_a_csv_client(tmp_path: Path) -> Non
 
     argv = ["fedmuscle", "run", "--engine", "inprocess", "--preset", "tiny", *RUN_SET,
             "--set", f"public.options.root={public}", "--set", "num-rounds=1",
+            "--set", "public.dataset=image-captions",
             "--set", "eval.every=1", "--set", f"federation.roster={roster}",
             "--output", str(tmp_path / "runs")]  # fmt: skip
     # Execute

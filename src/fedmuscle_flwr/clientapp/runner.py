@@ -28,6 +28,7 @@ from fedmuscle_flwr.clientapp.state import (
     safe_key,
 )
 from fedmuscle_flwr.config.profile import ClientProfile
+from fedmuscle_flwr.data.fingerprint import check_fingerprint
 from fedmuscle_flwr.method.phases import Phase
 from fedmuscle_flwr.method.seeds import STREAM_TORCH, client_seed, rng_for
 from fedmuscle_flwr.wire.messages import Instruction, Reply
@@ -97,6 +98,10 @@ def run_phase(
     ``cache`` the runtime of the previous message is reused when its state is
     still the saved one, so the model is built once per run; the state is saved
     after every phase all the same (a restarted client resumes from it).
+
+    A new runtime first compares its public set with the fingerprint the server
+    announced (:class:`~fedmuscle_flwr.data.fingerprint.PublicSetMismatchError`:
+    one line, both fingerprints, where this client's files came from).
     """
     phase = Phase(kind)
     ins, refusal = admit(phase, ins, profile.policy, profile.public is not None)
@@ -108,6 +113,9 @@ def run_phase(
         runtime = cache.get((key, slot), profile, ins, store.stamp(key, slot))
     if runtime is None:
         runtime = ClientRuntime.build(profile, ins.run, ins.algorithm)
+        if ins.public_fingerprint:  # before any training: the server's public set?
+            who = f"client {profile.name!r}"
+            check_fingerprint(runtime.public, ins.public_fingerprint, who)
         if cache is not None:  # a warm client: once per run, worth a line
             log.info(
                 "built model %s for run %s (%d parameters)",

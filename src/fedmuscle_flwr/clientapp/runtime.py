@@ -135,9 +135,15 @@ class ClientRuntime:
         }
 
     def label_space(self) -> str:
-        """Task kind/dataset/classes: who may share logits (or weights, same model)."""
-        classes = self.data.info.num_classes
-        return f"{self.task.kind}/{self.profile.data.dataset}/{classes}"
+        """Task kind/dataset/classes: who may share logits (or weights, same model).
+
+        A packaged dataset is named; data from files or a plugin is named by its
+        ordered class names (``DatasetInfo.label_key``), so two clients whose
+        own folders hold the same classes share a label space.
+        """
+        info = self.data.info
+        space = info.label_key or self.profile.data.dataset
+        return f"{self.task.kind}/{space}/{info.num_classes}"
 
     def _encode(
         self, ins: Instruction, metrics: dict[str, float], phase: Phase
@@ -196,6 +202,7 @@ class ClientRuntime:
             rng=rng,
             device=self.device,
             max_batches=cfg.max_batches,
+            workers=self.profile.data.workers,
         )
         metrics = {
             "task-loss": stats.loss,
@@ -268,6 +275,7 @@ class ClientRuntime:
             rng=rng,
             device=self.device,
             max_batches=cfg.max_batches,
+            workers=self.profile.data.workers,
         )
         return stats.loss
 
@@ -334,4 +342,5 @@ class ClientRuntime:
             batch_size=batch_size,
             device=self.device,
             num_outputs=self.data.info.num_classes,
+            workers=self.profile.data.workers,
         )

@@ -22,6 +22,7 @@ set()
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -36,6 +37,10 @@ SAMPLE_DIGEST = 16
 FINGERPRINT_HEX = 24
 #: samples decoded at a time while hashing
 HASH_BATCH = 256
+#: what a fingerprint looks like: scheme, sample count, hex digest
+FINGERPRINT_RE = re.compile(
+    rf"{SCHEME}-([1-9][0-9]{{0,9}})-[0-9a-f]{{{FINGERPRINT_HEX}}}"
+)
 
 
 def sample_hash(sample: np.ndarray | str) -> str:
@@ -105,27 +110,45 @@ def public_fingerprint(public: PublicData) -> str:
     return fingerprint
 
 
-def check_fingerprint(public: PublicData, announced: str) -> None:
+def fingerprint_size(text: str) -> int:
+    """The sample count a well-formed fingerprint states.
+
+    Raises
+    ------
+    ValueError
+        ``text`` is not ``pub1-<N>-<24 hex>``.
+    """
+    match = FINGERPRINT_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"not a public-set fingerprint ({SCHEME}-<N>-<{FINGERPRINT_HEX} hex>): "
+            f"{text[:80]!r}"
+        )
+    return int(match.group(1))
+
+
+def check_fingerprint(public: PublicData, announced: str, who: str = "") -> None:
     """Refuse a public set whose fingerprint is not the server's ``announced`` one.
 
     Raises
     ------
     PublicSetMismatchError
-        One line naming both fingerprints and where this copy came from.
+        One line naming ``who``, both fingerprints and where this copy came from.
     """
     mine = public_fingerprint(public)
     if mine != announced:
-        raise PublicSetMismatchError(announced, mine, public.origin)
+        raise PublicSetMismatchError(announced, mine, public.origin, who)
 
 
 class PublicSetMismatchError(ValueError):
     """A participant's public set is not the server's (other content or order)."""
 
-    def __init__(self, server: str, client: str, origin: str) -> None:
+    def __init__(self, server: str, client: str, origin: str, who: str = "") -> None:
+        prefix = f"{who}: " if who else ""
         super().__init__(
-            f"public set differs from the server's: server fingerprint {server}, "
-            f"this client's {client} (read from {origin}); use the same files "
-            "in the same order"
+            f"{prefix}public set differs from the server's: server fingerprint "
+            f"{server}, this client's {client} (read from {origin}); use the same "
+            "files in the same order"
         )
         self.server = server
         self.client = client

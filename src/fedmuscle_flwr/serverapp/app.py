@@ -20,6 +20,8 @@ from flwr.serverapp import Grid, ServerApp
 from fedmuscle_flwr.config.files import load_roster, resolve_run_config
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.config.schema import ConfigError
+from fedmuscle_flwr.data.fingerprint import public_fingerprint
+from fedmuscle_flwr.data.registry import load_public
 from fedmuscle_flwr.runs.checkpoint import open_run
 from fedmuscle_flwr.runs.logs import PROGRESS_LOGGER, ensure_console_logging
 from fedmuscle_flwr.runs.metrics import COMPLETED, round_line, round_table, run_status
@@ -55,7 +57,14 @@ def serve(grid: Grid, run: RunConfig) -> Path:
         extra = {"round": server_round, "total": run.num_rounds}
         progress.info("%s", round_line(line, run.num_rounds), extra=extra)
 
-    strategy = FedMuscle(run, recorder, on_round=on_round, completed=session.completed)
+    fingerprint = announce_public(run)
+    strategy = FedMuscle(
+        run,
+        recorder,
+        on_round=on_round,
+        completed=session.completed,
+        public_fingerprint=fingerprint,
+    )
     strategy.restore_names(session.names)
     t0 = time.perf_counter()
     strategy.start(grid=grid)
@@ -67,6 +76,7 @@ def serve(grid: Grid, run: RunConfig) -> Path:
             "seconds": session.seconds_before + time.perf_counter() - t0,
             "segments": session.segments,
             "rounds": session.history,
+            "public-fingerprint": fingerprint,
         },
         status,
     )
@@ -74,6 +84,19 @@ def serve(grid: Grid, run: RunConfig) -> Path:
         log.error("run %s ended incomplete: %s", run.run_name, status["reason"])
     log.info("results in %s", run_dir)
     return run_dir
+
+
+def announce_public(run: RunConfig) -> str:
+    """The fingerprint of the server's public set, logged; sent with every message."""
+    public = load_public(run.public.dataset, run.public.size, run.public.options)
+    fingerprint = public_fingerprint(public)
+    log.info(
+        "public set: %d samples from %s, fingerprint %s (clients must match it)",
+        len(public),
+        public.origin,
+        fingerprint,
+    )
+    return fingerprint
 
 
 def check_node_count(nodes: int, run: RunConfig) -> None:

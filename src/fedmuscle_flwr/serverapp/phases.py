@@ -46,8 +46,10 @@ class RoundPhases:
         recorder: RunRecorder,
         incidents: Incidents,
         desk: ReplyDesk,
+        public_fingerprint: str = "",
     ) -> None:
         self.run = run
+        self.public_fingerprint = public_fingerprint
         self.algorithm = algorithm
         self.recorder = recorder
         self.incidents = incidents
@@ -179,7 +181,13 @@ class RoundPhases:
         weights: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         ins = p.Instruction(
-            self.run, call.server_round, call.step, arrays, weights, self.algorithm
+            self.run,
+            call.server_round,
+            call.step,
+            arrays,
+            weights,
+            self.algorithm,
+            self.public_fingerprint,
         )
         content = p.encode_instruction(ins)
         for record in content.array_records.values():

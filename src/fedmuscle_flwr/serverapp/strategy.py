@@ -69,6 +69,10 @@ class FedMuscle(Strategy):
     completed : int
         The last round already done (-1: none; 0: the initial evaluation), for a
         resumed run.
+    public_fingerprint : str
+        The content hash of the server's public set
+        (:func:`~fedmuscle_flwr.data.fingerprint.public_fingerprint`), announced
+        with every instruction; a client whose copy differs refuses ('' = none).
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class FedMuscle(Strategy):
         *,
         on_round: RoundHook | None = None,
         completed: int = -1,
+        public_fingerprint: str = "",
     ) -> None:
         self.run = run
         self.algorithm = check_algorithm(run)  # the run's one instance
@@ -91,7 +96,7 @@ class FedMuscle(Strategy):
         self.incidents = Incidents(recorder)
         self.desk = ReplyDesk(run, recorder, self.incidents, self.book, self.algorithm)
         self.phases = RoundPhases(
-            run, self.algorithm, recorder, self.incidents, self.desk
+            run, self.algorithm, recorder, self.incidents, self.desk, public_fingerprint
         )
         # Flower's configure_*/aggregate_* only: the open call per (phase, round)
         self._open: dict[tuple[Phase, int], tuple[RoundState, PhaseCall]] = {}

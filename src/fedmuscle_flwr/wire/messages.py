@@ -39,6 +39,7 @@ WEIGHTS = "weights"  # model state (fedavg): up after phase 1, the group mean do
 RUN_CONFIG = "run-config"
 SERVER_ROUND = "server-round"
 STEP = "step"
+PUBLIC_FINGERPRINT = "public-fingerprint"  # the server's public set, "" = none
 NUM_EXAMPLES = "num-examples"
 # arrays
 ENCODE_INDICES = "encode-indices"  # (K, B) int64: batches to encode and return
@@ -78,6 +79,9 @@ class Instruction:
     #: the run's algorithm: looked up once per message (or passed by the server's
     #: strategy, which holds one per run) and shared by the message's whole flow
     algorithm: Algorithm = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+    #: the content hash of the server's public set (data.fingerprint), announced
+    #: with every instruction so that a client joining late is checked too
+    public_fingerprint: str = ""
 
     def __post_init__(self) -> None:
         if self.algorithm is None:
@@ -114,6 +118,7 @@ __all__ = [
     "NUM_EXAMPLES",
     "PARTNERS",
     "PROBE_INDICES",
+    "PUBLIC_FINGERPRINT",
     "REPLY_SLACK_BYTES",
     "REPS",
     "RUN_CONFIG",

@@ -21,6 +21,7 @@ from flwr.app import ConfigRecord, MetricRecord, RecordDict
 from pydantic import ValidationError
 
 from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.data.fingerprint import fingerprint_size
 from fedmuscle_flwr.method.algorithms import get_algorithm
 from fedmuscle_flwr.method.algorithms.base import (
     REPRESENTATIONS,
@@ -58,6 +59,7 @@ from fedmuscle_flwr.wire.messages import (  # re-exported: p.TRAIN, p.Reply, ...
     NUM_EXAMPLES,
     PARTNERS,
     PROBE_INDICES,
+    PUBLIC_FINGERPRINT,
     REPLY_SLACK_BYTES,
     REPS,
     RUN_CONFIG,
@@ -89,6 +91,7 @@ def encode_instruction(ins: Instruction) -> RecordDict:
             RUN_CONFIG: ins.run.model_dump_json(by_alias=True),
             SERVER_ROUND: ins.server_round,
             STEP: ins.step,
+            PUBLIC_FINGERPRINT: ins.public_fingerprint,
         }
     )
     arrays = encode(ins.arrays, ins.run.muscle.precision)
@@ -116,6 +119,7 @@ def decode_instruction(content: RecordDict, kind: str) -> Instruction:
         server_round, step = int(str(cfg[SERVER_ROUND])), int(str(cfg[STEP]))
     except (KeyError, ValueError, ValidationError) as exc:
         raise ProtocolError(f"{where}: bad config ({exc})") from None
+    fingerprint = _fingerprint(cfg, run, where)
     record = content.array_records.get(ARRAYS)
     if record is None:
         raise ProtocolError(f"{where}: missing record {ARRAYS!r}")
@@ -128,7 +132,29 @@ def decode_instruction(content: RecordDict, kind: str) -> Instruction:
     weights = None
     if phase is Phase.ALIGN and payloads.relay_weights:
         weights = decode_weights(content, run, where)
-    return Instruction(run, server_round, step, arrays, weights, algorithm)
+    return Instruction(run, server_round, step, arrays, weights, algorithm, fingerprint)
+
+
+def _fingerprint(cfg: ConfigRecord, run: RunConfig, where: str) -> str:
+    """The announced public-set fingerprint: '' or one of ``public.size`` samples."""
+    value = cfg.get(PUBLIC_FINGERPRINT)
+    if not isinstance(value, str):
+        raise ProtocolError(
+            f"{where}: {PUBLIC_FINGERPRINT!r} must be a string, got "
+            f"{type(value).__name__}"
+        )
+    if not value:
+        return ""
+    try:
+        size = fingerprint_size(value)
+    except ValueError as exc:
+        raise ProtocolError(f"{where}: {PUBLIC_FINGERPRINT}: {exc}") from None
+    if size != run.public.size:
+        raise ProtocolError(
+            f"{where}: {PUBLIC_FINGERPRINT} covers {size} samples but "
+            f"public.size={run.public.size}"
+        )
+    return value
 
 
 def decode_weights(
@@ -338,6 +364,7 @@ __all__ = [
     "NUM_EXAMPLES",
     "PARTNERS",
     "PROBE_INDICES",
+    "PUBLIC_FINGERPRINT",
     "REPLY_SLACK_BYTES",
     "REPS",
     "RUN_CONFIG",

@@ -97,3 +97,28 @@ def test_another_run_config_is_not_served_from_the_cache(tmp_path, caplog):
     with caplog.at_level(logging.DEBUG, logger=BUILD):
         run_phase("evaluate", ins, _profile(), ClientStateStore(root), "r", 1, cache)
     assert _builds(caplog) == 1
+
+
+def test_a_client_whose_public_set_differs_refuses_before_training(tmp_path):
+    # Prepare: the fingerprint of the server's public set, and of another one
+    from fedmuscle_flwr.data.fingerprint import (
+        PublicSetMismatchError,
+        public_fingerprint,
+    )
+    from fedmuscle_flwr.data.registry import load_public
+
+    server = public_fingerprint(load_public("digits-public", 300))
+    other = public_fingerprint(load_public("mnist-5k-public", 300))
+    encode = {ENCODE_INDICES: np.arange(32, dtype=np.int64).reshape(2, 16)}
+    store = ClientStateStore(tmp_path)
+    # Execute / Assert: the same set is accepted, another refused in one line
+    ok = Instruction(RUN, 1, 0, encode, public_fingerprint=server)
+    assert run_phase("train", ok, _profile(), store, "r", 1).z is not None
+    bad = Instruction(RUN, 1, 0, encode, public_fingerprint=other)
+    with pytest.raises(PublicSetMismatchError) as exc:
+        run_phase("train", bad, _profile(), ClientStateStore(tmp_path / "b"), "r", 1)
+    text = str(exc.value)
+    assert "\n" not in text and server in text and other in text
+    assert text.startswith("client 'mnist5k-mlp': public set differs")
+    assert "packaged set 'digits-public'" in text
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("*.pt"))

@@ -90,3 +90,23 @@ def test_round_means_do_not_depend_on_reply_order() -> None:
     # Assert: one value; a metric nobody reported is NaN
     assert len(means) == 1
     assert math.isnan(phases._mean({0: replies[0]}, "absent"))
+
+
+def test_every_instruction_announces_the_public_fingerprint(tmp_path):
+    # Prepare: the server's fingerprint, as serve() computes it
+    from fedmuscle_flwr.serverapp.app import announce_public
+
+    cfg = make_run(tmp_path)
+    fingerprint = announce_public(cfg)
+    strategy = FedMuscle(
+        cfg, RunRecorder(tmp_path / "t"), public_fingerprint=fingerprint
+    )
+    grid = LoopbackGrid(ScriptedClient(), 2)
+    rs = strategy.begin_round(1)
+    # Execute
+    call = strategy.phases.open_train(rs, sorted(grid.get_node_ids()))
+    # Assert: each message carries it, and the client side decodes it
+    assert fingerprint.startswith(f"pub1-{cfg.public.size}-")
+    for msg in call.messages:
+        ins = p.decode_instruction(msg.content, msg.metadata.message_type)
+        assert ins.public_fingerprint == fingerprint

@@ -437,3 +437,50 @@ def test_missing_and_oversized_weights_are_rejected():
         p.decode_reply(
             _weights_content(_state()), small, IDX[:0], where="n", upload=None
         )
+
+
+# ------------------------------------------------- public-set fingerprint
+FP = "pub1-50-" + "0123456789abcdef01234567"
+
+
+def _with_fingerprint(value):
+    content = p.encode_instruction(
+        p.Instruction(RUN, 1, 0, {p.ENCODE_INDICES: IDX}, public_fingerprint=FP)
+    )
+    content.config_records[p.CONFIG][p.PUBLIC_FINGERPRINT] = value
+    return content
+
+
+def test_public_fingerprint_round_trips_and_may_be_absent():
+    content = p.encode_instruction(
+        p.Instruction(RUN, 1, 0, {p.ENCODE_INDICES: IDX}, public_fingerprint=FP)
+    )
+    assert p.decode_instruction(content, p.TRAIN).public_fingerprint == FP
+    none = p.encode_instruction(p.Instruction(RUN, 1, 0, {p.ENCODE_INDICES: IDX}))
+    assert p.decode_instruction(none, p.TRAIN).public_fingerprint == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (7, "must be a string"),
+        (b"pub1", "must be a string"),
+        ("pub1-50-xyz", "not a public-set fingerprint"),
+        ("pub2-50-0123456789abcdef01234567", "not a public-set fingerprint"),
+        ("pub1-50-0123456789ABCDEF01234567", "not a public-set fingerprint"),
+        ("pub1-49-0123456789abcdef01234567", "covers 49 samples but public.size=50"),
+        ("pub1-50-0123456789abcdef01234567" + "0" * 10_000, "not a public-set"),
+        ("pub1-050-0123456789abcdef01234567", "not a public-set fingerprint"),
+    ],
+)
+def test_bad_public_fingerprints_are_protocol_errors(value, fragment):
+    with pytest.raises(ProtocolError, match=fragment) as exc:
+        p.decode_instruction(_with_fingerprint(value), p.TRAIN)
+    assert len(str(exc.value)) < 400  # an oversized value is never echoed whole
+
+
+def test_missing_public_fingerprint_key_is_a_protocol_error():
+    content = _with_fingerprint(FP)
+    del content.config_records[p.CONFIG][p.PUBLIC_FINGERPRINT]
+    with pytest.raises(ProtocolError, match="'public-fingerprint' must be a string"):
+        p.decode_instruction(content, p.TRAIN)

@@ -51,6 +51,7 @@ from flwr.supernode.runtime.run_clientapp import (
 from fedmuscle_flwr.clientapp.app import STATUS
 from fedmuscle_flwr.clientapp.bundle import BundleRefused, check_bundle
 from fedmuscle_flwr.clientapp.sanitize import describe
+from fedmuscle_flwr.data.fingerprint import PublicSetMismatchError
 from fedmuscle_flwr.wire.flower_compat import (
     DEFAULT_INITIAL_BACKOFF_S,
     shorten_pull_backoff,
@@ -193,7 +194,10 @@ class ResidentClientApp:
                 noted: dict[str, Any] = dict(record) if record is not None else {}
                 self.on_reply(noted, time.perf_counter() - t0)
         except Exception as exc:
-            log.error("ClientApp raised an exception", exc_info=exc)
+            if isinstance(exc, PublicSetMismatchError):  # a refusal: one line
+                log.error("REFUSED: %s", exc)
+            else:
+                log.error("ClientApp raised an exception", exc_info=exc)
             reason = describe(exc)  # what the server sees: no local paths
             details = reason
             if message is not None:

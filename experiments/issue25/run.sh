@@ -80,7 +80,7 @@ export -f one
 watch_select &
 WATCHER=$!
 left=$((END - $(date +%s)))
-timeout "$left" xargs -P "$PAR" -L 1 bash -c 'one "$@"' _ <<< "$LINES"
+timeout --foreground "$left" xargs -P "$PAR" -L 1 bash -c 'one "$@"' _ <<< "$LINES"
 for f in "$WORK"/*.pid; do [ -e "$f" ] && kill -TERM "$(cat "$f")" 2> /dev/null; done
 sleep 3
 for f in "$WORK"/*.pid; do [ -e "$f" ] && kill -KILL "$(cat "$f")" 2> /dev/null && rm -f "$f"; done

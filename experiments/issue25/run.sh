@@ -86,4 +86,4 @@ sleep 3
 for f in "$WORK"/*.pid; do [ -e "$f" ] && kill -KILL "$(cat "$f")" 2> /dev/null && rm -f "$f"; done
 kill "$WATCHER" 2> /dev/null
 echo "--- status"; cat "$WORK/status.txt" 2> /dev/null
-tar -czf "$DEST/${QUEUE_TAR:-taskhet.tar.gz}" -C "$WORK" .
+tar -czf "$DEST/${QUEUE_TAR:-taskhet.tar.gz}" --exclude='*.png' -C "$WORK" .

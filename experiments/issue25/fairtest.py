@@ -85,7 +85,9 @@ def analyse(root: Path) -> dict[str, object]:
     runs = base.find_runs(root)
     seeds = sorted(s for g, s, a in runs if g == GROUP and a == "local")
     ref = {s: runs[(GROUP, s, "local")] for s in seeds}
-    clients = list(ref[seeds[0]]) if seeds else []
+    order = ("fmnist-a-20", "fmnist-b-20", "mnist-20", "mosaic-a-200", "mosaic-b-200")
+    rank = {c: i for i, c in enumerate(order + LONERS[1:])}
+    clients = sorted(ref[seeds[0]], key=lambda c: rank.get(c, 99)) if seeds else []
     arms = [a for a in (*ARMS, PERSTEP) if any((GROUP, s, a) in runs for s in seeds)]
 
     def d(arm: str, s: int, sub: tuple[str, ...] | None = None) -> float:

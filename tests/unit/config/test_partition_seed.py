@@ -17,6 +17,7 @@ from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.config.schema import ConfigError
 from fedmuscle_flwr.data.registry import load_private
 from fedmuscle_flwr.launch.preflight import check_federation
+from fedmuscle_flwr.method.algorithms import get_algorithm
 
 
 def _profile(**partition: object) -> ClientProfile:
@@ -50,9 +51,9 @@ def test_a_negative_seed_is_refused() -> None:
 
 
 def test_the_client_runtime_draws_other_data_for_other_run_seeds() -> None:
-    a = ClientRuntime.build(_profile(), _run(0)).data
-    b = ClientRuntime.build(_profile(), _run(1)).data
-    again = ClientRuntime.build(_profile(), _run(1)).data
+    a = ClientRuntime.build(_profile(), _run(0), get_algorithm("local")).data
+    b = ClientRuntime.build(_profile(), _run(1), get_algorithm("local")).data
+    again = ClientRuntime.build(_profile(), _run(1), get_algorithm("local")).data
     assert not np.array_equal(a.train.x, b.train.x)  # other labelled subset
     assert not np.array_equal(a.test.x, b.test.x)  # other test items
     assert np.array_equal(b.train.x, again.train.x)  # the same seed, the same data
@@ -62,8 +63,8 @@ def test_the_client_runtime_draws_other_data_for_other_run_seeds() -> None:
 
 
 def test_a_pinned_seed_gives_the_same_data_in_every_run() -> None:
-    a = ClientRuntime.build(_profile(seed=5), _run(0)).data
-    b = ClientRuntime.build(_profile(seed=5), _run(1)).data
+    a = ClientRuntime.build(_profile(seed=5), _run(0), get_algorithm("local")).data
+    b = ClientRuntime.build(_profile(seed=5), _run(1), get_algorithm("local")).data
     assert np.array_equal(a.train.x, b.train.x)
     assert np.array_equal(a.test.x, b.test.x)
 

@@ -97,6 +97,8 @@ def plot_rounds(curves: dict[str, dict[int, float]], title: str, path: Path) -> 
     for name, curve in sorted(curves.items()):
         style = {"lw": 2.2} if name == "fedmuscle" else {"lw": 1.2}
         ax.plot(list(curve), list(curve.values()), marker="o", label=name, **style)
+    rounds = sorted({r for curve in curves.values() for r in curve})
+    ax.set_xticks(rounds)
     ax.set_xlabel("round")
     ax.set_ylabel("task metric, mean over clients and seeds")
     ax.set_title(title, fontsize=9)

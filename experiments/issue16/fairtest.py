@@ -3,6 +3,9 @@
     python experiments/issue16/fairtest.py select SWEEP_DIR    # tuning runs -> lr
     python experiments/issue16/fairtest.py analyse RESULTS_DIR [--md OUT.md]
 
+Also the statistics of issue 25's test (experiments/issue25/fairtest.py): one-sided
+paired t-test p-values (:func:`paired_p`) and Holm's correction (:func:`holm`).
+
 A run is ``<group>.s<seed>.<algorithm>`` (sweep.sh tag) with its ``metrics.jsonl``
 somewhere below the folder of that name (sweep output) or under
 ``RESULTS_DIR/<group>/seed-<seed>/<algorithm>/`` (collect.py layout).
@@ -93,6 +96,85 @@ def interval(values: list[float]) -> tuple[float, float, float]:
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = T975.get(n - 1, 1.96) * sd / math.sqrt(n)
     return mean, mean - half, mean + half
+
+
+def t_sf(t: float, df: int) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom (one-sided p-value).
+
+    Exact: the regularised incomplete beta function I_x(df/2, 1/2) at
+    x = df / (df + t²), by its continued fraction (Numerical Recipes' betacf).
+    """
+    if df < 1:
+        raise ValueError(f"df must be >= 1, got {df}")
+    if math.isnan(t):
+        return math.nan
+    if math.isinf(t):
+        return 0.0 if t > 0 else 1.0
+    x = df / (df + t * t)
+    tail = 0.5 * _betainc(df / 2, 0.5, x)  # P(|T| > |t|) / 2
+    return tail if t >= 0 else 1.0 - tail
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b), 0 <= x <= 1."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+        + a * math.log(x) + b * math.log1p(-x)
+    )  # fmt: skip
+    if x < (a + 1) / (a + b + 2):
+        return math.exp(log_front) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        for num in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def paired_p(values: list[float]) -> float:
+    """One-sided p-value of "mean > 0" for paired differences (t-test, n − 1 df)."""
+    n = len(values)
+    if n < 2:
+        return math.nan
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    if sd == 0:
+        return 0.0 if mean > 0 else 1.0
+    return t_sf(mean / (sd / math.sqrt(n)), n - 1)
+
+
+def holm(pvalues: dict[str, float]) -> dict[str, float]:
+    """Holm–Bonferroni adjusted p-values of one family (reject where < α).
+
+    Sorted ascending, the i-th (0-based) of m is multiplied by m − i, then made
+    monotone (running maximum) and capped at 1. Untested hypotheses (nan) are left
+    out of the family.
+    """
+    tested = sorted((p, k) for k, p in pvalues.items() if not math.isnan(p))
+    m, running, out = len(tested), 0.0, {}
+    for i, (p, key) in enumerate(tested):
+        running = max(running, min(1.0, (m - i) * p))
+        out[key] = running
+    return out
 
 
 def delta(run: Scores, ref: Scores, clients: tuple[str, ...] | None = None) -> float:

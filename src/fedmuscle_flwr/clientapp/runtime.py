@@ -79,9 +79,12 @@ class ClientRuntime:
     def build(
         cls, profile: ClientProfile, run: RunConfig, algorithm: Algorithm
     ) -> ClientRuntime:
-        """Fresh runtime: validates that task, data and model fit together."""
+        """Fresh runtime: validates that task, data and model fit together.
+
+        An unpinned partition seed follows the run's seed (``ClientProfile.for_run``).
+        """
         task = get_task(profile.task.kind, profile.task.options)
-        data = load_private(profile.data)
+        data = load_private(profile.for_run(run.seed).data)
         try:
             task.check_data(data.info)
         except ValueError as exc:

@@ -147,8 +147,8 @@ def align(
     t0, losses = time.perf_counter(), []
     with public_encoding(model, batch_stats=not ctx.cfg.freeze_norm_stats):
         for row, payload in zip(step_indices, payloads, strict=True):
-            anchor = algorithm.readout(model, public_inputs(model, public, row, device))  # type: ignore[arg-type]
-            loss = algorithm.align_loss(anchor, payload, ctx)  # (B, D) -> scalar
+            raw = public.batch(row, model.modality)
+            loss = algorithm.step_loss(model, raw, payload, ctx, device)  # scalar
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -52,7 +52,13 @@ class PartitionSpec(_Schema):
     index: int = Field(0, ge=0)
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration")
     classes: tuple[int, ...] = ()
-    seed: int = 0
+    seed: int | None = Field(
+        None,
+        ge=0,
+        description="seed of the partition, the per-class subset, the validation carve "
+        "and the test subsample; unset (default): the run's seed, so that seeds vary "
+        "the data too (ClientProfile.for_run); set: pinned for every run",
+    )
 
     @model_validator(mode="after")
     def _index_in_range(self) -> PartitionSpec:
@@ -134,6 +140,21 @@ class ClientProfile(_Schema):
         """Validate a profile mapping; errors name the field and the source."""
         what = f"client profile {source}".strip()
         return validate(cls, data, what)
+
+    def for_run(self, run_seed: int) -> ClientProfile:
+        """The profile with an unset ``data.partition.seed`` set to ``run_seed``.
+
+        Called where the run's seed meets the profile (the client runtime, the
+        preflight check), so that seed s draws other data for every s unless the
+        profile pins ``data.partition.seed``.
+        """
+        part = self.data.partition
+        if part.seed is not None:
+            return self
+        data = self.data.model_copy(
+            update={"partition": part.model_copy(update={"seed": run_seed})}
+        )
+        return self.model_copy(update={"data": data})
 
 
 class RosterEntry(_Schema):

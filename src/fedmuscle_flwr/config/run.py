@@ -249,6 +249,12 @@ class RunConfig(_Schema):
     live_csv: bool = Field(
         False, description="rewrite <run dir>/rounds.csv after every round (live view)"
     )
+    provenance: str = Field(
+        "",
+        max_length=512,
+        description="recorded with the run, no effect on it: e.g. the hash of the "
+        "pre-registration it belongs to and the code revision (docs/results.md §7c)",
+    )
     public: PublicConfig = PublicConfig()
     train: TrainConfig = TrainConfig()
     muscle: MuscleConfig = MuscleConfig()

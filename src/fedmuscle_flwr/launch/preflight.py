@@ -36,7 +36,7 @@ def check_federation(
         A dataset is missing; the message holds ``fedmuscle data prepare NAME``.
     """
     roster = run.federation.roster
-    profiles = load_roster(roster)
+    profiles = tuple(p.for_run(run.seed) for p in load_roster(roster))
     where = {p.name: f"client {p.name!r} (roster {roster!r})" for p in profiles}
     reads: dict[str, Modality] = {}
     for profile in profiles:

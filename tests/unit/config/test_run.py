@@ -109,3 +109,12 @@ def test_eval_due_every_k_and_the_last_rounds() -> None:
     due = [r for r in range(1, 21) if EvalConfig(every=5, last=3).due(r, 20)]
     assert due == [5, 10, 15, 18, 19, 20]
     assert [r for r in range(1, 8) if EvalConfig(every=3).due(r, 7)] == [3, 6, 7]
+
+
+def test_provenance_is_recorded_and_bounded() -> None:
+    """`provenance` (issue 25: pre-registration hash, code revision) is kept as given."""
+    text = "prereg-sha256:" + "ab" * 32 + ",code:27bb46618e09"
+    assert RunConfig.from_flat({"provenance": text}).provenance == text
+    assert RunConfig.from_flat({}).provenance == ""
+    with pytest.raises(ConfigError, match="provenance"):
+        RunConfig.from_flat({"provenance": "x" * 513})

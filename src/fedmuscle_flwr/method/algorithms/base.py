@@ -34,8 +34,9 @@ from torch import Tensor
 from fedmuscle_flwr.config.registry import Registry
 from fedmuscle_flwr.config.run import MuscleConfig, RunConfig
 from fedmuscle_flwr.config.schema import ConfigError
+from fedmuscle_flwr.data.base import RawBatch
 from fedmuscle_flwr.method.planner import partner_matrices
-from fedmuscle_flwr.models.base import ModelInput
+from fedmuscle_flwr.models.base import ModelInput, move_to
 from fedmuscle_flwr.models.client_model import ClientModel
 from fedmuscle_flwr.tasks.base import Task
 
@@ -179,6 +180,21 @@ class Algorithm:
     ) -> Tensor:
         """The phase-2 loss of one step: anchor (B, D) against the payload -> ()."""
         raise ValueError(f"algorithm {self.name!r} has no alignment phase")
+
+    def step_loss(
+        self,
+        model: ClientModel,
+        raw: RawBatch,
+        payload: StepPayload,
+        ctx: AlignContext,
+        device: torch.device,
+    ) -> Tensor:
+        """One phase-2 step's loss from the raw public batch.
+
+        Default: encode it as :meth:`readout` does, then :meth:`align_loss`.
+        """
+        anchor = self.readout(model, move_to(model.prepare(raw), device))
+        return self.align_loss(anchor, payload, ctx)
 
     def train_upload(self, model: ClientModel) -> State | None:
         """What the client uploads of its model after phase 1 (default: nothing)."""

@@ -22,6 +22,7 @@ from fedmuscle_flwr.method.kernels.dispatch import (
     ONLINE_MAX_CELLS,
     SMALL_GRID,
     log_partition,
+    single_partner_loss,
     use_online,
 )
 from fedmuscle_flwr.method.kernels.muscle_grid import axes, log_alpha_grid
@@ -141,6 +142,8 @@ def muscle_loss(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     with _no_autocast(anchor):
         z, zp = _float_math(anchor, partners.detach())
+        if zp.shape[0] == 1 and method == "auto":  # InfoNCE: no tuples, no Grams
+            return single_partner_loss(z, zp, tau)
         if use_online(z, zp, method):
             return online_muscle_loss(z, zp, tau, gamma)
         a, g = _grams(z, zp, tau)  # (M, B, B), (M, M, B, B)

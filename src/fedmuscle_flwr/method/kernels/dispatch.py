@@ -7,6 +7,7 @@ Shape letters: B batch, M partners, D feature dim.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from fedmuscle_flwr.method.kernels import muscle_triton
@@ -21,6 +22,17 @@ from fedmuscle_flwr.method.kernels.muscle_torch import (
 METHODS = ("auto", "factorised", "grid", "online", "triton")
 ONLINE_MAX_CELLS = 2**25  # "auto" on CUDA: the online kernel up to B^(M+1) cells
 SMALL_GRID = 2**16  # "auto" otherwise: the plain grid up to B^(M+1) cells (no sync)
+FUSED_MIN_CELLS = ONLINE_MAX_CELLS  # "auto" on CUDA fp32: the fused kernel above this
+
+
+def single_partner_loss(z: Tensor, zp: Tensor, tau: float) -> Tensor:
+    """Mean Muscle loss at M = 1, which is InfoNCE: one GEMM and a cross-entropy.
+
+    Shape: z (B, D), zp (1, B, D) -> (). With one partner there are no partner
+    pairs, so gamma drops out and log Z_i is the log-sum-exp of row i of A.
+    """
+    logits = (z @ zp[0].T).div_(tau)  # (B, B)
+    return F.cross_entropy(logits, torch.arange(z.shape[0], device=z.device))
 
 
 def use_online(z: Tensor, zp: Tensor, method: str) -> bool:
@@ -58,11 +70,11 @@ def log_partition(
     gs = -gamma * g  # (M, M, B, B)
     u = upper_bound(gs)  # () >= max_j c[j]
     room = float(headroom(a.detach(), gs, u).max())  # the one host sync of the loss
-    # Measured on an H100 (docs/performance.md): the torch GEMMs beat the fused
-    # kernel wherever W fits, so "auto" fuses only when W would be streamed.
+    # Measured on an H100 and an H200 (docs/performance.md §3c): the tensor-core
+    # kernel beats the torch GEMMs above the online kernel's range.
     fused = method == "triton" or (
         method == "auto"
-        and b**num_m > max_tuples
+        and b ** (num_m + 1) > FUSED_MIN_CELLS
         and a.is_cuda
         and num_m >= 2
         and muscle_triton.available()

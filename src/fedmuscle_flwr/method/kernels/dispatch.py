@@ -49,14 +49,30 @@ def use_online(z: Tensor, zp: Tensor, method: str) -> bool:
     )
 
 
+def use_fused(z: Tensor, zp: Tensor, method: str) -> bool:
+    """Whether the fused tensor-core kernel computes the loss (see ``method``)."""
+    if method == "triton" and not (
+        muscle_triton.available() or muscle_triton.interpreted()
+    ):
+        raise RuntimeError("method='triton' needs the triton package and a CUDA GPU")
+    num_m, b = zp.shape[0], zp.shape[1]
+    if method not in ("auto", "triton") or num_m < 2 or z.dtype != torch.float32:
+        return False
+    # Measured on an H100 and an H200 (docs/performance.md §3c): the tensor-core
+    # kernel beats the torch GEMMs above the online kernel's range.
+    big = b ** (num_m + 1) > FUSED_MIN_CELLS and muscle_triton.available()
+    return (z.is_cuda or muscle_triton.interpreted()) and (method == "triton" or big)
+
+
 def log_partition(
     a: Tensor, g: Tensor, gamma: float, max_tuples: int, method: str
 ) -> Tensor:
     """Log sum_j exp(logit(i; j)) per row, shape (B,), by the kernel ``method`` picks.
 
     The factorised kernels run in the input dtype when :func:`headroom` allows,
-    else in float64, else the grid (exact at any dynamic range) takes over. The
-    Triton kernel is float32 only: other dtypes use the torch factorised kernel.
+    else in float64, else the grid (exact at any dynamic range) takes over.
+    ``"triton"`` reaches here only where the fused loss does not apply (not CUDA
+    float32, or float32 underflowed): it is the factorised kernel then.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -65,25 +81,13 @@ def log_partition(
         return grid_log_partition(a, g, gamma, max_tuples)
     if num_m == 1:  # M = 1: InfoNCE, no tuples to factorise
         return torch.logsumexp(a[0], dim=1)  # (B, B) -> (B,)
-    if method == "triton" and not muscle_triton.available():
-        raise RuntimeError("method='triton' needs the triton package and a CUDA GPU")
     gs = -gamma * g  # (M, M, B, B)
     u = upper_bound(gs)  # () >= max_j c[j]
     room = float(headroom(a.detach(), gs, u).max())  # the one host sync of the loss
-    # Measured on an H100 and an H200 (docs/performance.md §3c): the tensor-core
-    # kernel beats the torch GEMMs above the online kernel's range.
-    fused = method == "triton" or (
-        method == "auto"
-        and b ** (num_m + 1) > FUSED_MIN_CELLS
-        and a.is_cuda
-        and num_m >= 2
-        and muscle_triton.available()
-    )
     for dtype in (a.dtype, torch.float64):
         if room <= safe_headroom(dtype, b, num_m):
-            use_triton = fused and dtype == torch.float32
             lse = factorised_log_partition(
-                a.to(dtype), gs.to(dtype), u.to(dtype), max_tuples, use_triton
+                a.to(dtype), gs.to(dtype), u.to(dtype), max_tuples
             )
             return lse.to(a.dtype)
     return grid_log_partition(a, g, gamma, max_tuples)

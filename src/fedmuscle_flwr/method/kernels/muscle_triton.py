@@ -28,6 +28,7 @@ Import is optional: :func:`available` says whether triton and a GPU are there.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from typing import Any
 
@@ -35,6 +36,7 @@ import torch
 from torch import Tensor
 
 from fedmuscle_flwr.method.kernels.muscle_grid import axes, contract_rows, log_weights
+from fedmuscle_flwr.method.kernels.muscle_torch import safe_headroom
 
 try:  # optional dependency: CPU installs and CI have no triton
     import triton
@@ -86,21 +88,46 @@ if triton is not None:  # pragma: no cover - compiled and tested on the GPU mach
         return acc
 
     @triton.jit
-    def _scales(u1_ptr, u2_ptr, ct_ptr, sh_ptr, t, rj, n, num_t):
-        """U1[t], U2[t] (J,) and C_t: the tile's scales, 0 outside the valid cells."""
-        valid = t < num_t
-        mj = (rj < n) & valid
-        u1 = tl.load(u1_ptr + t * n + rj, mask=mj, other=float("-inf"))
-        u2 = tl.load(u2_ptr + t * n + rj, mask=mj, other=float("-inf"))
-        ct = tl.load(ct_ptr + t, mask=valid, other=float("-inf"))
-        return (
-            tl.exp(u1 - tl.load(sh_ptr)),
-            tl.exp(u2 - tl.load(sh_ptr + 1)),
-            tl.exp(ct),
-        )
+    def _power(n, k: tl.constexpr):
+        """The place value n ** k of a tail digit, k a constant."""
+        p = n * 0 + 1
+        for _ in tl.static_range(k):
+            p = p * n
+        return p
 
     @triton.jit
-    def _setup(e1_ptr, e2_ptr, q_ptr, n, BI: tl.constexpr, BJ: tl.constexpr):
+    def _scales(gs_ptr, mx_ptr, t, rj, n, num_t, NUM_M: tl.constexpr,
+                BJ: tl.constexpr):  # fmt: skip
+        """U1[t], U2[t] (J,) and C_t of the tile of tail t, 0 outside the valid cells.
+
+        Tail digit t_m (m >= 2) is (t // B^(M-1-m)) % B. Block rows are contiguous:
+        gs[0, m, j, t_m] = gs[m, 0, t_m, j] (the Gram blocks are symmetric pairs).
+        """
+        valid = t < num_t
+        mj = (rj < n) & valid
+        nn = n * n
+        s1 = tl.zeros([BJ], dtype=tl.float32)
+        s2 = tl.zeros([BJ], dtype=tl.float32)
+        sc = tl.sum(s1, axis=0)  # 0.0, a scalar tensor
+        for m in tl.static_range(2, NUM_M):
+            d = (t // _power(n, NUM_M - 1 - m)) % n
+            row = gs_ptr + d * n + rj
+            s1 += tl.load(row + m * NUM_M * nn, mask=mj, other=0.0)
+            s1 -= tl.load(mx_ptr + m)  # mx[0, m]
+            s2 += tl.load(row + (m * NUM_M + 1) * nn, mask=mj, other=0.0)
+            s2 -= tl.load(mx_ptr + NUM_M + m)  # mx[1, m]
+            for k in tl.static_range(m + 1, NUM_M):
+                dk = (t // _power(n, NUM_M - 1 - k)) % n
+                pair = (m * NUM_M + k) * nn + d * n + dk
+                sc += tl.load(gs_ptr + pair, mask=valid, other=0.0)
+                sc -= tl.load(mx_ptr + m * NUM_M + k)
+        u1 = tl.where(mj, tl.exp(s1), 0.0)
+        u2 = tl.where(mj, tl.exp(s2), 0.0)
+        return u1, u2, tl.where(valid, tl.exp(sc), 0.0)
+
+    @triton.jit
+    def _setup(e1_ptr, e2_ptr, gs_ptr, mx_ptr, n, BI: tl.constexpr,
+               BJ: tl.constexpr):  # fmt: skip
         """Rows, columns, E_1 and E_2 rows of this program (I, J), Q (J, J)."""
         ri = tl.program_id(1) * BI + tl.arange(0, BI)
         rj = tl.arange(0, BJ)
@@ -109,34 +136,45 @@ if triton is not None:  # pragma: no cover - compiled and tested on the GPU mach
         e1 = tl.load(e1_ptr + off, mask=m2, other=0.0)
         e2 = tl.load(e2_ptr + off, mask=m2, other=0.0)
         mq = (rj < n)[:, None] & (rj < n)[None, :]
-        q = tl.load(q_ptr + rj[:, None] * n + rj[None, :], mask=mq, other=0.0)
+        q = tl.load(gs_ptr + n * n + rj[:, None] * n + rj[None, :], mask=mq)  # gs[0, 1]
+        q = tl.where(mq, tl.exp(q - tl.load(mx_ptr + 1)), 0.0)  # Q, shifted by mx[0, 1]
         return ri, rj, m2, off, e1, e2, q
 
     @triton.jit
-    def _fwd(e1_ptr, e2_ptr, q_ptr, u1_ptr, u2_ptr, ct_ptr, sh_ptr, y_ptr, n,
-             num_t, tails, BI: tl.constexpr, BJ: tl.constexpr,
+    def _fwd(e1_ptr, e2_ptr, gs_ptr, mx_ptr, y_ptr, n, num_t, tails,
+             NUM_M: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr,
              PREC: tl.constexpr):  # fmt: skip
-        ri, rj, _, _, e1, e2, q = _setup(e1_ptr, e2_ptr, q_ptr, n, BI, BJ)
+        ri, rj, _, _, e1, e2, q = _setup(e1_ptr, e2_ptr, gs_ptr, mx_ptr, n, BI, BJ)
         qh, ql = _split(q, PREC)  # (J1, J2), loop-invariant
+        t = tl.program_id(0) * tails
+        n1, n2, nc = _scales(gs_ptr, mx_ptr, t, rj, n, num_t, NUM_M, BJ)
         for k in range(tails):
             t = tl.program_id(0) * tails + k
-            u1, u2, c = _scales(u1_ptr, u2_ptr, ct_ptr, sh_ptr, t, rj, n, num_t)
+            u1 = n1
+            u2 = n2
+            c = nc
+            n1, n2, nc = _scales(gs_ptr, mx_ptr, t + 1, rj, n, num_t, NUM_M, BJ)
             x = _dot(e1 * u1[None, :], qh, ql, BI, BJ, PREC)  # (I, J2)
             y = tl.sum(x * (e2 * u2[None, :]), axis=1) * c  # (I,)
             tl.store(y_ptr + t * n + ri, y, mask=(ri < n) & (t < num_t))
 
     @triton.jit
-    def _bwd(e1_ptr, e2_ptr, q_ptr, u1_ptr, u2_ptr, ct_ptr, sh_ptr, gy_ptr, g1_ptr,
-             g2_ptr, n, num_t, tails, BI: tl.constexpr, BJ: tl.constexpr,
+    def _bwd(e1_ptr, e2_ptr, gs_ptr, mx_ptr, gy_ptr, g1_ptr, g2_ptr, n, num_t,
+             tails, NUM_M: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr,
              PREC: tl.constexpr):  # fmt: skip
-        ri, rj, m2, off, e1, e2, q = _setup(e1_ptr, e2_ptr, q_ptr, n, BI, BJ)
+        ri, rj, m2, off, e1, e2, q = _setup(e1_ptr, e2_ptr, gs_ptr, mx_ptr, n, BI, BJ)
         qh, ql = _split(q, PREC)  # Q (J1, J2)
         th, tl_ = _split(tl.trans(q), PREC)  # Q^T (J2, J1)
         acc1 = tl.zeros((BI, BJ), dtype=tl.float32)  # dY/dE_1 (I, J1)
         acc2 = tl.zeros((BI, BJ), dtype=tl.float32)  # dY/dE_2 (I, J2)
+        t = tl.program_id(0) * tails
+        n1, n2, nc = _scales(gs_ptr, mx_ptr, t, rj, n, num_t, NUM_M, BJ)
         for k in range(tails):
             t = tl.program_id(0) * tails + k
-            u1, u2, c = _scales(u1_ptr, u2_ptr, ct_ptr, sh_ptr, t, rj, n, num_t)
+            u1 = n1
+            u2 = n2
+            c = nc
+            n1, n2, nc = _scales(gs_ptr, mx_ptr, t + 1, rj, n, num_t, NUM_M, BJ)
             gy = tl.load(gy_ptr + t * n + ri, mask=(ri < n) & (t < num_t), other=0.0)
             v2 = (gy * c)[:, None] * u2[None, :]  # (I, J2)
             x = _dot(e1 * u1[None, :], qh, ql, BI, BJ, PREC)  # (I, J2)
@@ -168,36 +206,76 @@ def launch(num_t: int, b: int, device: torch.device) -> dict[str, int]:
             "BI": bi, "BJ": bj, "warps": warps}  # fmt: skip
 
 
-class _FusedPairContract(torch.autograd.Function):
-    """Y (T, B) from E_1, E_2 (B, B) and the tile scales; gradients into E_1, E_2."""
-
-    @staticmethod
-    def forward(ctx: Any, e1: Tensor, e2: Tensor, *terms: Tensor) -> Tensor:
-        q, u1, u2, ct, sh = terms  # (B, B), (T, B), (T, B), (T,), (2,)
-        (num_t, b), prec = u1.shape, PRECISION
-        cfg = launch(num_t, b, e1.device)
-        y = e1.new_empty(num_t, b)  # (T, I)
-        _fwd[(cfg["progs"], cfg["blocks_i"])](
-            e1, e2, q, u1, u2, ct, sh, y, b, num_t, cfg["tails"],
-            BI=cfg["BI"], BJ=cfg["BJ"], PREC=prec, num_warps=cfg["warps"],
-        )  # fmt: skip
-        ctx.save_for_backward(e1, e2, *terms)
-        ctx.prec = prec
+def _partials(e: Tensor, gs: Tensor, mx: Tensor, gy: Tensor | None) -> Tensor:
+    """Forward kernel: Y (T, B); backward (``gy`` given): dY/dE_1, dY/dE_2 (2, B, B)."""
+    num_m, b = gs.shape[0], gs.shape[2]
+    num_t = b ** (num_m - 2)
+    cfg = launch(num_t, b, e.device)
+    grid = (cfg["progs"], cfg["blocks_i"])
+    opts = {"NUM_M": num_m, "BI": cfg["BI"], "BJ": cfg["BJ"], "PREC": PRECISION,
+            "num_warps": cfg["warps"]}  # fmt: skip
+    if gy is None:
+        y = e.new_empty(num_t, b)  # (T, I)
+        _fwd[grid](e[0], e[1], gs, mx, y, b, num_t, cfg["tails"], **opts)
         return y
+    part = e.new_empty(2, cfg["progs"], b, b)  # (2, programs, I, J) partial sums
+    _bwd[grid](e[0], e[1], gs, mx, gy, part[0], part[1], b, num_t, cfg["tails"], **opts)
+    return part.sum(1)
+
+
+@functools.lru_cache(maxsize=16)
+def _pair_mask(num_m: int, device: torch.device) -> Tensor:
+    """(M, M) with ones above the diagonal: the partner pairs m < n."""
+    return torch.ones(num_m, num_m, device=device).triu_(1)
+
+
+class _FusedMuscle(torch.autograd.Function):
+    """Mean Muscle loss and min_i of the shifted Z_i (not differentiable).
+
+    The anchor gradient is formed in forward (partners are constants), so
+    backward is one multiply.
+    """
 
     @staticmethod
-    def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, ...]:
-        e1, e2, q, u1, u2, ct, sh = ctx.saved_tensors
-        num_t, b = u1.shape
-        cfg = launch(num_t, b, e1.device)
-        g1 = e1.new_empty(cfg["progs"], b, b)  # (programs, I, J1) partial sums
-        g2 = e1.new_empty(cfg["progs"], b, b)  # (programs, I, J2)
-        _bwd[(cfg["progs"], cfg["blocks_i"])](
-            e1, e2, q, u1, u2, ct, sh, grad_y.contiguous(), g1, g2, b, num_t,
-            cfg["tails"], BI=cfg["BI"], BJ=cfg["BJ"], PREC=ctx.prec,
-            num_warps=cfg["warps"],
-        )  # fmt: skip
-        return g1.sum(0), g2.sum(0), None, None, None, None, None
+    def forward(ctx: Any, z: Tensor, zp: Tensor, tau: float, gamma: float) -> Any:
+        (num_m, b, d), mask = zp.shape, _pair_mask(zp.shape[0], z.device)
+        flat = zp.reshape(num_m * b, d)  # (M*B, D)
+        a = torch.matmul(z, zp.transpose(1, 2)).mul_(1.0 / tau)  # (M, B, B)
+        gs = (flat @ flat.T).mul_(-gamma).view(num_m, b, num_m, b)
+        gs = gs.permute(0, 2, 1, 3).contiguous()  # (M, M, B, B): c = sum_{m<n} gs
+        a_max = a.amax(2, keepdim=True)  # (M, B, 1)
+        e = torch.exp(a - a_max)  # (M, B, B) in (0, 1]
+        mx = gs.amax((2, 3))  # (M, M) block maxima: the shifts of the tile factors
+        y = _partials(e, gs, mx, None).requires_grad_()  # (T, I)
+        with torch.enable_grad():
+            tail = e[2:].detach().requires_grad_()  # (M-2, B, B)
+            zz = contract_rows(y.T, tail)  # (B,) shifted Z_i
+        pos = torch.diagonal(a, dim1=1, dim2=2).sum(0)  # (B,) sum_m a[m, i, i]
+        pos += (torch.diagonal(gs, dim1=2, dim2=3) * mask[..., None]).sum((0, 1))
+        shift = a_max.sum(0).squeeze(1) + (mx * mask).sum()  # (B,)
+        loss = (zz.detach().log() + shift - pos).mean()
+        if ctx.needs_input_grad[0]:  # p_m(i, k) = E dlogZ/dE: the softmax marginals
+            gy, g_tail = torch.autograd.grad(
+                zz, (y, tail), zz.detach().reciprocal(), allow_unused=True
+            )  # g_tail None at M = 2
+            marg = torch.empty_like(e)  # (M, B, B)
+            marg[:2] = _partials(e, gs, mx, gy.contiguous())
+            if g_tail is not None:
+                marg[2:] = g_tail
+            marg.mul_(e)
+            torch.diagonal(marg, dim1=1, dim2=2).sub_(1.0)  # p - onehot(positive)
+            grad = marg.transpose(0, 1).reshape(b, -1) @ flat  # (B, D)
+            ctx.save_for_backward(grad.mul_(1.0 / (tau * b)))
+        zmin = zz.detach().min()
+        ctx.mark_non_differentiable(zmin)
+        return loss, zmin
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_out: Tensor, _: Tensor
+    ) -> tuple[Tensor, None, None, None]:
+        (grad,) = ctx.saved_tensors
+        return grad_out * grad, None, None, None
 
 
 def tile_terms(
@@ -225,29 +303,25 @@ def tile_terms(
     return q, sides[0], sides[1], (ct if u is None else ct - u).contiguous()
 
 
-def scaled_terms(
-    gs: Tensor, u: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Q = exp(q - max q), u1, u2, ct + max q + max u1 + max u2 and (max u1, max u2).
+def fused_muscle_loss(z: Tensor, zp: Tensor, tau: float, gamma: float) -> Tensor | None:
+    """Mean Muscle loss by the fused kernel, or None where float32 is not exact.
 
-    Every factor of W_t is then in (0, 1] (u bounds each term's maximum), no sync.
+    Shape: z (B, D), zp (M, B, D), CUDA float32, M >= 2 -> (). Every factor is
+    <= 1, so the shifted Z_i <= B^M never overflows; terms that underflow are each
+    < tiny, so Z_i is exact to B^M tiny / Z_i relative, checked against
+    :func:`muscle_torch.safe_headroom` after the fact (the one host sync). None:
+    the caller computes the loss in float64 instead.
     """
-    q, u1, u2, ct = tile_terms(gs, u)
-    assert ct is not None
-    qmax, sh = q.amax(), torch.stack([u1.amax(), u2.amax()])  # (), (2,)
-    return torch.exp(q - qmax), u1, u2, ct + (qmax + sh.sum()), sh
-
-
-def triton_partition(e: Tensor, gs: Tensor, u: Tensor) -> Tensor:
-    """Shifted Z_i by the fused kernel. Shape: e (M, B, B), gs (M, M, B, B) -> (B,)."""
     if PRECISION not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {PRECISION!r}")
     if not (available() or interpreted()):
-        raise RuntimeError("the Triton kernel needs triton and a CUDA device")
-    if not ((e.is_cuda or interpreted()) and e.dtype == torch.float32):
+        raise RuntimeError("method='triton' needs the triton package and a CUDA GPU")
+    if not ((z.is_cuda or interpreted()) and z.dtype == torch.float32):
         raise ValueError("the Triton kernel takes CUDA float32 inputs")
-    if e.shape[0] < 2:
-        raise ValueError(f"the Triton kernel needs M >= 2 partners, got {e.shape[0]}")
-    e1, e2 = e[0].contiguous(), e[1].contiguous()  # (I, B) each
-    y = _FusedPairContract.apply(e1, e2, *scaled_terms(gs, u))  # (T, I)
-    return contract_rows(y.T, e[2:])  # (I, B^(M-2)) -> (I,)
+    if zp.shape[0] < 2:
+        raise ValueError(f"the Triton kernel needs M >= 2 partners, got {zp.shape[0]}")
+    loss, zmin = _FusedMuscle.apply(z, zp.contiguous(), tau, gamma)
+    sunk = -math.log(max(float(zmin), torch.finfo(torch.float64).tiny))
+    return (
+        loss if sunk <= safe_headroom(torch.float32, zp.shape[1], zp.shape[0]) else None
+    )

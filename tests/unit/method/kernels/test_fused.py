@@ -9,6 +9,7 @@ no bf16 products); on the GPU machine every mode is checked against float64.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import subprocess
@@ -20,8 +21,7 @@ import torch
 
 from fedmuscle_flwr.method.kernels import muscle_triton
 from fedmuscle_flwr.method.kernels.muscle_grid import contract_rows
-from fedmuscle_flwr.method.kernels.muscle_torch import chunk_partition, upper_bound
-from fedmuscle_flwr.method.kernels.muscle_triton import scaled_terms
+from fedmuscle_flwr.method.kernels.muscle_torch import chunk_partition
 from fedmuscle_flwr.method.losses import muscle_loss, pairwise_infonce
 from tests.unit.method.kernels.test_kernels import grams
 from tests.unit.method.test_losses import TOL, inputs, unit
@@ -35,40 +35,66 @@ GPU = pytest.mark.skipif(not muscle_triton.available(), reason="needs triton + C
 def test_scaled_tiles_rebuild_the_partition(m: int, b: int, tau: float, tau_p: float):
     # Prepare
     a, gs = grams(m, b, 6, tau, tau_p, seed=1000 + m)
-    e, u = torch.exp(a - a.amax(2, keepdim=True)), upper_bound(gs)
-    # Execute: what each program does for its tails t, in float64
-    q, u1, u2, ct, sh = scaled_terms(gs, u)
-    big_u1, big_u2, c = torch.exp(u1 - sh[0]), torch.exp(u2 - sh[1]), torch.exp(ct)
-    x = torch.einsum("ij,tj,jk->tik", e[0], big_u1, q)  # (T, I, J2): (E_1 o U1) @ Q
-    y = torch.einsum("tik,ik,tk,t->ti", x, e[1], big_u2, c)  # (T, I)
+    e, mx = torch.exp(a - a.amax(2, keepdim=True)), gs.amax((2, 3))
+    # Execute: what each program computes for tail t = (t_2, ..., t_{M-1}), float64
+    big_q = torch.exp(gs[0, 1] - mx[0, 1])  # (J1, J2)
+    tails = list(itertools.product(range(b), repeat=m - 2))
+    u1 = torch.stack(
+        [
+            sum(
+                (gs[k, 0, d] - mx[0, k] for k, d in enumerate(t, 2)),
+                torch.zeros(b, dtype=gs.dtype),
+            )
+            for t in tails
+        ]
+    ).exp()
+    u2 = torch.stack(
+        [
+            sum(
+                (gs[k, 1, d] - mx[1, k] for k, d in enumerate(t, 2)),
+                torch.zeros(b, dtype=gs.dtype),
+            )
+            for t in tails
+        ]
+    ).exp()
+    c = torch.stack(
+        [
+            sum(
+                (
+                    gs[k, n, t[k - 2], t[n - 2]] - mx[k, n]
+                    for k, n in itertools.combinations(range(2, m), 2)
+                ),
+                torch.zeros((), dtype=gs.dtype),
+            )
+            for t in tails
+        ]
+    ).exp()
+    x = torch.einsum("ij,tj,jk->tik", e[0], u1, big_q)  # (T, I, J2): (E_1 o U1) @ Q
+    y = torch.einsum("tik,ik,tk,t->ti", x, e[1], u2, c)  # (T, I)
     got = contract_rows(y.T, e[2:])
-    # Assert: every factor in (0, 1], and the partition is exact
-    for factor in (q, big_u1, big_u2, c):
+    # Assert: every factor in (0, 1], the shift is the sum of the pair maxima
+    for factor in (big_q, u1, u2, c):
         assert factor.max() <= 1.0 and factor.min() > 0
-    torch.testing.assert_close(got, chunk_partition(e, gs, u, ()), rtol=1e-12, atol=0)
+    expected = chunk_partition(e, gs, torch.triu(mx, 1).sum(), ())
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
 
 
 _INTERPRETED = """
 import json, sys, torch
 from fedmuscle_flwr.method.kernels import muscle_triton as mt
-from fedmuscle_flwr.method.kernels.muscle_torch import chunk_partition, upper_bound
+from fedmuscle_flwr.method.losses import muscle_loss
 out = []
 for prec, m, b in json.loads(sys.argv[1]):
     mt.PRECISION = prec
     gen = torch.Generator().manual_seed(m * 100 + b)
     z = torch.nn.functional.normalize(torch.randn(m + 1, b, 8, generator=gen), dim=-1)
-    a = (torch.einsum("id,mkd->mik", z[0], z[1:]) / 0.2).double().requires_grad_()
-    gs = -(1 / 0.15 - 1 / 0.2) * torch.einsum("mjd,nkd->mnjk", z[1:], z[1:]).double()
-    w = torch.rand(b, dtype=torch.float64, generator=gen)  # an upstream gradient
-    u = upper_bound(gs)
-    e = torch.exp(a - a.detach().amax(2, keepdim=True))
-    ref = chunk_partition(e, gs, u, ())
-    (ref_grad,) = torch.autograd.grad((ref * w).sum(), a)
-    a32 = a.detach().float().requires_grad_()
-    e32 = torch.exp(a32 - a32.detach().amax(2, keepdim=True))
-    got = mt.triton_partition(e32, gs.float(), u.float())
-    (grad,) = torch.autograd.grad((got * w.float()).sum(), a32)
-    out.append([((got.double() - ref).abs() / ref).max().item(),
+    a64 = z[0].double().requires_grad_()
+    ref = muscle_loss(a64, z[1:].double(), 0.2, 0.15, method="factorised")
+    (ref_grad,) = torch.autograd.grad(ref, a64)
+    a32 = z[0].clone().requires_grad_()
+    got = mt.fused_muscle_loss(a32, z[1:], 0.2, 1 / 0.15 - 1 / 0.2)
+    (grad,) = torch.autograd.grad(got, a32)
+    out.append([abs(got.item() - ref.item()) / max(1.0, abs(ref.item())),
                 ((grad.double() - ref_grad).abs().max() / ref_grad.abs().max()).item()])
 print(json.dumps(out))
 """
@@ -79,6 +105,7 @@ print(json.dumps(out))
 def test_triton_code_in_the_interpreter_matches_float64() -> None:
     # Prepare: sizes with padding (B not a power of two), several I blocks, M = 2..4
     cases = [["ieee", 2, 5], ["tf32x3", 3, 20], ["ieee", 4, 6], ["ieee", 2, 70]]
+    cases += [["ieee", 5, 4]]
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(SRC)}
     # Execute
     run = subprocess.run(
@@ -99,7 +126,7 @@ def test_unknown_precision_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(muscle_triton, "PRECISION", "tf32")
     e = torch.ones(2, 3, 3)
     with pytest.raises(ValueError, match="precision"):
-        muscle_triton.triton_partition(e, torch.zeros(2, 2, 3, 3), torch.zeros(()))
+        muscle_triton.fused_muscle_loss(e[0], e, 0.2, 1.0)
 
 
 # ---- M = 1: "auto" computes InfoNCE directly, with the same value and gradient

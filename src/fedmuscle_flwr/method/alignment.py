@@ -20,6 +20,7 @@ class Alignment:
     negative_similarity: float  # mean z_i^n . z_j^m, i != j
     muscle_loss: float  # mean over clients, M cyclic partners, first B rows
     mi_lower_bound: float  # M log B - loss (docs/method.md §2 theorem)
+    muscle_loss_se: float | None = None  # standard error when the loss is sampled
 
     def as_dict(self) -> dict[str, float]:
         """Metric names as recorded per round."""
@@ -28,7 +29,18 @@ class Alignment:
             "probe-negative-sim": self.negative_similarity,
             "probe-muscle-loss": self.muscle_loss,
             "probe-mi-bound": self.mi_lower_bound,
-        }
+        } | (
+            {}
+            if self.muscle_loss_se is None
+            else {"probe-muscle-loss-se": self.muscle_loss_se}
+        )
+
+
+#: up to this many clients the probe metrics are computed exactly as always (all
+#: N^2 client pairs, every client's Muscle loss); above, in O(N P d) (below)
+EXACT_MAX = 32
+#: anchors of the sampled Muscle loss above EXACT_MAX (their standard error is recorded)
+LOSS_SAMPLES = 32
 
 
 def alignment(probe: Mapping[int, np.ndarray], cfg: MuscleConfig) -> Alignment | None:
@@ -37,12 +49,16 @@ def alignment(probe: Mapping[int, np.ndarray], cfg: MuscleConfig) -> Alignment |
     Needs at least two clients; the Muscle loss uses each client's next
     ``min(M, N-1)`` clients in ``probe``'s order as partners (the strategy orders
     by client name, not by Flower's random node ids), on the first ``min(B, P)``
-    probe rows.
+    probe rows. Up to :data:`EXACT_MAX` clients everything is computed over all
+    pairs; above, :func:`scaled_alignment` gives the same similarities exactly
+    (sums instead of the N^2 pairs) and samples the Muscle loss.
     """
     keys = list(probe)
     if len(keys) < 2:
         return None
     z = torch.from_numpy(np.stack([probe[k] for k in keys])).double()  # (N, P, d)
+    if len(keys) > EXACT_MAX:
+        return scaled_alignment(z, cfg)
     n, p, _ = z.shape
     sims = torch.einsum("npd,mqd->nmpq", z, z)  # (N, N, P, P)
     off_client = ~torch.eye(n, dtype=torch.bool)
@@ -50,9 +66,42 @@ def alignment(probe: Mapping[int, np.ndarray], cfg: MuscleConfig) -> Alignment |
     pos = sims[off_client][:, diag].mean()
     neg = sims[off_client][:, ~diag].mean()
     m, b = min(cfg.partners, n - 1), min(cfg.batch_size, p)
-    losses = []
-    for i in range(n):
-        partners = torch.stack([z[(i + j) % n, :b] for j in range(1, m + 1)])
-        losses.append(float(muscle_loss(z[i, :b], partners, cfg.tau, cfg.tau_partners)))
+    losses = [_client_loss(z, i, m, b, cfg) for i in range(n)]
     loss = float(np.mean(losses))
     return Alignment(float(pos), float(neg), loss, m * float(np.log(b)) - loss)
+
+
+def _client_loss(z: torch.Tensor, i: int, m: int, b: int, cfg: MuscleConfig) -> float:
+    """Client i's Muscle loss against its next m clients, first b probe rows."""
+    n = z.shape[0]
+    partners = torch.stack([z[(i + j) % n, :b] for j in range(1, m + 1)])
+    return float(muscle_loss(z[i, :b], partners, cfg.tau, cfg.tau_partners))
+
+
+def scaled_alignment(z: torch.Tensor, cfg: MuscleConfig) -> Alignment:
+    """The probe metrics of many clients in O(N P d) time and memory.
+
+    Shape: z (N, P, d) float64. With S_i = sum_n z_i^n, C^n = sum_i z_i^n and
+    T = sum_n C^n, the sums over client pairs n != m are exact identities:
+    sum_i (|S_i|^2 - sum_n |z_i^n|^2) for the positives (i = j) and
+    |T|^2 - sum_n |C^n|^2 - sum_i |S_i|^2 + sum_{n,i} |z_i^n|^2 for the negatives
+    (equal to the pairwise means up to float64 rounding). The Muscle loss is the
+    mean over :data:`LOSS_SAMPLES` anchor clients evenly spaced in the clients'
+    order (deterministic); ``muscle_loss_se`` is its standard error
+    ``std / sqrt(S) * sqrt(1 - S/N)`` (sampling without replacement).
+    """
+    n, p, _ = z.shape
+    sq = (z * z).sum(-1)  # (N, P) |z_i^n|^2
+    s_i, c_n = z.sum(0), z.sum(1)  # (P, d), (N, d)
+    same_row = (s_i * s_i).sum() - sq.sum()  # sum_{n != m} sum_i z_i^n . z_i^m
+    total = c_n.sum(0).square().sum()  # |T|^2
+    cross = total - c_n.square().sum() - (s_i * s_i).sum() + sq.sum()
+    pos = float(same_row) / (n * (n - 1) * p)
+    neg = float(cross) / (n * (n - 1) * p * (p - 1)) if p > 1 else float("nan")
+    m, b = min(cfg.partners, n - 1), min(cfg.batch_size, p)
+    anchors = np.unique(np.linspace(0, n - 1, min(LOSS_SAMPLES, n)).round().astype(int))
+    losses = np.array([_client_loss(z, int(i), m, b, cfg) for i in anchors])
+    k = len(losses)
+    se = float(losses.std(ddof=1) / np.sqrt(k) * np.sqrt(1 - k / n)) if k > 1 else 0.0
+    loss = float(losses.mean())
+    return Alignment(pos, neg, loss, m * float(np.log(b)) - loss, se)

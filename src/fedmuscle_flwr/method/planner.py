@@ -54,13 +54,11 @@ def sample_partners(
     """
     rng = rng_for(seed, STREAM_PARTNERS, server_round, step)
     out: dict[int, list[int]] = {}
-    for n in clients:
-        others = [m for m in clients if m != n]
-        k = min(num_partners, len(others))
-        picked: Sequence[int] = (
-            rng.choice(len(others), size=k, replace=False).tolist() if k else []
-        )
-        out[n] = [others[int(i)] for i in picked]
+    clients = list(clients)
+    k = min(num_partners, len(clients) - 1)
+    for pos, n in enumerate(clients):  # draw among the others: indices skip pos
+        picked = rng.choice(len(clients) - 1, size=k, replace=False) if k > 0 else []
+        out[n] = [clients[int(i) + (int(i) >= pos)] for i in picked]
     return out
 
 

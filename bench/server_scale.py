@@ -42,14 +42,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from flwr.app import Context, Message  # noqa: E402
+from flwr.app import Context, Message
 
-from fedmuscle_flwr.config.files import resolve_run_config  # noqa: E402
-from fedmuscle_flwr.config.run import RunConfig  # noqa: E402
-from fedmuscle_flwr.launch.inprocess import InProcessGrid  # noqa: E402
-from fedmuscle_flwr.serverapp.app import serve  # noqa: E402
-from fedmuscle_flwr.wire import protocol as p  # noqa: E402
-from fedmuscle_flwr.wire.codec import decode  # noqa: E402
+from fedmuscle_flwr.config.files import resolve_run_config
+from fedmuscle_flwr.config.run import RunConfig
+from fedmuscle_flwr.launch.inprocess import InProcessGrid
+from fedmuscle_flwr.serverapp.app import serve
+from fedmuscle_flwr.wire import protocol as p
+from fedmuscle_flwr.wire.codec import decode
 
 #: (module, attribute, phase): the functions whose time makes up each phase
 PHASES = [
@@ -138,8 +138,12 @@ class SyntheticClients:
         idx = arrays.get(key, np.zeros((0, 0), np.int64))
         idx = idx[None, :] if idx.ndim == 1 else idx  # the probe: one batch
         pid = int(context.node_config["partition-id"])
-        identity = {p.CLIENT_NAME: f"c{pid:05d}", p.MODEL_NAME: "mlp",
-                    p.TASK_KIND: "classification", p.METRIC_NAME: "accuracy"}  # fmt: skip
+        identity = {
+            p.CLIENT_NAME: f"c{pid:05d}",
+            p.MODEL_NAME: "mlp",
+            p.TASK_KIND: "classification",
+            p.METRIC_NAME: "accuracy",
+        }
         loss = float(self.rng.uniform(0.5, 2.0))
         metrics = {
             p.TRAIN: {"task-loss": loss, p.NUM_EXAMPLES: 100.0},
@@ -200,20 +204,29 @@ def main() -> None:
         "process_cpu_s": cpu,
         "status": summary.get("status"),
         "round_seconds": [r.get("seconds") for r in summary.get("rounds", [])],
-        "settings": {"B": run.muscle.batch_size, "d": run.muscle.dim,
-                     "M": run.muscle.partners, "T": run.muscle.steps,
-                     "sync": run.muscle.sync, "wire": run.muscle.precision,
-                     "probe": run.eval.probe_size, "set": args.set},  # fmt: skip
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "load_before": load0, "load_after": os.getloadavg()},  # fmt: skip
+        "settings": {
+            "B": run.muscle.batch_size,
+            "d": run.muscle.dim,
+            "M": run.muscle.partners,
+            "T": run.muscle.steps,
+            "sync": run.muscle.sync,
+            "wire": run.muscle.precision,
+            "probe": run.eval.probe_size,
+            "set": args.set,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_before": load0,
+            "load_after": os.getloadavg(),
+        },
         "wrapped": wrapped,
         "run_dir": str(run_dir),
     }
     (args.out / "server_scale.json").write_text(json.dumps(out, indent=2))
-    print(json.dumps({k: out[k] for k in ("clients", "server_s_per_round",
-                                          "peak_rss_mb", "phases_s_per_round")},
-                     indent=1))  # fmt: skip
+    keys = ("clients", "server_s_per_round", "peak_rss_mb", "phases_s_per_round")
+    print(json.dumps({k: out[k] for k in keys}, indent=1))
 
 
 if __name__ == "__main__":

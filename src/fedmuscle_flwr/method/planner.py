@@ -57,8 +57,12 @@ def sample_partners(
     clients = list(clients)
     k = min(num_partners, len(clients) - 1)
     for pos, n in enumerate(clients):  # draw among the others: indices skip pos
-        picked = rng.choice(len(clients) - 1, size=k, replace=False) if k > 0 else []
-        out[n] = [clients[int(i) + (int(i) >= pos)] for i in picked]
+        picked: list[int] = (
+            rng.choice(len(clients) - 1, size=k, replace=False).tolist()
+            if k > 0
+            else []
+        )
+        out[n] = [clients[i + (i >= pos)] for i in picked]
     return out
 
 

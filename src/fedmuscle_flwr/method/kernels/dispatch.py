@@ -76,6 +76,8 @@ def log_partition(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "triton" and not muscle_triton.available():
+        raise RuntimeError("method='triton' needs the triton package and a CUDA GPU")
     (num_m, b), small = a.shape[:2], a.shape[1] ** (a.shape[0] + 1) <= SMALL_GRID
     if method == "grid" or (method == "auto" and small):
         return grid_log_partition(a, g, gamma, max_tuples)

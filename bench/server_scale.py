@@ -47,6 +47,8 @@ from flwr.app import Context, Message
 from fedmuscle_flwr.config.files import resolve_run_config
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.launch.inprocess import InProcessGrid
+from fedmuscle_flwr.method.algorithms import get_algorithm
+from fedmuscle_flwr.method.phases import Phase
 from fedmuscle_flwr.serverapp.app import serve
 from fedmuscle_flwr.wire import protocol as p
 from fedmuscle_flwr.wire.codec import decode
@@ -56,7 +58,9 @@ PHASES = [
     ("fedmuscle_flwr.serverapp.replies", "ReplyDesk.take", "decode/validate"),
     ("fedmuscle_flwr.method.planner", "public_batches", "planner"),
     ("fedmuscle_flwr.method.planner", "probe_indices", "planner"),
-    ("fedmuscle_flwr.method.algorithms.muscle", "Muscle.relay", "relay"),
+    ("fedmuscle_flwr.method.planner", "sample_partners", "planner"),
+    ("fedmuscle_flwr.method.algorithms.muscle", "FedMuscle.relay", "relay"),
+    ("fedmuscle_flwr.method.algorithms.base", "Algorithm.relay", "relay"),
     ("fedmuscle_flwr.wire.protocol", "encode_instruction", "relay"),
     ("fedmuscle_flwr.method.robust", "screen", "screen"),
     ("fedmuscle_flwr.serverapp.strategy", "alignment", "probe metrics"),
@@ -68,24 +72,24 @@ PHASES = [
 
 
 class Timers:
-    """Seconds per phase; nested wrapped calls count once (the outermost)."""
+    """Seconds per phase; a nested wrapped call counts for its own phase only."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
-        self.depth = 0
+        self.stack: list[list[float]] = []  # [start, seconds of nested calls]
 
     def wrap(self, fn: Callable[..., Any], phase: str) -> Callable[..., Any]:
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            if self.depth:
-                return fn(*args, **kwargs)
-            self.depth += 1
-            t0 = time.perf_counter()
+            self.stack.append([time.perf_counter(), 0.0])
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds[phase] += time.perf_counter() - t0
-                self.depth -= 1
+                start, nested = self.stack.pop()
+                spent = time.perf_counter() - start
+                self.seconds[phase] += spent - nested
+                if self.stack:
+                    self.stack[-1][1] += spent
 
         return timed
 
@@ -111,7 +115,8 @@ class SyntheticClients:
     """Answers each instruction with a valid random reply; times itself.
 
     The representations come from a pool of random unit rows (one per public
-    index), so building a reply is a gather, not a fresh random draw.
+    index), so building a reply is a gather, not a fresh random draw. The
+    instruction's arrays are decoded and checked (its run config is not re-read).
     """
 
     def __init__(self, run: RunConfig, seed: int = 0) -> None:
@@ -120,6 +125,7 @@ class SyntheticClients:
         self.pool = pool / np.linalg.norm(pool, axis=1, keepdims=True)
         self.precision = run.muscle.precision
         self.run = run
+        self.payloads = get_algorithm(run.algorithm).payloads(run.muscle)
         self.seconds = 0.0
         self.rng = rng
 
@@ -133,7 +139,9 @@ class SyntheticClients:
     def _answer(self, msg: Message, context: Context) -> Message:
         kind = msg.metadata.message_type
         record = msg.content.array_records[p.ARRAYS]
-        arrays = decode(record, p.instruction_specs(self.run, kind, record), where=kind)
+        phase = Phase.of_message_type(kind)
+        specs = p.instruction_specs(self.run, phase, self.payloads)
+        arrays = decode(record, specs, where=kind)
         key = p.PROBE_INDICES if kind == p.EVALUATE else p.ENCODE_INDICES
         idx = arrays.get(key, np.zeros((0, 0), np.int64))
         idx = idx[None, :] if idx.ndim == 1 else idx  # the probe: one batch

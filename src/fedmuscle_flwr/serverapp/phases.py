@@ -52,6 +52,7 @@ class RoundPhases:
         self.recorder = recorder
         self.incidents = incidents
         self.desk = desk
+        self.run_json = run.model_dump_json(by_alias=True)  # in every instruction
         self.probe = planner.probe_indices(
             run.seed, run.eval.probe_size, run.public.size
         )
@@ -181,7 +182,7 @@ class RoundPhases:
         ins = p.Instruction(
             self.run, call.server_round, call.step, arrays, weights, self.algorithm
         )
-        content = p.encode_instruction(ins)
+        content = p.encode_instruction(ins, self.run_json)
         for record in content.array_records.values():
             call.bytes_down += record_nbytes(record)
         kind = call.phase.message_type

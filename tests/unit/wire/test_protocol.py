@@ -437,3 +437,15 @@ def test_missing_and_oversized_weights_are_rejected():
         p.decode_reply(
             _weights_content(_state()), small, IDX[:0], where="n", upload=None
         )
+
+
+def test_a_pre_dumped_run_config_gives_the_same_instruction():
+    # Prepare: the server dumps the run once and passes it to every instruction
+    ins = p.Instruction(RUN, 2, 0, {p.ENCODE_INDICES: IDX})
+    # Execute
+    once = p.encode_instruction(ins, RUN.model_dump_json(by_alias=True))
+    each = p.encode_instruction(ins)
+    # Assert
+    assert dict(once[p.CONFIG]) == dict(each[p.CONFIG])
+    got = p.decode_instruction(once, p.TRAIN)
+    assert got.run == RUN and got.server_round == 2

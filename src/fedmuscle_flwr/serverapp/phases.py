@@ -105,11 +105,14 @@ class RoundPhases:
             step,
             range(steps.start, steps.stop),
         )
-        for node, relay in self.algorithm.relay(request).items():
+        relays = self.algorithm.relay(request)
+        for node in list(relays):  # in order; each payload freed once encoded
+            relay = relays.pop(node)
             arrays = {p.STEP_INDICES: rs.batches[steps], p.ENCODE_INDICES: nxt}
             arrays |= relay.arrays
             call.asked[node] = nxt
             self._message(call, node, arrays, relay.weights)
+            del relay, arrays
         return rs.sent(call)
 
     def close_align(

@@ -49,7 +49,7 @@ class NameBook:
 
     bindings: dict[str, Binding] = field(default_factory=dict)
     key_of: Callable[[int], str] = lambda node: ""
-    #: node -> name, rebuilt after :meth:`claim`/:meth:`load` change the bindings
+    #: node -> name: built at the first look-up, kept by claim(), reset by load()
     _by_node: dict[int, str] | None = field(default=None, repr=False)
 
     def names(self) -> dict[int, str]:
@@ -105,7 +105,10 @@ class NameBook:
             )
         if bound is None or bound.node != node:
             self.bindings[name] = Binding(node, self.key_of(node))
-            self._by_node = None
+            if self._by_node is not None:  # keep the index: O(1), not a rebuild
+                if bound is not None and self._by_node.get(bound.node) == name:
+                    del self._by_node[bound.node]
+                self._by_node[node] = name
 
     def to_json(self) -> dict[str, dict[str, Any]]:
         """``{name: {"node": id, "key": key name}}`` for the checkpoint."""

@@ -9,7 +9,8 @@ with N synthetic clients that answer every message at once with a valid random
 reply (unit-row representations of the asked public indices, the phase's
 metrics, a client identity): no training, so what is timed is the server's work.
 Client time (building the replies) is measured and subtracted: ``server_s``
-is the wall time of the rounds minus the clients' time. Phases are timed by
+is the wall time of the rounds minus the clients' time, ``server_cpu_s`` the
+process's CPU time minus the clients' (the figure to read on a loaded machine). Phases are timed by
 wrapping the functions that do them (``PHASES``); "other" is the rest (message
 building, Flower's Message objects, the round loop). Writes DIR/server_scale.json
 with ``clients``, ``server_s_per_round``, ``peak_rss_mb`` (the process: the
@@ -127,14 +128,16 @@ class SyntheticClients:
         self.run = run
         self.payloads = get_algorithm(run.algorithm).payloads(run.muscle)
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
         self.rng = rng
 
     def __call__(self, msg: Message, context: Context) -> Message:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             return self._answer(msg, context)
         finally:
             self.seconds += time.perf_counter() - t0
+            self.cpu_seconds += time.process_time() - c0
 
     def _answer(self, msg: Message, context: Context) -> Message:
         kind = msg.metadata.message_type
@@ -205,6 +208,7 @@ def main() -> None:
         "clients": args.clients,
         "rounds": args.rounds,
         "server_s_per_round": server / args.rounds,
+        "server_cpu_s_per_round": (cpu - clients.cpu_seconds) / args.rounds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "phases_s_per_round": phases,
         "client_s_per_round": clients.seconds / args.rounds,

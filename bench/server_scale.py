@@ -10,9 +10,10 @@ reply (unit-row representations of the asked public indices, the phase's
 metrics, a client identity): no training, so what is timed is the server's work.
 Client time (building the replies) is measured and subtracted: ``server_s``
 is the wall time of the rounds minus the clients' time, ``server_cpu_s`` the
-process's CPU time minus the clients' (the figure to read on a loaded machine). Phases are timed by
-wrapping the functions that do them (``PHASES``); "other" is the rest (message
-building, Flower's Message objects, the round loop). Writes DIR/server_scale.json
+process's CPU time minus the clients' (the figure to read on a loaded
+machine). Phases are timed by wrapping the functions that do them
+(``PHASES``); "other" is the rest (message building, Flower's Message objects,
+the round loop). Writes DIR/server_scale.json
 with ``clients``, ``server_s_per_round``, ``peak_rss_mb`` (the process: the
 server *and* the synthetic clients' encoded replies, which a real server's
 SuperLink would hold too) and ``phases_s_per_round``.

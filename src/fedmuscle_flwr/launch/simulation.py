@@ -56,6 +56,25 @@ def _deliberate_api(record: logging.LogRecord) -> bool:
     return not ("DEPRECATED" in message and "run_simulation" in message)
 
 
+def ray_init_args() -> dict[str, object]:
+    """Ray's ``init`` arguments: a Ray of this machine, or the cluster at $RAY_ADDRESS.
+
+    With ``RAY_ADDRESS`` set (``host:port`` of a running head, e.g. ``ray start
+    --head --port 6379`` on one machine and ``ray start --address host:6379`` on
+    the others) ``ray.init`` joins that cluster, whose CPUs are its nodes' own:
+    ``num_cpus`` must not be given then (docs/deployment.md, "A Ray cluster").
+    """
+    init_args: dict[str, object] = {
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+    }
+    if os.environ.get("RAY_ADDRESS"):
+        log.info("joining the Ray cluster at RAY_ADDRESS=%s", os.environ["RAY_ADDRESS"])
+    else:
+        init_args["num_cpus"] = os.cpu_count() or 1
+    return init_args
+
+
 def simulate(
     run: RunConfig,
     *,
@@ -78,11 +97,7 @@ def simulate(
     )
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    init_args: dict[str, object] = {
-        "num_cpus": os.cpu_count() or 1,
-        "include_dashboard": False,
-        "logging_level": logging.WARNING,
-    }
+    init_args = ray_init_args()
     backend = {
         "client_resources": {"num_cpus": cpus_per_client, "num_gpus": gpus_per_client},
         "init_args": init_args,

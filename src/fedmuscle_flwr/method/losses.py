@@ -22,11 +22,14 @@ from fedmuscle_flwr.method.kernels.dispatch import (
     ONLINE_MAX_CELLS,
     SMALL_GRID,
     log_partition,
+    single_partner_loss,
+    use_fused,
     use_online,
 )
 from fedmuscle_flwr.method.kernels.muscle_grid import axes, log_alpha_grid
 from fedmuscle_flwr.method.kernels.muscle_online import online_muscle_loss
 from fedmuscle_flwr.method.kernels.muscle_torch import pair_blocks
+from fedmuscle_flwr.method.kernels.muscle_triton import fused_muscle_loss
 
 __all__ = [
     "METHODS",
@@ -123,10 +126,11 @@ def muscle_loss(
     method : str
         ``"auto"``: on CUDA float32 with triton installed, ``"online"`` up to
         ``ONLINE_MAX_CELLS`` cells; else ``"grid"`` up to ``SMALL_GRID`` cells,
-        then ``"factorised"`` (``"triton"`` on CUDA once W would be streamed).
+        then ``"factorised"`` (``"triton"`` on CUDA above ``ONLINE_MAX_CELLS``).
         ``"online"``: two Triton launches, online log-sum-exp.
         ``"factorised"``: torch GEMMs (any device). ``"triton"``: fused
-        factorised kernel. ``"grid"``: the explicit logit grid (reference).
+        factorised kernel on the tensor cores (split precision, CUDA float32).
+        ``"grid"``: the explicit logit grid (reference).
         All are exact; the factorised ones fall back to the grid at extreme
         dynamic ranges (see :mod:`fedmuscle_flwr.method.kernels.muscle_torch`).
 
@@ -141,8 +145,15 @@ def muscle_loss(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     with _no_autocast(anchor):
         z, zp = _float_math(anchor, partners.detach())
+        if zp.shape[0] == 1 and method == "auto":  # InfoNCE: no tuples, no Grams
+            return single_partner_loss(z, zp, tau)
         if use_online(z, zp, method):
             return online_muscle_loss(z, zp, tau, gamma)
+        if use_fused(z, zp, method):
+            fused = fused_muscle_loss(z, zp, tau, gamma)
+            if fused is not None:
+                return fused
+            method = "factorised"  # float32 underflowed: the exact float64 path
         a, g = _grams(z, zp, tau)  # (M, B, B), (M, M, B, B)
         lse = log_partition(a, g, gamma, max_tuples, method)  # (B,)
         return (lse - _positive_logits(a, g, gamma)).mean()

@@ -54,13 +54,15 @@ def sample_partners(
     """
     rng = rng_for(seed, STREAM_PARTNERS, server_round, step)
     out: dict[int, list[int]] = {}
-    for n in clients:
-        others = [m for m in clients if m != n]
-        k = min(num_partners, len(others))
-        picked: Sequence[int] = (
-            rng.choice(len(others), size=k, replace=False).tolist() if k else []
+    clients = list(clients)
+    k = min(num_partners, len(clients) - 1)
+    for pos, n in enumerate(clients):  # draw among the others: indices skip pos
+        picked: list[int] = (
+            rng.choice(len(clients) - 1, size=k, replace=False).tolist()
+            if k > 0
+            else []
         )
-        out[n] = [others[int(i)] for i in picked]
+        out[n] = [clients[i + (i >= pos)] for i in picked]
     return out
 
 

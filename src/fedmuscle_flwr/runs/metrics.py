@@ -87,17 +87,23 @@ class RunRecorder:
 
     def record(self, server_round: int, client: str, **values: Any) -> None:
         """One row: the round, the client (``*`` for the server) and its values."""
-        row = {"round": server_round, "client": client, **values}
+        self.record_rows(server_round, [(client, values)])
+
+    def record_rows(
+        self, server_round: int, rows: Iterable[tuple[str, Mapping[str, Any]]]
+    ) -> None:
+        """Rows of one round, ``(client, values)`` each, appended in one write."""
+        new = [{"round": server_round, "client": c, **v} for c, v in rows]
         path = self.run_dir / "metrics.jsonl"
         try:
             with path.open("a") as fh:
-                fh.write(json.dumps(row, default=_jsonable) + "\n")
+                fh.write("".join(json.dumps(r, default=_jsonable) + "\n" for r in new))
         except OSError as exc:
             raise MetricsWriteError(
                 f"{path}: cannot append a row ({exc.strerror or exc}); the run stops "
                 "here: free space, then continue it with --resume"
             ) from exc
-        self.rows.append(row)
+        self.rows.extend(new)
 
     def final_metrics(self) -> dict[str, dict[str, Any]]:
         """Per client: the last evaluation row (metric name, value, round, task)."""

@@ -49,17 +49,18 @@ class NameBook:
 
     bindings: dict[str, Binding] = field(default_factory=dict)
     key_of: Callable[[int], str] = lambda node: ""
+    #: node -> name: built at the first look-up, kept by claim(), reset by load()
+    _by_node: dict[int, str] | None = field(default=None, repr=False)
 
     def names(self) -> dict[int, str]:
-        """Node -> bound name."""
-        return {b.node: n for n, b in self.bindings.items()}
+        """Node -> bound name (kept between changes: O(1) per look-up; read only)."""
+        if self._by_node is None:
+            self._by_node = {b.node: n for n, b in self.bindings.items()}
+        return self._by_node
 
     def name_of(self, node: int) -> str | None:
         """The name bound to ``node``, if any."""
-        for name, b in self.bindings.items():
-            if b.node == node:
-                return name
-        return None
+        return self.names().get(node)
 
     def check(
         self, node: int, name: str, connected: Collection[int] | None = None
@@ -104,6 +105,10 @@ class NameBook:
             )
         if bound is None or bound.node != node:
             self.bindings[name] = Binding(node, self.key_of(node))
+            if self._by_node is not None:  # keep the index: O(1), not a rebuild
+                if bound is not None and self._by_node.get(bound.node) == name:
+                    del self._by_node[bound.node]
+                self._by_node[node] = name
 
     def to_json(self) -> dict[str, dict[str, Any]]:
         """``{name: {"node": id, "key": key name}}`` for the checkpoint."""
@@ -115,6 +120,7 @@ class NameBook:
             str(n): Binding(int(b["node"]), str(b.get("key", "")))
             for n, b in data.items()
         }
+        self._by_node = None
 
 
 @dataclass

@@ -54,6 +54,7 @@ class RoundPhases:
         self.recorder = recorder
         self.incidents = incidents
         self.desk = desk
+        self.run_json = run.model_dump_json(by_alias=True)  # in every instruction
         self.probe = planner.probe_indices(
             run.seed, run.eval.probe_size, run.public.size
         )
@@ -106,11 +107,14 @@ class RoundPhases:
             step,
             range(steps.start, steps.stop),
         )
-        for node, relay in self.algorithm.relay(request).items():
+        relays = self.algorithm.relay(request)
+        for node in list(relays):  # in order; each payload freed once encoded
+            relay = relays.pop(node)
             arrays = {p.STEP_INDICES: rs.batches[steps], p.ENCODE_INDICES: nxt}
             arrays |= relay.arrays
             call.asked[node] = nxt
             self._message(call, node, arrays, relay.weights)
+            del relay, arrays
         return rs.sent(call)
 
     def close_align(
@@ -189,7 +193,7 @@ class RoundPhases:
             self.algorithm,
             self.public_fingerprint,
         )
-        content = p.encode_instruction(ins)
+        content = p.encode_instruction(ins, self.run_json)
         for record in content.array_records.values():
             call.bytes_down += record_nbytes(record)
         kind = call.phase.message_type

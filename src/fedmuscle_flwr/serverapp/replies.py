@@ -118,11 +118,15 @@ class ReplyDesk:
         identity: bool = False,
         **extra: object,
     ) -> None:
-        """One metrics row per client reply (with its identity, for evaluations)."""
+        """One metrics row per client reply (with its identity, for evaluations).
+
+        The phase's rows are appended in one write.
+        """
+        names, rows = self.names, []
         for node, reply in good.items():
             who = dict(reply.identity) if identity else {}
-            values = {**reply.metrics, **who, **extra}  # the server's keys win
-            self.recorder.record(server_round, self.names[node], **values)
+            rows.append((names[node], {**reply.metrics, **who, **extra}))  # server wins
+        self.recorder.record_rows(server_round, rows)
 
     def by_name(self, nodes: Iterable[int]) -> list[int]:
         """``nodes`` ordered by client name (then id): the same in every engine."""

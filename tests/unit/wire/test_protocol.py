@@ -484,3 +484,15 @@ def test_missing_public_fingerprint_key_is_a_protocol_error():
     del content.config_records[p.CONFIG][p.PUBLIC_FINGERPRINT]
     with pytest.raises(ProtocolError, match="'public-fingerprint' must be a string"):
         p.decode_instruction(content, p.TRAIN)
+
+
+def test_a_pre_dumped_run_config_gives_the_same_instruction():
+    # Prepare: the server dumps the run once and passes it to every instruction
+    ins = p.Instruction(RUN, 2, 0, {p.ENCODE_INDICES: IDX})
+    # Execute
+    once = p.encode_instruction(ins, RUN.model_dump_json(by_alias=True))
+    each = p.encode_instruction(ins)
+    # Assert
+    assert dict(once[p.CONFIG]) == dict(each[p.CONFIG])
+    got = p.decode_instruction(once, p.TRAIN)
+    assert got.run == RUN and got.server_round == 2

@@ -218,3 +218,19 @@ def test_names_bound_to_the_registered_keys_of_a_deployment(tmp_path):
         book.claim(22, "c0", connected=())  # node-2's key: never, even with 11 gone
     book.claim(21, "c0", connected=())  # node-1's key under its new id
     assert NodeKeys("")(5) == ""
+
+
+def test_the_name_index_follows_claims_moves_and_loads():
+    # Prepare: an index built early, then kept up to date (never rebuilt per reply)
+    book = NameBook()
+    book.claim(1, "a")
+    assert book.names() == {1: "a"}
+    # Execute: a new name, then "a" moves from the gone node 1 to node 3
+    book.claim(2, "b")
+    book.claim(3, "a", connected={2, 3})
+    # Assert
+    rebuilt = {b.node: n for n, b in book.bindings.items()}
+    assert book.names() == rebuilt == {3: "a", 2: "b"}
+    assert book.name_of(1) is None and book.name_of(3) == "a"
+    book.load({"x": {"node": 9, "key": ""}})
+    assert book.names() == {9: "x"}

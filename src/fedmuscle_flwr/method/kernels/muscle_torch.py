@@ -125,21 +125,16 @@ class _StreamedPartition(torch.autograd.Function):
 
 
 def factorised_log_partition(
-    a: Tensor, gs: Tensor, u: Tensor, max_tuples: int, fused: bool = False
+    a: Tensor, gs: Tensor, u: Tensor, max_tuples: int
 ) -> Tensor:
     """Log Z_i exactly, via W and GEMMs; streamed when B^M > ``max_tuples``.
 
     Shape: a (M, B, B) with gradients, gs (M, M, B, B) = -gamma g, u () -> (B,).
-    ``fused`` uses the Triton kernel (CUDA float32, M >= 2) for the first two axes.
     """
     a_max = a.detach().amax(2, keepdim=True)  # (M, B, 1): exact shift, no gradient
     e = torch.exp(a - a_max)  # (M, B, B) in (0, 1]
     num_m, b = a.shape[0], a.shape[1]
-    if fused:
-        from fedmuscle_flwr.method.kernels.muscle_triton import triton_partition
-
-        z = triton_partition(e, gs, u)
-    elif b**num_m <= max_tuples:
+    if b**num_m <= max_tuples:
         z = chunk_partition(e, gs, u, ())
     else:
         z = _StreamedPartition.apply(e, gs, u, max_tuples)

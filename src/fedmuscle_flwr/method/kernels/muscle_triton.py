@@ -1,35 +1,63 @@
 # mypy: disable-error-code="no-untyped-def,misc,untyped-decorator,unused-ignore"
-r"""Fused Triton kernel of the factorised Muscle partition (CUDA, float32).
+r"""Fused Triton kernel of the factorised Muscle partition on the tensor cores.
 
 With ``E[m, i, k]`` and ``c[j]`` as in :mod:`muscle_torch`, split each tuple
 j = (j_1, j_2, t) into its first two indices and a tail t in [B]^(M-2), and
 
     c[j] - u = q[j_1, j_2] + u1[t, j_1] + u2[t, j_2] + ct[t]
 
-(q = gs[0, 1]; u1, u2 the pair terms of j_1, j_2 with the tail; ct the tail's own
-pairs, minus the shift u). One program owns TAILS tails; for each it forms the
-(B, B) tile W_t = exp(...) in registers, X_t = E_1 @ W_t and
-``Y[t, i] = sum_{j_2} X_t[i, j_2] E_2[i, j_2]``. Neither W (B^M) nor the logits
-(B^(M+1)) ever reach memory; Y has B^(M-1) entries and the tail axes are then
-contracted in torch. Backward recomputes W_t and accumulates per-program partial
-gradients of E_1 and E_2, summed in torch (deterministic, no atomics).
+(:func:`tile_terms`). Shifting each pair block gs[m, n] by its maximum mx[m, n]
+(the shifts sum to u), the tile of tail t is a constant matrix scaled on both
+sides, every factor in (0, 1] (the kernel reads the terms off the Gram blocks):
+
+    W_t = C_t diag(U1[t]) Q diag(U2[t]),  Q = exp(gs[0, 1] - mx[0, 1]).
+
+So ``Y[t, i] = C_t sum_{j_2} ((E_1 o U1[t]) @ Q)[i, j_2] E_2[i, j_2] U2[t, j_2]``: per
+tail one (B, B) @ (B, B) product whose right operand Q is the same for every tail
+and sits in shared memory, and no exponential per cell (B^M exps become 2 B^(M-1)).
+The gradient launch recomputes it and forms ``(gY C E_2 o U2[t]) @ Q^T``,
+accumulating dY/dE_1 and dY/dE_2 per program (partials summed in torch, no atomics).
+The products run in split precision (``PRECISIONS``): ``bf16x3`` (the default)
+splits each fp32 operand into bf16 hi + lo and sums hi*hi + hi*lo + lo*hi (about
+16 mantissa bits; the lo*lo term and the rounding of lo dropped, at most ~3 2^-16
+of one product, random in sign, over sums of positive terms); ``tf32x3`` does the
+same with TF32 halves; ``ieee`` is plain fp32 FMA. Measured against float64 on an
+H200 (docs/performance.md §3c) every mode gave value errors <= 1.2e-7 and gradient
+errors <= 6e-7; bf16x3 is the fastest, and tf32x3 needs more shared memory than a
+Hopper SM has at B > 64. Plain TF32 (10 bits) is not offered: not exact to 1e-5.
+The loss and the anchor gradient come from two launches (:class:`_FusedMuscle`).
+Shape letters: B batch (i, j), M partners, T = B^(M-2) tails, I/J tile rows/cols.
 Import is optional: :func:`available` says whether triton and a GPU are there.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from fedmuscle_flwr.method.kernels.muscle_grid import axes, contract_rows, log_weights
+from fedmuscle_flwr.method.kernels.muscle_torch import safe_headroom
 
 try:  # optional dependency: CPU installs and CI have no triton
     import triton
     import triton.language as tl
 except ImportError:  # pragma: no cover - depends on the environment
     triton = None
+
+PRECISIONS = ("bf16x3", "tf32x3", "ieee")
+PRECISION = "bf16x3"  # the split of the tensor-core products (fastest, exact)
+BLOCK_I = 64  # anchor rows per program (the tile's M dimension)
+WARPS: int | None = None  # warps per program; None: 8 for (64, 128) tiles, else 4
+
+
+def interpreted() -> bool:
+    """Whether Triton runs in its CPU interpreter (TRITON_INTERPRET=1, tests only)."""
+    return triton is not None and os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def available() -> bool:
@@ -40,133 +68,219 @@ def available() -> bool:
 if triton is not None:  # pragma: no cover - compiled and tested on the GPU machine
 
     @triton.jit
-    def _tile(q, u1_ptr, u2_ptr, ct_ptr, t, r, n, num_t, tmask, mask2):
-        """W_t (BLOCK, BLOCK) = exp(q + u1[t, :, None] + u2[t, None, :] + ct[t])."""
-        u1 = tl.load(u1_ptr + t * n + r, mask=tmask, other=0.0)  # (J1,)
-        u2 = tl.load(u2_ptr + t * n + r, mask=tmask, other=0.0)  # (J2,)
-        ct = tl.load(ct_ptr + t, mask=t < num_t, other=0.0)  # ()
-        w = tl.exp(q + u1[:, None] + u2[None, :] + ct)  # (J1, J2)
-        return tl.where(mask2 & tmask[:, None], w, 0.0)
+    def _split(y, PREC: tl.constexpr):
+        """Operand y (fp32) as the (hi, lo) pair the products of ``PREC`` take."""
+        if PREC == "bf16x3":
+            hi = y.to(tl.bfloat16)
+            lo = (y - hi.to(tl.float32)).to(tl.bfloat16)
+        else:  # tf32x3 / ieee: the dot splits (or not) by itself
+            hi = y
+            lo = y
+        return hi, lo
 
     @triton.jit
-    def _fwd(
-        e1_ptr,
-        e2_ptr,
-        q_ptr,
-        u1_ptr,
-        u2_ptr,
-        ct_ptr,
-        y_ptr,
-        n,
-        num_t,
-        TAILS: tl.constexpr,
-        BLOCK: tl.constexpr,
-    ):
-        r = tl.arange(0, BLOCK)  # rows i, or j_1 / j_2
-        mask = r < n
-        mask2 = mask[:, None] & mask[None, :]
-        off = r[:, None] * n + r[None, :]
-        e1 = tl.load(e1_ptr + off, mask=mask2, other=0.0)  # (I, J1)
-        e2 = tl.load(e2_ptr + off, mask=mask2, other=0.0)  # (I, J2)
-        q = tl.load(q_ptr + off, mask=mask2, other=0.0)  # (J1, J2)
-        for s in range(TAILS):
-            t = tl.program_id(0) * TAILS + s
-            tmask = mask & (t < num_t)
-            w = _tile(
-                q, u1_ptr, u2_ptr, ct_ptr, t, r, n, num_t, tmask, mask2
-            )  # (J1, J2)
-            x = tl.dot(e1, w, input_precision="ieee")  # (I, J2)
-            tl.store(y_ptr + t * n + r, tl.sum(x * e2, axis=1), mask=tmask)
+    def _dot(x, yh, yl, BI: tl.constexpr, BJ: tl.constexpr, PREC: tl.constexpr):
+        """The fp32 product x (I, K) @ y (K, J), y given as ``_split(y)``: (I, J)."""
+        acc = tl.zeros((BI, BJ), dtype=tl.float32)
+        if PREC == "bf16x3":  # smallest terms first
+            xh = x.to(tl.bfloat16)
+            xl = (x - xh.to(tl.float32)).to(tl.bfloat16)
+            acc = tl.dot(xl, yh, acc)
+            acc = tl.dot(xh, yl, acc)
+            acc = tl.dot(xh, yh, acc)
+        else:
+            acc = tl.dot(x, yh, acc, input_precision=PREC)
+        return acc
 
     @triton.jit
-    def _bwd(
-        e1_ptr,
-        e2_ptr,
-        q_ptr,
-        u1_ptr,
-        u2_ptr,
-        ct_ptr,
-        gy_ptr,
-        g1_ptr,
-        g2_ptr,
-        n,
-        num_t,
-        TAILS: tl.constexpr,
-        BLOCK: tl.constexpr,
-    ):
-        r = tl.arange(0, BLOCK)
-        mask = r < n
-        mask2 = mask[:, None] & mask[None, :]
-        off = r[:, None] * n + r[None, :]
-        e1 = tl.load(e1_ptr + off, mask=mask2, other=0.0)  # (I, J1)
-        e2 = tl.load(e2_ptr + off, mask=mask2, other=0.0)  # (I, J2)
-        q = tl.load(q_ptr + off, mask=mask2, other=0.0)  # (J1, J2)
-        acc1 = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)  # dZ/dE_1 (I, J1)
-        acc2 = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)  # dZ/dE_2 (I, J2)
-        for s in range(TAILS):
-            t = tl.program_id(0) * TAILS + s
-            tmask = mask & (t < num_t)
-            w = _tile(
-                q, u1_ptr, u2_ptr, ct_ptr, t, r, n, num_t, tmask, mask2
-            )  # (J1, J2)
-            gy = tl.load(gy_ptr + t * n + r, mask=tmask, other=0.0)  # (I,)
-            x = tl.dot(e1, w, input_precision="ieee")  # (I, J2)
-            acc2 += gy[:, None] * x
-            h = gy[:, None] * e2  # (I, J2)
-            acc1 += tl.dot(h, tl.trans(w), input_precision="ieee")  # (I, J1)
+    def _power(n, k: tl.constexpr):
+        """The place value n ** k of a tail digit, k a constant."""
+        p = n * 0 + 1
+        for _ in tl.static_range(k):
+            p = p * n
+        return p
+
+    @triton.jit
+    def _scales(gs_ptr, mx_ptr, t, rj, n, num_t, NUM_M: tl.constexpr,
+                BJ: tl.constexpr):  # fmt: skip
+        """U1[t], U2[t] (J,) and C_t of the tile of tail t, 0 outside the valid cells.
+
+        Tail digit t_m (m >= 2) is (t // B^(M-1-m)) % B. Block rows are contiguous:
+        gs[0, m, j, t_m] = gs[m, 0, t_m, j] (the Gram blocks are symmetric pairs).
+        """
+        valid = t < num_t
+        mj = (rj < n) & valid
+        nn = n * n
+        s1 = tl.zeros([BJ], dtype=tl.float32)
+        s2 = tl.zeros([BJ], dtype=tl.float32)
+        sc = tl.sum(s1, axis=0)  # 0.0, a scalar tensor
+        for m in tl.static_range(2, NUM_M):
+            d = (t // _power(n, NUM_M - 1 - m)) % n
+            row = gs_ptr + d * n + rj
+            s1 += tl.load(row + m * NUM_M * nn, mask=mj, other=0.0)
+            s1 -= tl.load(mx_ptr + m)  # mx[0, m]
+            s2 += tl.load(row + (m * NUM_M + 1) * nn, mask=mj, other=0.0)
+            s2 -= tl.load(mx_ptr + NUM_M + m)  # mx[1, m]
+            for k in tl.static_range(m + 1, NUM_M):
+                dk = (t // _power(n, NUM_M - 1 - k)) % n
+                pair = (m * NUM_M + k) * nn + d * n + dk
+                sc += tl.load(gs_ptr + pair, mask=valid, other=0.0)
+                sc -= tl.load(mx_ptr + m * NUM_M + k)
+        u1 = tl.where(mj, tl.exp(s1), 0.0)
+        u2 = tl.where(mj, tl.exp(s2), 0.0)
+        return u1, u2, tl.where(valid, tl.exp(sc), 0.0)
+
+    @triton.jit
+    def _setup(e1_ptr, e2_ptr, gs_ptr, mx_ptr, n, BI: tl.constexpr,
+               BJ: tl.constexpr):  # fmt: skip
+        """Rows, columns, E_1 and E_2 rows of this program (I, J), Q (J, J)."""
+        ri = tl.program_id(1) * BI + tl.arange(0, BI)
+        rj = tl.arange(0, BJ)
+        m2 = (ri < n)[:, None] & (rj < n)[None, :]
+        off = ri[:, None] * n + rj[None, :]
+        e1 = tl.load(e1_ptr + off, mask=m2, other=0.0)
+        e2 = tl.load(e2_ptr + off, mask=m2, other=0.0)
+        mq = (rj < n)[:, None] & (rj < n)[None, :]
+        q = tl.load(gs_ptr + n * n + rj[:, None] * n + rj[None, :], mask=mq)  # gs[0, 1]
+        q = tl.where(mq, tl.exp(q - tl.load(mx_ptr + 1)), 0.0)  # Q, shifted by mx[0, 1]
+        return ri, rj, m2, off, e1, e2, q
+
+    @triton.jit
+    def _fwd(e1_ptr, e2_ptr, gs_ptr, mx_ptr, y_ptr, n, num_t, tails,
+             NUM_M: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr,
+             PREC: tl.constexpr):  # fmt: skip
+        ri, rj, _, _, e1, e2, q = _setup(e1_ptr, e2_ptr, gs_ptr, mx_ptr, n, BI, BJ)
+        qh, ql = _split(q, PREC)  # (J1, J2), loop-invariant
+        t = tl.program_id(0) * tails
+        n1, n2, nc = _scales(gs_ptr, mx_ptr, t, rj, n, num_t, NUM_M, BJ)
+        for k in range(tails):
+            t = tl.program_id(0) * tails + k
+            u1 = n1
+            u2 = n2
+            c = nc
+            n1, n2, nc = _scales(gs_ptr, mx_ptr, t + 1, rj, n, num_t, NUM_M, BJ)
+            x = _dot(e1 * u1[None, :], qh, ql, BI, BJ, PREC)  # (I, J2)
+            y = tl.sum(x * (e2 * u2[None, :]), axis=1) * c  # (I,)
+            tl.store(y_ptr + t * n + ri, y, mask=(ri < n) & (t < num_t))
+
+    @triton.jit
+    def _bwd(e1_ptr, e2_ptr, gs_ptr, mx_ptr, gy_ptr, g1_ptr, g2_ptr, n, num_t,
+             tails, NUM_M: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr,
+             PREC: tl.constexpr):  # fmt: skip
+        ri, rj, m2, off, e1, e2, q = _setup(e1_ptr, e2_ptr, gs_ptr, mx_ptr, n, BI, BJ)
+        qh, ql = _split(q, PREC)  # Q (J1, J2)
+        th, tl_ = _split(tl.trans(q), PREC)  # Q^T (J2, J1)
+        acc1 = tl.zeros((BI, BJ), dtype=tl.float32)  # dY/dE_1 (I, J1)
+        acc2 = tl.zeros((BI, BJ), dtype=tl.float32)  # dY/dE_2 (I, J2)
+        t = tl.program_id(0) * tails
+        n1, n2, nc = _scales(gs_ptr, mx_ptr, t, rj, n, num_t, NUM_M, BJ)
+        for k in range(tails):
+            t = tl.program_id(0) * tails + k
+            u1 = n1
+            u2 = n2
+            c = nc
+            n1, n2, nc = _scales(gs_ptr, mx_ptr, t + 1, rj, n, num_t, NUM_M, BJ)
+            gy = tl.load(gy_ptr + t * n + ri, mask=(ri < n) & (t < num_t), other=0.0)
+            v2 = (gy * c)[:, None] * u2[None, :]  # (I, J2)
+            x = _dot(e1 * u1[None, :], qh, ql, BI, BJ, PREC)  # (I, J2)
+            acc2 += x * v2
+            h = _dot(e2 * v2, th, tl_, BI, BJ, PREC)  # (I, J1)
+            acc1 += h * u1[None, :]
         out = tl.program_id(0) * n * n + off
-        tl.store(g1_ptr + out, acc1, mask=mask2)
-        tl.store(g2_ptr + out, acc2, mask=mask2)
+        tl.store(g1_ptr + out, acc1, mask=m2)
+        tl.store(g2_ptr + out, acc2, mask=m2)
 
 
-def _launch(num_t: int, b: int) -> tuple[int, int, int]:
-    """(tails per program, programs, block) for T tails and batch B."""
-    tails = 1 if num_t <= 1024 else 16 if num_t <= 16384 else 64
-    block = max(16, 1 << (b - 1).bit_length())  # tl.dot needs >= 16
-    return tails, -(-num_t // tails), block
+@functools.lru_cache(maxsize=8)
+def _sms(device: torch.device) -> int:
+    """Streaming multiprocessors of ``device`` (2 for the CPU interpreter)."""
+    if device.type != "cuda":
+        return 2
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-class _FusedPairContract(torch.autograd.Function):
-    """Y (T, B) from E_1, E_2 (B, B) and the tile terms; gradients into E_1, E_2."""
+def launch(num_t: int, b: int, device: torch.device) -> dict[str, int]:
+    """Grid and tile sizes for T tails and batch B: about 4 programs per SM."""
+    bj = max(16, 1 << (b - 1).bit_length())  # tl.dot needs >= 16
+    bi = min(bj, BLOCK_I)
+    blocks_i = -(-b // bi)
+    progs = max(1, min(num_t, 4 * _sms(device) // blocks_i))
+    tails = -(-num_t // progs)
+    warps = WARPS or (8 if bi * bj >= 64 * 128 else 4)
+    return {"tails": tails, "progs": -(-num_t // tails), "blocks_i": blocks_i,
+            "BI": bi, "BJ": bj, "warps": warps}  # fmt: skip
 
-    @staticmethod
-    def forward(ctx: Any, e1: Tensor, e2: Tensor, *terms: Tensor) -> Tensor:
-        q, u1, u2, ct = terms  # (B, B), (T, B), (T, B), (T,)
-        num_t, b = u1.shape
-        tails, progs, block = _launch(num_t, b)
-        warps = 4 if block <= 32 else 8  # (64, 64) tiles spill with 4 warps
-        y = e1.new_empty(num_t, b)  # (T, I)
-        _fwd[(progs,)](
-            e1,
-            e2,
-            q,
-            u1,
-            u2,
-            ct,
-            y,
-            b,
-            num_t,
-            TAILS=tails,
-            BLOCK=block,
-            num_warps=warps,
-        )
-        ctx.save_for_backward(e1, e2, q, u1, u2, ct)
+
+def _partials(e: Tensor, gs: Tensor, mx: Tensor, gy: Tensor | None) -> Tensor:
+    """Forward kernel: Y (T, B); backward (``gy`` given): dY/dE_1, dY/dE_2 (2, B, B)."""
+    num_m, b = gs.shape[0], gs.shape[2]
+    num_t = b ** (num_m - 2)
+    cfg = launch(num_t, b, e.device)
+    grid = (cfg["progs"], cfg["blocks_i"])
+    opts = {"NUM_M": num_m, "BI": cfg["BI"], "BJ": cfg["BJ"], "PREC": PRECISION,
+            "num_warps": cfg["warps"]}  # fmt: skip
+    if gy is None:
+        y = e.new_empty(num_t, b)  # (T, I)
+        _fwd[grid](e[0], e[1], gs, mx, y, b, num_t, cfg["tails"], **opts)
         return y
+    part = e.new_empty(2, cfg["progs"], b, b)  # (2, programs, I, J) partial sums
+    _bwd[grid](e[0], e[1], gs, mx, gy, part[0], part[1], b, num_t, cfg["tails"], **opts)
+    return part.sum(1)
+
+
+@functools.lru_cache(maxsize=16)
+def _pair_mask(num_m: int, device: torch.device) -> Tensor:
+    """(M, M) with ones above the diagonal: the partner pairs m < n."""
+    return torch.ones(num_m, num_m, device=device).triu_(1)
+
+
+class _FusedMuscle(torch.autograd.Function):
+    """Mean Muscle loss and min_i of the shifted Z_i (not differentiable).
+
+    The anchor gradient is formed in forward (partners are constants), so
+    backward is one multiply.
+    """
 
     @staticmethod
-    def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, ...]:
-        e1, e2, q, u1, u2, ct = ctx.saved_tensors
-        num_t, b = u1.shape
-        tails, progs, block = _launch(num_t, b)
-        warps = 4 if block <= 32 else 8  # (64, 64) tiles spill with 4 warps
-        g1 = e1.new_empty(progs, b, b)  # (programs, I, J1) partial sums
-        g2 = e1.new_empty(progs, b, b)  # (programs, I, J2)
-        gy = grad_y.contiguous()
-        _bwd[(progs,)](
-            e1, e2, q, u1, u2, ct, gy, g1, g2, b, num_t,
-            TAILS=tails, BLOCK=block, num_warps=warps,
-        )  # fmt: skip
-        return g1.sum(0), g2.sum(0), None, None, None, None
+    def forward(ctx: Any, z: Tensor, zp: Tensor, tau: float, gamma: float) -> Any:
+        (num_m, b, d), mask = zp.shape, _pair_mask(zp.shape[0], z.device)
+        flat = zp.reshape(num_m * b, d)  # (M*B, D)
+        a = torch.matmul(z, zp.transpose(1, 2)).mul_(1.0 / tau)  # (M, B, B)
+        gs = (flat @ flat.T).mul_(-gamma).view(num_m, b, num_m, b)
+        gs = gs.permute(0, 2, 1, 3).contiguous()  # (M, M, B, B): c = sum_{m<n} gs
+        a_max = a.amax(2, keepdim=True)  # (M, B, 1)
+        e = torch.exp(a - a_max)  # (M, B, B) in (0, 1]
+        mx = gs.amax((2, 3))  # (M, M) block maxima: the shifts of the tile factors
+        y = _partials(e, gs, mx, None).requires_grad_()  # (T, I)
+        with torch.enable_grad():
+            tail = e[2:].detach().requires_grad_()  # (M-2, B, B)
+            zz = contract_rows(y.T, tail)  # (B,) shifted Z_i
+        pos = torch.diagonal(a, dim1=1, dim2=2).sum(0)  # (B,) sum_m a[m, i, i]
+        pos += (torch.diagonal(gs, dim1=2, dim2=3) * mask[..., None]).sum((0, 1))
+        shift = a_max.sum(0).squeeze(1) + (mx * mask).sum()  # (B,)
+        loss = (zz.detach().log() + shift - pos).mean()
+        if ctx.needs_input_grad[0]:  # p_m(i, k) = E dlogZ/dE: the softmax marginals
+            gy, g_tail = torch.autograd.grad(
+                zz, (y, tail), zz.detach().reciprocal(), allow_unused=True
+            )  # g_tail None at M = 2
+            marg = torch.empty_like(e)  # (M, B, B)
+            marg[:2] = _partials(e, gs, mx, gy.contiguous())
+            if g_tail is not None:
+                marg[2:] = g_tail
+            marg.mul_(e)
+            torch.diagonal(marg, dim1=1, dim2=2).sub_(1.0)  # p - onehot(positive)
+            grad = marg.transpose(0, 1).reshape(b, -1) @ flat  # (B, D)
+            ctx.save_for_backward(grad.mul_(1.0 / (tau * b)))
+        zmin = zz.detach().min()
+        ctx.mark_non_differentiable(zmin)
+        return loss, zmin
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_out: Tensor, _: Tensor
+    ) -> tuple[Tensor, None, None, None]:
+        (grad,) = ctx.saved_tensors
+        return grad_out * grad, None, None, None
 
 
 def tile_terms(
@@ -194,14 +308,25 @@ def tile_terms(
     return q, sides[0], sides[1], (ct if u is None else ct - u).contiguous()
 
 
-def triton_partition(e: Tensor, gs: Tensor, u: Tensor) -> Tensor:
-    """Shifted Z_i by the fused kernel. Shape: e (M, B, B), gs (M, M, B, B) -> (B,)."""
-    if not available():
-        raise RuntimeError("the Triton kernel needs triton and a CUDA device")
-    if not (e.is_cuda and e.dtype == torch.float32 and e.shape[0] >= 2):
-        raise ValueError("the Triton kernel takes CUDA float32 inputs and M >= 2")
-    q, u1, u2, ct = tile_terms(gs, u)
-    assert ct is not None
-    e1, e2 = e[0].contiguous(), e[1].contiguous()  # (I, B) each
-    y = _FusedPairContract.apply(e1, e2, q, u1, u2, ct)  # (T, I)
-    return contract_rows(y.T, e[2:])  # (I, B^(M-2)) -> (I,)
+def fused_muscle_loss(z: Tensor, zp: Tensor, tau: float, gamma: float) -> Tensor | None:
+    """Mean Muscle loss by the fused kernel, or None where float32 is not exact.
+
+    Shape: z (B, D), zp (M, B, D), CUDA float32, M >= 2 -> (). Every factor is
+    <= 1, so the shifted Z_i <= B^M never overflows; terms that underflow are each
+    < tiny, so Z_i is exact to B^M tiny / Z_i relative, checked against
+    :func:`muscle_torch.safe_headroom` after the fact (the one host sync). None:
+    the caller computes the loss in float64 instead.
+    """
+    if PRECISION not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {PRECISION!r}")
+    if not (available() or interpreted()):
+        raise RuntimeError("method='triton' needs the triton package and a CUDA GPU")
+    if not ((z.is_cuda or interpreted()) and z.dtype == torch.float32):
+        raise ValueError("the Triton kernel takes CUDA float32 inputs")
+    if zp.shape[0] < 2:
+        raise ValueError(f"the Triton kernel needs M >= 2 partners, got {zp.shape[0]}")
+    loss, zmin = _FusedMuscle.apply(z, zp.contiguous(), tau, gamma)
+    sunk = -math.log(max(float(zmin), torch.finfo(torch.float64).tiny))
+    return (
+        loss if sunk <= safe_headroom(torch.float32, zp.shape[1], zp.shape[0]) else None
+    )

@@ -262,7 +262,8 @@ def test_online_is_exact_at_extreme_range_and_fast_paths_agree() -> None:
     ref = muscle_loss(anchor.double(), partners.double(), 0.01, 0.004, method="grid")
     # Execute
     got = [
-        muscle_loss(anchor, partners, 0.01, 0.004, method=k) for k in ("online", "auto")
+        muscle_loss(anchor, partners, 0.01, 0.004, method=k)
+        for k in ("online", "auto", "triton")
     ]
     # Assert
     for v in got:

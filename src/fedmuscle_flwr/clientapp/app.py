@@ -62,7 +62,9 @@ def _handle(phase: str, msg: Message, context: Context) -> Message:
     run_key = ins.run.run_name or str(context.run_id)
     reply = run_phase(phase, ins, profile, store, run_key, context.node_id, _warm)
     out = Message(encode_reply(reply, ins.run.muscle.precision), reply_to=msg)
-    finished = phase == "evaluate" and ins.server_round >= ins.run.num_rounds
+    # the last run on these clients ended (fedmuscle server --compare runs several)
+    last = ins.run.federation.runs_after == 0
+    finished = last and phase == "evaluate" and ins.server_round >= ins.run.num_rounds
     context.state[STATUS] = status_record(phase, ins, reply, finished)
     if finished:
         log.info("%s (%s, round %d)", RUN_FINISHED_MARK, run_key, ins.server_round)

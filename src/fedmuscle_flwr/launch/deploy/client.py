@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from fedmuscle_flwr.launch.deploy.resident_clientapp import ResidentClientApp
 
 log = logging.getLogger(__name__)
+#: seconds a ClientApp task in progress may take to finish when the client stops
+_TASK_STOP_S = 5.0
 
 __all__ = [
     "EXIT_NODE_REFUSED",
@@ -79,13 +81,17 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
         if opts.warm
         else None
     )
+    wait_task = _TASK_STOP_S  # a ClientApp task in progress may finish first
     try:
         try:
             with ready:
                 return supervise(opts, cmd, env, home, current)
+        except KeyboardInterrupt:
+            wait_task = 0.5  # Ctrl-C: this process exits; the SuperNode is stopped
+            raise
         finally:
             if resident is not None:
-                resident.stop()
+                resident.stop(wait_task)
     except KeyboardInterrupt:
         # also while the resident ClientApp stops after supervise returned:
         # the outcome stands

@@ -13,8 +13,8 @@ import pytest
 from fedmuscle_flwr.cli.common import build_run_config
 from fedmuscle_flwr.clientapp.state import remove_runs_since
 from fedmuscle_flwr.config.schema import ConfigError
-from fedmuscle_flwr.launch.deploy.node import _Output
 from fedmuscle_flwr.launch.deploy.session import compare_session
+from fedmuscle_flwr.launch.deploy.supernode_log import SuperNodeLog
 from fedmuscle_flwr.runs.checkpoint import ResumeError
 from fedmuscle_flwr.serverapp.app import check_node_count
 
@@ -86,11 +86,13 @@ def test_finished_runs_state_is_removed_older_runs_stay(tmp_path: Path) -> None:
 def test_supernode_retries_are_one_info_line(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    out = _Output("superlink:9092")
+    out = SuperNodeLog("superlink:9092")
     retry = (
         "WARNING 2026-12-06 20:45:54,1:   Connection attempt failed, retrying in 1 s"
     )
-    with caplog.at_level(logging.INFO, logger="fedmuscle_flwr.launch.deploy.node"):
+    with caplog.at_level(
+        logging.INFO, logger="fedmuscle_flwr.launch.deploy.supernode_log"
+    ):
         for _ in range(5):
             out(retry)
         out("INFO 2026-12-06 20:45:55,1:      SuperNode ID: 42")

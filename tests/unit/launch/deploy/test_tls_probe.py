@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from fedmuscle_flwr.launch.deploy import certs
-from fedmuscle_flwr.launch.deploy.node import wait_server_gone
+from fedmuscle_flwr.launch.deploy.supervision import wait_server_gone
 
 
 def test_the_probe_of_a_tls_server_completes_the_handshake(tmp_path: Path) -> None:

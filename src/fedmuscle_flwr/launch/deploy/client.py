@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from fedmuscle_flwr.launch.deploy.supernode_log import SuperNodeLog
 from fedmuscle_flwr.launch.deploy.supervision import (
     EXIT_NODE_REFUSED,
     EXIT_TLS_FAILED,
+    remove_finished_state,
     supervise,
 )
 
@@ -81,6 +83,7 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
         if opts.warm
         else None
     )
+    started = time.time()  # state written from now on belongs to this session
     wait_task = _TASK_STOP_S  # a ClientApp task in progress may finish first
     try:
         try:
@@ -97,6 +100,7 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
         # the outcome stands
         if opts.exit_after_run and current[0].finished is not None:
             # e.g. Compose stopping the services once the server exited
+            remove_finished_state(opts, started)
             log.info("stopped after the run finished: this client's part is done")
             return 0
         raise

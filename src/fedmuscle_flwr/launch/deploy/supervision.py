@@ -86,7 +86,7 @@ def supervise(
         output.ready.clear()
         launches += 1
         if opts.exit_after_run and output.finished is not None:
-            _remove_finished_state(opts, start_wall)
+            remove_finished_state(opts, start_wall)
             if opts.wait_server_exit_s > 0:
                 wait_server_gone(
                     opts.server, opts.wait_server_exit_s, tls_ca=opts.tls_ca
@@ -175,7 +175,7 @@ def _probe_context(ca: Path) -> ssl.SSLContext:
     return context
 
 
-def _remove_finished_state(opts: ClientOptions, since: float) -> None:
+def remove_finished_state(opts: ClientOptions, since: float) -> None:
     """Every run this client took part in finished: their states serve no resume.
 
     Only in a ``--state-dir`` of its own (the default folder may be shared).

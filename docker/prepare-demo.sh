@@ -1,7 +1,9 @@
 #!/bin/sh
 # Prepare the compose demo in the repository root (run it from there):
 #   .env             FEDMUSCLE_UID/FEDMUSCLE_GID: the containers run as you, so that
-#                    runs/ and state/ stay yours and the 0600 keys of certs/ are readable
+#                    runs/ and state/ stay yours and the 0600 keys of certs/ are readable;
+#                    never as root: run as root, the owner of this checkout, or the
+#                    image's own user app (49999) where root owns it
 #   runs/            the server's run folders
 #   state/client-N   each client's model/optimiser state (between runs)
 #   data/server      the server's data, data/client-N each client's (Fashion-MNIST IDX
@@ -14,15 +16,28 @@
 #   docker/prepare-demo.sh [--certs] [FASHION_MNIST_DIR]
 #
 # FASHION_MNIST_DIR defaults to /usr/share/datasets/fashion-mnist (Debian/Ubuntu package
-# dataset-fashion-mnist, or `fedmuscle data prepare fashion-mnist`). Run as root, the
-# script makes FEDMUSCLE_UID:FEDMUSCLE_GID (environment, default: root) own what it creates.
+# dataset-fashion-mnist, or `fedmuscle data prepare fashion-mnist`). FEDMUSCLE_UID and
+# FEDMUSCLE_GID in the environment choose another user (not 0); run as root, the script
+# makes that user own what it creates.
 set -eu
 
 CERTS=0
 if [ "${1:-}" = --certs ]; then CERTS=1; shift; fi
 SRC=${1:-/usr/share/datasets/fashion-mnist}
-USER_ID=${FEDMUSCLE_UID:-$(id -u)}
-GROUP_ID=${FEDMUSCLE_GID:-$(id -g)}
+# the containers never run as root: as root, take the checkout's owner, else app (49999)
+if [ "$(id -u)" = 0 ]; then
+    OWNER=$(stat -c %u .)
+    if [ "$OWNER" = 0 ]; then DEFAULT_UID=49999 DEFAULT_GID=49999
+    else DEFAULT_UID=$OWNER DEFAULT_GID=$(stat -c %g .); fi
+else
+    DEFAULT_UID=$(id -u) DEFAULT_GID=$(id -g)
+fi
+USER_ID=${FEDMUSCLE_UID:-$DEFAULT_UID}
+GROUP_ID=${FEDMUSCLE_GID:-$DEFAULT_GID}
+if [ "$USER_ID" = 0 ] || [ "$GROUP_ID" = 0 ]; then
+    echo "FEDMUSCLE_UID/FEDMUSCLE_GID 0: the containers never run as root; choose another" >&2
+    exit 2
+fi
 FILES="train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"
 
 [ -f docker-compose.yml ] || { echo "run me from the repository root" >&2; exit 2; }

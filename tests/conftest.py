@@ -7,6 +7,23 @@ os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+#: tests marked ``docker`` build images and run the compose demo (minutes, GBs of disk):
+#: they run only when asked for with ``-m docker`` (docker/README.md, "Test")
+DOCKER_SKIP = pytest.mark.skip(
+    reason="compose tests run only when asked: pytest -m docker"
+)
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Skip the ``docker`` tests unless the ``-m`` expression names that marker."""
+    if "docker" in (config.getoption("markexpr", "") or "").replace("not docker", ""):
+        return
+    for item in items:
+        if item.get_closest_marker("docker") is not None:
+            item.add_marker(DOCKER_SKIP)
+
 
 @pytest.fixture
 def tiny_roster(tmp_path: Path) -> Path:

@@ -120,9 +120,9 @@ def test_services_images_and_dockerfile():
     for name, svc in spec["services"].items():
         build = svc["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).is_file(), name
-        assert build["target"] == ("server" if name == "superlink" else "client")
-        assert stages[build["target"]]["FROM"] == "app"
-        assert svc["image"].startswith(f"fedmuscle/{build['target']}:")
+        assert build["target"] == "app"  # one image, two tags: the command is the role
+        role = "server" if name == "superlink" else "client"
+        assert svc["image"].startswith(f"fedmuscle/{role}:")
         assert svc["stop_signal"] == "SIGINT" and svc["init"] is True
         assert svc["healthcheck"]["test"][0] == "CMD"
         # every container runs as the invoking user (runs/, state/, 0600 keys)
@@ -131,25 +131,33 @@ def test_services_images_and_dockerfile():
     assert "FLWR_VERSION" not in global_args  # the issue's bug: empty inside the stage
     assert set(global_args) == {"BASE_IMAGE"}
     assert global_args["BASE_IMAGE"].endswith("-ubuntu24.04")  # glibc, not Alpine
-    # multi-stage: the venv is built in "deps" and copied into "app" as one layer
-    assert stages["app"]["FROM"] == stages["deps"]["FROM"] == "${BASE_IMAGE}"
-    assert "COPY --from=deps" in stages["app"]["_body"]
-    assert "pip install" not in stages["app"]["_body"]
+    # one stage: the classic builder builds every stage up to the target, so a build
+    # stage or per-role stages left an untagged multi-GB image behind (issue 24)
+    assert set(stages) == {"app"} and stages["app"]["FROM"] == "${BASE_IMAGE}"
+    body = stages["app"]["_body"]
+    assert "COPY --from" not in body
     for arg in (
         "FLWR_VERSION",
         "TORCH_INDEX_URL",
         "TORCH_FIND_LINKS",
         "TORCH_PACKAGES",
     ):
-        assert arg in stages["deps"], f"ARG {arg} must be declared inside the stage"
-        assert f"${{{arg}" in stages["deps"]["_body"], f"ARG {arg} is never used"
-    assert stages["deps"]["FLWR_VERSION"] == flwr.__version__
-    assert stages["deps"]["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+        assert arg in stages["app"], f"ARG {arg} must be declared inside the stage"
+        assert f"${{{arg}" in body, f"ARG {arg} is never used"
+    assert stages["app"]["FLWR_VERSION"] == flwr.__version__
+    assert stages["app"]["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    # the local wheels are really used: torch and torchvision only from them
+    assert "pip-local-first.py" in body and "--local-only torch torchvision" in body
+    # the build's CA bundle and pip's files are removed in the step that made them
+    deps = next(
+        line for line in body.splitlines() if "pip-local-first.py --find" in line
+    )
+    assert deps.rstrip().endswith("rm -rf /tmp/build")
 
 
 def test_compose_build_args_default_to_the_dockerfile_ones():
     global_args, stages = dockerfile_stages()
-    defaults = {**global_args, **stages["deps"]}
+    defaults = {**global_args, **stages["app"]}
     for name, svc in load("docker-compose.yml")["services"].items():
         for arg, value in svc["build"]["args"].items():
             value = str(value)
@@ -167,6 +175,7 @@ def test_dockerignore_sends_only_what_the_build_copies():
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert allowed == {
         "pyproject.toml", "README.md", "src", "clients", "server", "docker/build-ca",
+        "docker/pip-local-first.py",
     }  # fmt: skip
     # no private keys, data, results, state or VCS can pass an allow rule
     for secret in (".git", "runs", "data", "certs", "state", ".env", ".venv"):
@@ -209,8 +218,13 @@ def test_addresses_ports_and_healthchecks(compose: dict[str, Any]):
     fleet_port = cmd["--address"].rsplit(":", 1)[1]
     assert cmd["--address"].startswith("0.0.0.0:")  # reachable from other containers
     assert any(str(p).split(":")[-1] == fleet_port for p in link["ports"])
-    control = [str(p) for p in link["ports"] if str(p).endswith(":8000")]
-    assert control and control[0].startswith("127.0.0.1:")  # host-local only
+    # the Control API (run submission = code execution on the server) listens on the
+    # server container's loopback: no client container can reach it (issue 23), and
+    # the only published port is the Fleet API
+    control = cmd["--control-address"]
+    assert control.startswith("127.0.0.1:")
+    assert [str(p).split(":")[-1] for p in link["ports"]] == [fleet_port]
+    assert control.rsplit(":", 1)[1] != fleet_port
     # healthy = the role's --ready-file exists (keys registered / node registered)
     assert link["healthcheck"]["test"] == ["CMD", "test", "-e", cmd["--ready-file"]]
     for name in CLIENTS:
@@ -249,6 +263,16 @@ def test_volumes_and_profiles(compose: dict[str, Any]):
     link = compose["services"]["superlink"]
     runs = options(link["command"])["--output"]
     assert f"./runs:{runs}" in link["volumes"]
+
+
+def test_the_demo_carries_its_local_comparison(compose: dict[str, Any]):
+    cmd = compose["services"]["superlink"]["command"]
+    assert cmd[cmd.index("--compare") + 1] == "local"  # the Δ column of the report
+    preset = str(cmd[cmd.index("--preset") + 1])
+    assert preset.endswith(":-default}")  # 8 rounds: a comparison that means something
+    env = compose["services"]["superlink"]["environment"]
+    assert env["FEDMUSCLE_RESUME"] == "${FEDMUSCLE_RESUME:-}"  # --resume, by variable
+    assert env["FEDMUSCLE_EXEC_HINT"].endswith("exec superlink")
 
 
 def test_plain_compose_is_insecure_and_tls_override_is_not():

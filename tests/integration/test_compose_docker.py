@@ -1,19 +1,23 @@
 """``docker-compose up`` runs the demo to completion, plain and with TLS, on a real engine.
 
 What docker/README.md tells a user, from a copy of the working tree (tracked and
-untracked, not ignored files: what a clean clone has): build the images, prepare the
-demo (``docker/prepare-demo.sh``), ``docker-compose up --exit-code-from superlink`` with
+untracked, not ignored files: what a clean clone has): build the image, prepare the demo
+(``docker/prepare-demo.sh``), ``docker-compose up --exit-code-from superlink`` with
 ``docker-compose.yml`` and then with ``docker/with-tls.yml`` on top. Each run must end by
-itself with status 0, every client must exit 0 (it finished its part of the run: it
-left by itself, or Compose stopped it after the run), and the run folder under ./runs must hold final metrics for all 4 clients,
-owned by the user the stack ran as. Compose v1 (``docker-compose``) is used, v2
-(``docker compose``) too where it is installed.
+itself with status 0, every client must exit 0, and the session folder under ./runs must
+hold the FedMuscle and the Local run with final metrics for all 4 clients and a report
+whose Δ column and mean Δ row are filled, all owned by the user the stack ran as; the
+clients' state is removed once their runs finished. One more run is interrupted with
+SIGINT (Ctrl-C): every container exits 130, with no traceback and no abort. Compose v1
+(``docker-compose``) is used, v2 (``docker compose``) too where it is installed.
 
-Marked ``docker``: skipped when no engine is reachable and none can be started (as root
-with ``dockerd`` installed the test starts its own: overlay2, else fuse-overlayfs, else
-vfs; ``--iptables=false``, ``--bridge=none``; stopped and removed at the end). Marked ``long``, so CI (CI=true)
-skips it: a fresh CI machine would need the apt installs, a debootstrap base and the
-image build (docker/README.md has the measured times), beyond CI's 25-minute budget.
+Runs only when asked for (``pytest -m docker``; tests/conftest.py skips it otherwise,
+also on machines with Docker), and then skips with one line when no engine is reachable
+and none can be started (as root with ``dockerd`` installed the test starts its own:
+overlay2, else fuse-overlayfs, else vfs; ``--iptables=false``, ``--bridge=none``; stopped
+and removed at the end), when the base image can be neither found, pulled nor built, or
+when no torch source can be had (local wheels, or the torch index). Also marked
+``long``.
 
 Environment (all optional):
   DOCKER_HOST                  an engine to use instead of starting one
@@ -24,7 +28,7 @@ Environment (all optional):
                                where torch comes from (docker/README.md)
   FEDMUSCLE_TORCH_WHEELS       a folder of wheels the test serves on loopback (a free
                                port) as FEDMUSCLE_TORCH_FIND_LINKS, for machines without
-                               the CPU index (docker/README.md, "offline")
+                               the CPU index (docker/README.md)
   FEDMUSCLE_BUILD_CA           a CA file, or a folder of *.crt, pip trusts during the build
   FEDMUSCLE_FASHION_MNIST_DIR  the Fashion-MNIST IDX files (default: Debian's folder)
   FEDMUSCLE_DOCKER_REPORT      write the measured times and image sizes there (JSON)
@@ -35,9 +39,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +59,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.long]
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = {"fmnist-cnn", "fmnist-vit", "digits-resnet", "mosaic-mlp"}
 CLIENTS = [f"supernode-{i}" for i in range(1, 5)]
+ROLES = ("server", "client")
 TLS = ["-f", "docker-compose.yml", "-f", "docker/with-tls.yml"]
 DEFAULT_BASE = "flwr/base:1.39.0-py3.11-ubuntu24.04"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -222,11 +231,42 @@ def ensure_base_image(stack: Stack, base: str) -> None:
     stack.report["base_build_s"] = round(time.monotonic() - t0, 1)
 
 
+DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def reachable(url: str) -> bool:
+    """An HTTP(S) URL answers (any status below 500) within 20 s."""
+    try:
+        with urllib.request.urlopen(url, timeout=20) as page:
+            return bool(page.status < 500)
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+def check_torch_source() -> None:
+    """Local wheels, or the torch index: else skip (one line)."""
+    if os.environ.get("FEDMUSCLE_TORCH_FIND_LINKS"):
+        return
+    folder = os.environ.get("FEDMUSCLE_TORCH_WHEELS")
+    if folder:
+        if not list(Path(folder).glob("torch-*.whl")):
+            pytest.skip(f"FEDMUSCLE_TORCH_WHEELS={folder} holds no torch wheel")
+        return
+    index = os.environ.get("FEDMUSCLE_TORCH_INDEX_URL") or DEFAULT_TORCH_INDEX
+    if not reachable(index.rstrip("/") + "/torch/"):
+        pytest.skip(
+            f"torch index {index} not reachable: set FEDMUSCLE_TORCH_WHEELS "
+            "(docker/README.md, Test)"
+        )
+
+
 @contextlib.contextmanager
 def wheel_server(env: dict[str, str], tmp: Path) -> Iterator[None]:
     """Serve FEDMUSCLE_TORCH_WHEELS on loopback as the build's TORCH_FIND_LINKS."""
     folder = os.environ.get("FEDMUSCLE_TORCH_WHEELS")
-    if not folder:
+    if not folder or os.environ.get("FEDMUSCLE_TORCH_FIND_LINKS"):
         yield
         return
     port = free_port()
@@ -248,6 +288,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data = Path(os.environ.get("FEDMUSCLE_FASHION_MNIST_DIR") or FASHION_MNIST)
     if not (data / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"no Fashion-MNIST IDX files in {data}")
+    check_torch_source()
     with docker_engine(tmp) as env, wheel_server(env, tmp):
         repo = tmp / "repo"
         copy_worktree(repo)
@@ -264,14 +305,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack = Stack(repo, env, f"fmtest{os.getpid()}", uid, data)
         try:
             ensure_base_image(stack, env["FEDMUSCLE_BASE_IMAGE"])
+            dangling = set(stack.docker("images", "-qf", "dangling=true").split())
             t0 = time.monotonic()
             if stack.compose([], "build", timeout=5400).returncode != 0:
                 pytest.fail((tmp / "commands.log").read_text()[-6000:])
             stack.report["build_s"] = round(time.monotonic() - t0, 1)
-            for role in ("server", "client"):
-                size = stack.docker("image", "inspect", "-f", "{{.Size}}",
-                                    f"fedmuscle/{role}:0.1.0")  # fmt: skip
-                stack.report[f"{role}_image_mb"] = round(int(size) / 1e6)
+            ids = {stack.docker("image", "inspect", "-f", "{{.Id}}",
+                                f"fedmuscle/{role}:0.1.0") for role in ROLES}  # fmt: skip
+            assert len(ids) == 1  # one image for both roles
+            size = stack.docker("image", "inspect", "-f", "{{.Size}}", ids.pop())
+            stack.report["image_mb"] = round(int(size) / 1e6)
+            # the build leaves no untagged image behind (issue 24: a 6.9 GB one)
+            new = set(stack.docker("images", "-qf", "dangling=true").split())
+            stack.report["new_dangling_images"] = sorted(new - dangling)
             stack.run(["docker/prepare-demo.sh", str(data)], 120)
             yield stack
         finally:
@@ -284,8 +330,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 Path(out).write_text(json.dumps(stack.report, indent=2) + "\n")
 
 
+def container_states(stack: Stack) -> dict[str, dict[str, object]]:
+    """``{service: docker inspect .State}`` of the stack's containers."""
+    states = {}
+    for svc in ["superlink", *CLIENTS]:
+        cid = stack.docker("ps", "-aq", "--filter", f"name={stack.project}_{svc}_")
+        if not cid:
+            cid = stack.docker("ps", "-aq", "--filter", f"name={stack.project}-{svc}-")
+        states[svc] = json.loads(stack.docker("inspect", "-f", "{{json .State}}", cid))
+    return states
+
+
 def run_demo(stack: Stack, files: list[str], name: str, v2: bool = False) -> Path:
-    """``up --exit-code-from superlink`` to the end; return the new run folder."""
+    """``up --exit-code-from superlink`` to the end; return the new session folder."""
     before = set((stack.repo / "runs").iterdir())
     t0 = time.monotonic()
     proc = stack.compose(
@@ -295,44 +352,98 @@ def run_demo(stack: Stack, files: list[str], name: str, v2: bool = False) -> Pat
     log = (stack.repo.parent / "commands.log").read_text()[-8000:]
     assert proc.returncode == 0, log
     # every client finished its part (130 = stopped before the run ended, 1 = failed)
-    for svc in CLIENTS:
-        cid = stack.docker("ps", "-aq", "--filter", f"name={stack.project}_{svc}_")
-        if not cid:
-            cid = stack.docker("ps", "-aq", "--filter", f"name={stack.project}-{svc}-")
-        state = json.loads(stack.docker("inspect", "-f", "{{json .State}}", cid))
+    for svc, state in container_states(stack).items():
         assert state["ExitCode"] == 0 and not state["OOMKilled"], (svc, state, log)
     stack.compose(files, "down", "--volumes", timeout=300, v2=v2)
-    (run_dir,) = set((stack.repo / "runs").iterdir()) - before
-    return run_dir
+    (session,) = set((stack.repo / "runs").iterdir()) - before
+    return session
 
 
-def assert_final_metrics(run_dir: Path, uid: int) -> None:
-    config = json.loads((run_dir / "config.json").read_text())
-    rounds = config["num-rounds"]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary["clients"]) == PROFILES
-    for client, row in summary["clients"].items():
-        assert row["round"] == rounds, (client, row)
-        assert isinstance(row["metric"], float) and 0.0 <= row["metric"] <= 1.0, row
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
-    final = {r["client"] for r in rows if r["round"] == rounds and "metric" in r}
-    assert final == PROFILES
+def assert_final_metrics(session: Path, uid: int) -> None:
+    for algorithm in ("fedmuscle", "local"):  # the run and its Local comparison
+        run_dir = session / algorithm
+        config = json.loads((run_dir / "config.json").read_text())
+        rounds = config["num-rounds"]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert set(summary["clients"]) == PROFILES
+        for client, row in summary["clients"].items():
+            assert row["round"] == rounds, (client, row)
+            assert isinstance(row["metric"], float) and 0.0 <= row["metric"] <= 1.0
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+        final = {r["client"] for r in rows if r["round"] == rounds and "metric" in r}
+        assert final == PROFILES
+    # the report's Δ column and mean Δ row are filled, and so is the Δ plot
+    report = (session / "report.md").read_text()
+    assert "No finished `local` run" not in report
+    table = [line for line in report.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert header[-3:] == ["local", "fedmuscle", "Δ fedmuscle %"], header
+    delta = {
+        line.split("|")[1].strip(): line.split("|")[-2].strip() for line in table[1:]
+    }
+    assert set(delta) == PROFILES | {"**mean Δ**"}, delta
+    for client, value in delta.items():
+        assert re.fullmatch(r"\**[+-]\d+\.\d\**", value), (client, value)
+    assert (session / "plots" / "delta.png").stat().st_size > 0
     # results belong to the user the stack ran as
-    for path in [run_dir, *run_dir.rglob("*")]:
+    for path in [session, *session.rglob("*")]:
         assert path.stat().st_uid == uid, path
 
 
+def assert_state_removed(stack: Stack) -> None:
+    """Clients whose runs all finished leave no state behind."""
+    left = [p for p in (stack.repo / "state").rglob("*") if p.is_file()]
+    assert not left, left
+
+
 def test_plain_compose_runs_to_completion(stack: Stack) -> None:
-    run_dir = run_demo(stack, [], "plain")
-    assert_final_metrics(run_dir, stack.uid)
+    session = run_demo(stack, [], "plain")
+    assert_final_metrics(session, stack.uid)
+    assert_state_removed(stack)
+    assert not stack.report["new_dangling_images"]
 
 
 def test_tls_compose_runs_to_completion(stack: Stack) -> None:
     stack.run(["docker/prepare-demo.sh", "--certs", str(stack.data)], 300)
     key = stack.repo / "certs" / "nodes" / "node-1"
     assert key.stat().st_uid == stack.uid and key.stat().st_mode & 0o077 == 0
-    run_dir = run_demo(stack, TLS, "tls")
-    assert_final_metrics(run_dir, stack.uid)
+    before = len((stack.repo.parent / "commands.log").read_text())
+    session = run_demo(stack, TLS, "tls")
+    assert_final_metrics(session, stack.uid)
+    # a good TLS run prints no warning (the clients' shutdown probes complete TLS)
+    log = (stack.repo.parent / "commands.log").read_text()[before:]
+    warnings = [line for line in log.splitlines() if " WARNING " in line]
+    assert not warnings, warnings[:10]
+
+
+def test_ctrl_c_stops_every_container_with_130(stack: Stack) -> None:
+    log = stack.repo.parent / "ctrl-c.log"
+    cmd = ["docker-compose", "-p", stack.project, "up", "--exit-code-from", "superlink"]
+    with log.open("w") as out:
+        up = subprocess.Popen(cmd, cwd=stack.repo, env=stack.env, stdout=out,
+                              stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 900
+            while "round 1/8" not in log.read_text():  # training has started
+                assert up.poll() is None and time.monotonic() < deadline, (
+                    log.read_text()
+                )
+                time.sleep(2)
+            up.send_signal(signal.SIGINT)
+            up.wait(300)
+        finally:
+            if up.poll() is None:
+                up.kill()
+    states = container_states(stack)
+    logs = subprocess.run(
+        ["docker-compose", "-p", stack.project, "logs", "--no-color"],
+        cwd=stack.repo, env=stack.env, capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    stack.compose([], "down", "--volumes", timeout=300)
+    for svc, state in states.items():
+        assert state["ExitCode"] == 130, (svc, state, logs[-4000:])
+    assert "Traceback" not in logs + log.read_text(), logs[-4000:]
+    assert "terminate called" not in logs  # no abort (134)
 
 
 def test_compose_v2_where_present(stack: Stack) -> None:

@@ -274,6 +274,10 @@ def test_ctrl_c_stops_everything(tmp_path: Path, procs: Procs):
     # Assert
     assert server.wait(60) == 130
     assert client.wait(60) in (0, 130)
+    # no traceback, no abort; the server names the folder to resume
+    for name in ("server", "client"):
+        assert "Traceback" not in procs.log(name), procs.log(name)[-3000:]
+    assert "--resume" in procs.log("server")
     assert wait_gone(str(port)) == []
     assert wait_gone(control.split(":")[1]) == []
 

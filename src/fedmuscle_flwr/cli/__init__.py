@@ -5,10 +5,13 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import typer
+try:  # Ctrl-C while the libraries load: the signal's status, no traceback
+    import typer
 
-from fedmuscle_flwr.cli import data, deploy, run
-from fedmuscle_flwr.cli.common import console
+    from fedmuscle_flwr.cli import data, deploy, run
+    from fedmuscle_flwr.cli.common import console
+except KeyboardInterrupt:
+    raise SystemExit(130) from None
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
 cli = typer.Typer(

@@ -8,9 +8,12 @@ parse and validate; :mod:`fedmuscle_flwr.launch.deploy.server` and
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -81,8 +84,19 @@ def server(
     timeout: Annotated[float, typer.Option(help="max run duration, seconds")] = 86400.0,
     resume: Annotated[
         Path | None,
-        typer.Option(help="continue the run in this run folder (same options)"),
+        typer.Option(
+            envvar="FEDMUSCLE_RESUME",
+            help="continue the run (with --compare: the session) in this folder "
+            "(same options)",
+        ),
     ] = None,
+    compare: Annotated[
+        str,
+        typer.Option(
+            help="comma list of algorithms to run after the main one on the same "
+            "clients, e.g. 'local': one report with the Δ column (fedmuscle run's)"
+        ),
+    ] = "",
     ready_file: Annotated[
         Path | None,
         typer.Option(help=_READY_HELP + "SuperLink up, keys registered, run submitted"),
@@ -91,18 +105,25 @@ def server(
 ) -> None:
     """Start the SuperLink, run the federation through `flwr run`, write results.
 
-    ``--resume RUN_DIR`` continues a run after a crash from its last checkpoint
-    (the run folder, e.g. runs/20261130-010203-fedmuscle); the preset, config
-    and --set options must give the same configuration as before.
+    ``--compare local`` runs the Local baseline after the main run, with the same
+    connected clients, in one session folder (runs/<stamp>-<preset>/<algorithm>/)
+    whose report.md has the Δ column and plot, as ``fedmuscle run`` writes it.
+    ``--resume FOLDER`` continues an interrupted run (its folder, e.g.
+    runs/20261130-010203-fedmuscle) or, with --compare, session (finished runs
+    are kept) from the last checkpoint; the preset, config and --set options
+    must give the same configuration as before.
     """
     _setup(verbose)
     from fedmuscle_flwr.config.schema import ConfigError
     from fedmuscle_flwr.launch.deploy.server import (
         DeploymentError,
         ServerOptions,
+        name_deployed_run,
         run_server,
     )
+    from fedmuscle_flwr.launch.deploy.session import compare_session
     from fedmuscle_flwr.method.algorithms import check_algorithm
+    from fedmuscle_flwr.runs.checkpoint import check_resumable
 
     if (tls_dir is None) == (not insecure):
         raise _fail("give exactly one of --tls-dir DIR (default choice) or --insecure")
@@ -110,14 +131,24 @@ def server(
         raise _fail("--auth-keys needs TLS (Flower refuses node auth without it)")
     try:
         overrides = {"output-dir": str(output), **_overrides(set_)}
-        if resume is not None:
-            overrides |= _resume_overrides(resume)
-        run = build_run_config(preset, config, overrides)
-        check_algorithm(run)
-        if resume is not None:
-            from fedmuscle_flwr.runs.checkpoint import check_resumable
-
-            check_resumable(run, resume)
+        baselines = [a.strip() for a in compare.split(",") if a.strip()]
+        if baselines:
+            session, runs = compare_session(
+                lambda o: build_run_config(preset, config, {**overrides, **o}),
+                baselines,
+                resume
+                or output / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(preset).stem}",
+                resume is not None,
+            )
+        else:
+            session = None
+            if resume is not None:
+                overrides |= _resume_overrides(resume)
+            runs = [build_run_config(preset, config, overrides)]
+            if resume is not None:
+                check_resumable(runs[0], resume)
+        for run in runs:
+            check_algorithm(run)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     opts = ServerOptions(
@@ -131,16 +162,35 @@ def server(
     )
     from fedmuscle_flwr.runs.metrics import EXIT_INCOMPLETE, IncompleteRun
 
+    runs = [name_deployed_run(run) for run in runs]
+    folder = session or Path(runs[0].output_dir) / runs[0].run_name
     try:
-        run_dir = run_server(run, opts)
+        run_dir = run_server(runs, opts, session)
     except DeploymentError as exc:
         raise _fail(str(exc), 1) from None
     except IncompleteRun as exc:
         raise _fail(str(exc), EXIT_INCOMPLETE) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted; all server processes stopped", 130) from None
+        _interrupted(
+            f"interrupted; all server processes stopped. {folder} continues with "
+            f"the same options and --resume {folder} (compose: FEDMUSCLE_RESUME="
+            f"{folder}); or start afresh without it"
+        )
     _ignore_stop_signals()  # the outcome is decided and every process stopped
     log.info("results: %s (report.md and plots/ inside)", run_dir)
+
+
+def _interrupted(message: str) -> NoReturn:
+    """Exit 130 (SIGINT's status) at once, after our processes were stopped.
+
+    ``os._exit``: no interpreter teardown, which aborted (134, "terminate called
+    without an active exception") while a ClientApp thread was still in torch.
+    """
+    log.warning("%s", message)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _ignore_stop_signals() -> None:
@@ -338,7 +388,7 @@ def client(
     try:
         code = run_client(opts)
     except KeyboardInterrupt:
-        raise _fail("interrupted; the SuperNode stopped", 130) from None
+        _interrupted("interrupted; the SuperNode stopped")
     _ignore_stop_signals()  # the outcome is decided and the SuperNode stopped
     if code == EXIT_NODE_REFUSED:
         raise typer.Exit(3)  # refused by the server (not admitted)

@@ -84,7 +84,9 @@ def _handle(phase: str, msg: Message, context: Context) -> Message:
         )  # fmt: skip
         return Message(encode_refusal(refused), reply_to=msg)
     out = Message(encode_reply(reply, ins.run.muscle.precision), reply_to=msg)
-    finished = phase == "evaluate" and ins.server_round >= ins.run.num_rounds
+    # the last run on these clients ended (fedmuscle server --compare runs several)
+    last = ins.run.federation.runs_after == 0
+    finished = last and phase == "evaluate" and ins.server_round >= ins.run.num_rounds
     context.state[STATUS] = status_record(phase, ins, reply, finished)
     if finished:
         log.info("%s (%s, round %d)", RUN_FINISHED_MARK, run_key, ins.server_round)

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 from collections import OrderedDict
 from functools import cache
 from pathlib import Path
@@ -177,6 +178,28 @@ class ClientStateStore:
             torch.save(state, fh)
         tmp.replace(path)
         self._cache.put(path, state, _stamp(path))
+
+
+def remove_runs_since(root: Path, since: float) -> tuple[int, int]:
+    """Remove the run folders under ``root`` written at or after ``since`` (epoch s).
+
+    For a client whose runs all finished (``fedmuscle client --exit-after-run``):
+    the states of finished runs serve no ``--resume``; those of interrupted runs
+    from before ``since`` stay. Returns (folders, bytes) removed.
+    """
+    folders = total = 0
+    if not root.is_dir():
+        return 0, 0
+    for folder in sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
+    ):
+        files = [f for f in folder.rglob("*") if f.is_file() and not f.is_symlink()]
+        if not files or max(f.stat().st_mtime for f in files) < since:
+            continue
+        total += sum(f.stat().st_size for f in files)
+        shutil.rmtree(folder)
+        folders += 1
+    return folders, total
 
 
 @cache

@@ -163,6 +163,18 @@ class FederationConfig(_Schema):
         le=2**24,
         description="bytes of a reply's metrics + identity records together",
     )
+    deployed: bool = Field(
+        False,
+        description="set by fedmuscle server: the clients name their own profiles "
+        "(the roster is for simulations)",
+    )
+    runs_after: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="runs the server starts on the same clients after this one "
+        "(fedmuscle server --compare): clients with --exit-after-run stay for them",
+    )
 
 
 class RobustConfig(_Schema):

@@ -67,6 +67,8 @@ VOLATILE = frozenset(
         "federation.straggler-min-s",
         "federation.poll-s",
         "federation.node-keys-file",
+        "federation.deployed",
+        "federation.runs-after",
     }
 )
 RNG_NOTE = "numpy.random.default_rng([seed, purpose, round, step]) per stream"

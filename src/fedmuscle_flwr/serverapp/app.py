@@ -103,8 +103,11 @@ def check_node_count(nodes: int, run: RunConfig) -> None:
     """Warn when the nodes connected at start do not match the roster's clients.
 
     ``flwr run . local`` starts Flower's default of 2 virtual SuperNodes, which
-    run the roster's first 2 clients (partition-id 0, 1) only.
+    run the roster's first 2 clients (partition-id 0, 1) only. Not in a
+    deployment (``fedmuscle server``): its clients name their own profiles.
     """
+    if run.federation.deployed:
+        return
     try:
         clients = len(load_roster(run.federation.roster))
     except ConfigError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from fedmuscle_flwr.launch.deploy.supernode_log import SuperNodeLog
 from fedmuscle_flwr.launch.deploy.supervision import (
     EXIT_NODE_REFUSED,
     EXIT_TLS_FAILED,
+    remove_finished_state,
     supervise,
 )
 
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from fedmuscle_flwr.launch.deploy.resident_clientapp import ResidentClientApp
 
 log = logging.getLogger(__name__)
+#: seconds a ClientApp task in progress may take to finish when the client stops
+_TASK_STOP_S = 5.0
 
 __all__ = [
     "EXIT_NODE_REFUSED",
@@ -79,18 +83,24 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
         if opts.warm
         else None
     )
+    started = time.time()  # state written from now on belongs to this session
+    wait_task = _TASK_STOP_S  # a ClientApp task in progress may finish first
     try:
         try:
             with ready:
                 return supervise(opts, cmd, env, home, current)
+        except KeyboardInterrupt:
+            wait_task = 0.5  # Ctrl-C: this process exits; the SuperNode is stopped
+            raise
         finally:
             if resident is not None:
-                resident.stop()
+                resident.stop(wait_task)
     except KeyboardInterrupt:
         # also while the resident ClientApp stops after supervise returned:
         # the outcome stands
         if opts.exit_after_run and current[0].finished is not None:
             # e.g. Compose stopping the services once the server exited
+            remove_finished_state(opts, started)
             log.info("stopped after the run finished: this client's part is done")
             return 0
         raise

@@ -168,19 +168,30 @@ def wait_run(
 
     Every ``flwr`` call costs a Python start-up (about 1 s of CPU), so the status
     is read when ``hint()`` says the run may have ended (the ``flwr log
-    --stream`` process exited) and otherwise every 30 s. ``alive`` says whether
-    the SuperLink still runs; ``tick`` runs every half second.
+    --stream`` process exited) and otherwise every 30 s; a read that times out
+    (measured: more than 60 s for ``flwr list`` at a load average of 25 on 2
+    cores) is repeated, not fatal. ``alive`` says whether the SuperLink still
+    runs; ``tick`` runs every half second.
     """
     deadline, status, next_check = time.monotonic() + timeout, "unknown", 0.0
+    quiet_until = 0.0  # after a read that timed out: no hint-driven reads until then
     while time.monotonic() < deadline:
         if not alive():
             raise DeploymentError(f"the SuperLink exited; run {run_id} was {status}")
         tick()
-        if hint() or time.monotonic() >= next_check:
-            status = run_status(run_id, env)
+        now = time.monotonic()
+        if now >= next_check or (now >= quiet_until and hint()):
+            next_check = now + _STATUS_EVERY_S
+            try:
+                status = run_status(run_id, env)
+            except subprocess.TimeoutExpired as exc:  # a busy machine: ask later
+                log.warning(
+                    "`flwr list` gave no answer in %.0f s; asking again", exc.timeout
+                )
+                quiet_until = next_check
+                continue
             if status.startswith("finished"):
                 return status
-            next_check = time.monotonic() + _STATUS_EVERY_S
         time.sleep(0.5)
     raise DeploymentError(f"run {run_id} still {status} after {timeout:.0f} s")
 

@@ -205,15 +205,32 @@ class ResidentClientApp:
                 reply = Message(error, reply_to=message)
         finally:
             try:
-                if reply is not None and context is not None:
-                    push_message(client, reply, context)
-            except Exception as exc:
-                log.error("could not push the reply to the SuperNode", exc_info=exc)
-                status = SubStatus.FAILED
-            push_task_output(client, context, status, details)
+                status = self._push(client, reply, context, status)
+                push_task_output(client, context, status, details)
+            except httpx.HTTPError as exc:  # the SuperNode stopped (Ctrl-C, its end)
+                log.warning("the SuperNode is gone; reply not delivered (%s)", exc)
             heartbeat.stop()
             client.close()
         self.tasks += 1
+
+    @staticmethod
+    def _push(
+        client: RuntimeHttpClient,
+        reply: Message | None,
+        context: Context | None,
+        status: str,
+    ) -> str:
+        """Push the reply; the task's status after that (FAILED if it could not)."""
+        if reply is None or context is None:
+            return status
+        try:
+            push_message(client, reply, context)
+        except httpx.HTTPError:
+            raise
+        except Exception as exc:
+            log.error("could not push the reply to the SuperNode", exc_info=exc)
+            return SubStatus.FAILED
+        return status
 
 
 def _heartbeat_fn(client: RuntimeHttpClient) -> Callable[[], bool]:

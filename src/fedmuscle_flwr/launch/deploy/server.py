@@ -1,17 +1,22 @@
-"""The server role: a SuperLink and one FedMuscle run submitted to it.
+"""The server role: a SuperLink and the FedMuscle runs submitted to it.
 
-:func:`run_server` starts the SuperLink (:mod:`.superlink_process`), submits the
-run with ``flwr run``, forwards the ServerApp's log, polls ``flwr list`` until
-the run finished (:mod:`.control`), writes the report and stops everything. The
-client role is :mod:`.client`.
+:func:`run_server` starts the SuperLink (:mod:`.superlink_process`), submits each
+run with ``flwr run`` (one, or with ``--compare`` the main run and its baselines,
+:mod:`.session`), forwards the ServerApp's log, polls ``flwr list`` until the run
+finished (:mod:`.control`), writes the report and stops everything. The client
+role is :mod:`.client`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.config.schema import flatten
@@ -41,6 +46,7 @@ from fedmuscle_flwr.launch.deploy.superlink_process import (
     start_superlink,
     superlink_command,
 )
+from fedmuscle_flwr.runs.experiment import is_finished
 from fedmuscle_flwr.runs.metrics import INCOMPLETE, IncompleteRun, read_summary
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,9 @@ NODE_KEYS = "node-keys.json"
 
 #: the server's work folder (Flower home, logs, run config) inside the run folder
 SERVER_WORKDIR = "server"
+#: how an operator reaches this server's shell, e.g. ``docker-compose exec superlink``:
+#: the log's ``flwr`` hints start with it
+EXEC_HINT_ENV = "FEDMUSCLE_EXEC_HINT"
 
 
 def write_run_config(run: RunConfig, path: Path) -> Path:
@@ -61,11 +70,13 @@ def write_run_config(run: RunConfig, path: Path) -> Path:
 
 
 def name_deployed_run(run: RunConfig) -> RunConfig:
-    """Name the run and make its output folder absolute."""
+    """Name the run, make its output folder absolute, mark it deployed."""
     from fedmuscle_flwr.serverapp.app import name_run
 
     run = name_run(run)
-    return run.model_copy(update={"output_dir": str(Path(run.output_dir).resolve())})
+    fed = run.federation.model_copy(update={"deployed": True})
+    folder = str(Path(run.output_dir).resolve())
+    return run.model_copy(update={"output_dir": folder, "federation": fed})
 
 
 def prepare_run(
@@ -77,7 +88,7 @@ def prepare_run(
         path = str((workdir / NODE_KEYS).resolve())
         fed = run.federation.model_copy(update={"node_keys_file": path})
         run = run.model_copy(update={"federation": fed})
-    return run, write_run_config(run, workdir / "run-config.toml")
+    return run, write_run_config(run, workdir / f"run-config-{run.run_name}.toml")
 
 
 def write_node_keys(path: Path, keys: list[str], node_ids: list[int]) -> None:
@@ -99,103 +110,148 @@ def forward_serverapp_line(line: str) -> None:
         log.info("[serverapp] %s", text)
 
 
-def run_server(run: RunConfig, opts: ServerOptions) -> Path:
-    """Start the SuperLink, run ``run`` via ``flwr run``, stop; return the run folder.
+def run_server(
+    runs: Sequence[RunConfig], opts: ServerOptions, session: Path | None = None
+) -> Path:
+    """Start the SuperLink, run ``runs`` in turn via ``flwr run``, stop; the folder.
+
+    One run: its folder (``report.md`` inside). Several (``fedmuscle server
+    --compare``): they run one after another on the same SuperLink and clients,
+    each in ``session/<its name>``, a run that finished before (``summary.json``)
+    is skipped, and the report covers the session folder (the Δ column of
+    ``fedmuscle run``).
 
     Raises
     ------
     DeploymentError
-        When a process fails, or the run does not finish ``completed`` in time.
+        When a process fails, or a run does not finish ``completed`` in time.
     IncompleteRun
-        When the run finished without a valid final evaluation
+        When a run finished without a valid final evaluation
         (``summary.json``: ``status: incomplete``).
     KeyboardInterrupt
         On Ctrl-C / SIGTERM, after the run was stopped and all children ended; not
-        once the run completed and its results are written (a signal while the
-        processes stop then changes nothing).
+        once the last run completed and the results are written (a signal while
+        the processes stop then changes nothing).
     """
-    run = name_deployed_run(run)
-    run_dir = Path(run.output_dir) / run.run_name
-    workdir = (opts.workdir or run_dir / SERVER_WORKDIR).resolve()
+    runs = [name_deployed_run(run) for run in runs]
+    folder = session or Path(runs[0].output_dir) / runs[0].run_name
+    workdir = (opts.workdir or folder / SERVER_WORKDIR).resolve()
     env = flower_env(workdir / "flwr-home")
-    run, cfg_file = prepare_run(run, workdir, keyed=opts.auth_keys is not None)
     app_dir = find_app_dir() or write_minimal_app(workdir / "app")
+    todo = [r for r in runs if not is_finished(Path(r.output_dir) / r.run_name)]
+    for run in runs[: len(runs) - len(todo)]:
+        log.info("run %s finished before: not run again", run.run_name)
     for warning in security_warnings(opts):
         log.warning("%s", warning)
-    completed = False  # the run completed and its results are written
+    completed = False  # every run completed and the results are written
+    summaries: list[tuple[RunConfig, dict[str, Any]]] = []
     try:
         with ReadyFile(opts.ready_file) as ready, process_group() as procs:
             link, registered = start_superlink(opts, workdir, env, procs)
             if opts.auth_keys is not None:
                 keys = read_public_keys(opts.auth_keys)
                 write_node_keys(workdir / NODE_KEYS, keys, list(registered))
-            run_id = submit_run(app_dir, cfg_file, env)
-            log.info(
-                "run %s (%s) submitted; it waits for %d clients",
-                run_id,
-                run.run_name,
-                run.federation.min_clients,
-            )
-            home = env["FLWR_HOME"]
-            log.info(
-                "follow it from another shell: FLWR_HOME=%s flwr log %s %s --stream  "
-                "(all runs: FLWR_HOME=%s flwr ls %s)",
-                home,
-                run_id,
-                CONNECTION,
-                home,
-                CONNECTION,
-            )
-            ready.set(f"run {run_id} {run.run_name}")
-            stream = [
-                flower_program("flwr"),
-                "log",
-                str(run_id),
-                CONNECTION,
-                "--stream",
-            ]
-            logs = Managed(
-                "serverapp-log",
-                stream,
-                env,
-                workdir / "logs" / "serverapp.log",
-                forward_serverapp_line,
-            )
-            procs.append(logs)
-            try:
-                status = wait_run(
-                    run_id,
-                    env,
-                    opts.timeout_s,
-                    alive=lambda: link.poll() is None,
-                    tick=OnlineNodes(env, registered),
-                    hint=lambda: logs.poll() is not None,
+            for run in todo:
+                run, cfg_file = prepare_run(run, workdir, opts.auth_keys is not None)
+                run_id = submit_run(app_dir, cfg_file, env)
+                one = _Submitted(run, run_id, env, link, workdir / "logs")
+                one.announce(len(summaries) + len(runs) - len(todo), len(runs))
+                ready.set(f"run {one.run_id} {run.run_name}")
+                status = one.wait(procs, opts.timeout_s, registered)
+                if status != "finished:completed":
+                    raise DeploymentError(
+                        f"run {one.run_id} ended {status}; see {link.log_path}"
+                    )
+                summaries.append(
+                    (run, read_summary(Path(run.output_dir) / run.run_name))
                 )
-            except KeyboardInterrupt:
-                log.warning("interrupted: stopping run %s and the SuperLink", run_id)
-                stop_run(run_id, env)
-                raise
-            if status == "finished:completed":
-                # the results and the report are written while the SuperLink still
-                # listens: clients that wait for it to stop (--wait-server-exit) leave
-                # only once this server has nothing left to do but stop its processes
-                summary = read_summary(run_dir)
-                _report(run_dir)  # an incomplete run's results are worth a table too
-                completed = True
+            # the results and the report are written while the SuperLink still
+            # listens: clients that wait for it to stop (--wait-server-exit) leave
+            # only once this server has nothing left to do but stop its processes
+            _report(folder)  # an incomplete run's results are worth a table too
+            completed = True
     except KeyboardInterrupt:
         if not completed:
             raise
         # e.g. `docker compose` stopping the stack once a client left after the run
         log.info("interrupted while stopping after the run; its results are complete")
-    if status != "finished:completed":
-        raise DeploymentError(f"run {run_id} ended {status}; see {link.log_path}")
-    if summary.get("status") == INCOMPLETE:
-        raise IncompleteRun(
-            f"run {run_id} ended incomplete: {summary.get('reason')}; "
-            f"results in {run_dir}"
+    for run, summary in summaries:
+        if summary.get("status") == INCOMPLETE:
+            raise IncompleteRun(
+                f"run {run.run_name} ended incomplete: {summary.get('reason')}; "
+                f"results in {folder}"
+            )
+    log.info("%d run(s) completed; results in %s", len(summaries), folder)
+    return folder
+
+
+@dataclass
+class _Submitted:
+    """One submitted run: its progress relayed, waited for, stopped on Ctrl-C."""
+
+    run: RunConfig
+    run_id: int
+    env: dict[str, str]
+    link: Managed
+    logs: Path
+
+    def announce(self, before: int, total: int) -> None:
+        """Say which run this is and how to follow it from where the operator is."""
+        which = f", {before + 1} of {total}" if total > 1 else ""
+        log.info(
+            "run %s (%s%s) submitted; it waits for %d clients",
+            self.run_id,
+            self.run.run_name,
+            which,
+            self.run.federation.min_clients,
         )
-    log.info("run %s %s; results in %s", run_id, status, run_dir)
-    return run_dir
+        # `docker-compose exec superlink` in the compose demo: the hint works there
+        prefix = os.environ.get(EXEC_HINT_ENV, "").strip()
+        home = self.env["FLWR_HOME"]
+        flwr = (
+            f"{prefix} env FLWR_HOME={home} flwr"
+            if prefix
+            else f"FLWR_HOME={home} flwr"
+        )
+        log.info(
+            "follow it from another shell: %s log %s %s --stream",
+            flwr,
+            self.run_id,
+            CONNECTION,
+        )
+
+    def wait(
+        self, procs: list[Managed], timeout_s: float, registered: dict[int, str]
+    ) -> str:
+        """Relay the ServerApp's log and wait for the run's final status."""
+        stream = [
+            flower_program("flwr"),
+            "log",
+            str(self.run_id),
+            CONNECTION,
+            "--stream",
+        ]
+        logs = Managed(
+            "serverapp-log",
+            stream,
+            self.env,
+            self.logs / f"serverapp-{self.run.run_name}.log",
+            forward_serverapp_line,
+        )
+        procs.append(logs)
+        try:
+            return wait_run(
+                self.run_id,
+                self.env,
+                timeout_s,
+                alive=lambda: self.link.poll() is None,
+                tick=OnlineNodes(self.env, registered),
+                hint=lambda: logs.poll() is not None,
+            )
+        except KeyboardInterrupt:
+            log.warning("interrupted: stopping run %s and the SuperLink", self.run_id)
+            stop_run(self.run_id, self.env)
+            raise
 
 
 def _report(run_dir: Path) -> None:

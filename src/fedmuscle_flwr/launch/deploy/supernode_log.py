@@ -41,6 +41,10 @@ _FINAL_GRACE_S = 30.0
 _STAMPED = re.compile(r"^(?:[A-Z]+ \d{4}-\d\d-\d\d \d\d:\d\d|\d\d:\d\d:\d\d )")
 #: the SuperLink admitted the node
 _JOINED = re.compile(re.escape(SUPERNODE_JOINED) + r"(\d+)")
+#: the SuperLink answers (again): after these, a new retry is said again. Flower
+#: warns on every retry (SUPERNODE_LOST: while the server starts, or once it
+#: stopped); those lines go to DEBUG, one INFO line says it instead
+_ANSWERED = (SUPERNODE_SENT, SUPERNODE_JOINED)
 
 
 class SuperNodeLog:
@@ -59,14 +63,22 @@ class SuperNodeLog:
         self.finished: float | None = None  # when the ClientApp logged the run's end
         self.final_sent: float | None = None  # the SuperNode sent a reply after that
         self.server_gone = False  # the SuperLink stopped answering after that
+        self.retrying = False  # the SuperNode retries its connection (said once)
 
     def __call__(self, line: str) -> None:
         """Echo one line and note what it says."""
         # one timestamp per line: Flower's own lines carry one; uvicorn's (the
         # SuperNode's Runtime API) and multi-line messages get the time of day
-        stamp = "" if _STAMPED.match(line) else time.strftime("%H:%M:%S ")
-        sys.stdout.write(stamp + line + "\n")  # colour codes: stripped by the pump
-        sys.stdout.flush()
+        if SUPERNODE_LOST in line:  # Flower warns on every retry: one line here
+            if not self.retrying:
+                log.info("the server %s does not answer; retrying", self.server)
+            self.retrying = True
+            log.debug("%s", line)
+        else:
+            stamp = "" if _STAMPED.match(line) else time.strftime("%H:%M:%S ")
+            sys.stdout.write(stamp + line + "\n")  # colour codes: stripped by the pump
+            sys.stdout.flush()
+            self.retrying &= not any(mark in line for mark in _ANSWERED)
         self.refused |= SUPERNODE_REFUSED in line
         self.tls_failed |= any(mark in line for mark in _TLS_MARKS)
         if self.leaving is None and SUPERNODE_LEAVING in line:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from pathlib import Path
 
@@ -75,6 +76,7 @@ def supervise(
 ) -> int:
     """Launch the SuperNode, relaunch it as :func:`run_client` says; its status."""
     start, launches, in_a_row = time.monotonic(), 0, 0
+    start_wall = time.time()  # state written from now on belongs to this session
     while True:
         output = current[0] = SuperNodeLog(opts.server, current[0].ready)
         began = time.monotonic()
@@ -84,8 +86,11 @@ def supervise(
         output.ready.clear()
         launches += 1
         if opts.exit_after_run and output.finished is not None:
+            remove_finished_state(opts, start_wall)
             if opts.wait_server_exit_s > 0:
-                wait_server_gone(opts.server, opts.wait_server_exit_s)
+                wait_server_gone(
+                    opts.server, opts.wait_server_exit_s, tls_ca=opts.tls_ca
+                )
             log.info("run finished: this client's part is done; exiting")
             return 0
         if output.tls_failed:
@@ -132,19 +137,28 @@ def supervise(
     return EXIT_NODE_REFUSED
 
 
-def wait_server_gone(server: str, timeout: float, poll: float = 1.0) -> bool:
-    """Wait until nothing accepts TCP connections at ``server`` (``HOST:PORT``).
+def wait_server_gone(
+    server: str, timeout: float, poll: float = 1.0, tls_ca: Path | None = None
+) -> bool:
+    """Wait until nothing accepts connections at ``server`` (``HOST:PORT``).
 
     Returns ``False`` when the server still answers after ``timeout`` seconds. A
-    name that no longer resolves (its container is gone) counts as gone.
+    name that no longer resolves (its container is gone) counts as gone. With
+    ``tls_ca`` each probe completes a TLS handshake (trusting that CA), so the
+    server does not report it as a failed handshake, as it must a bare TCP
+    probe (it cannot tell one from a client that distrusts its certificate).
     """
     host, port = split_address(server)
+    tls = _probe_context(tls_ca) if tls_ca is not None else None
     log.info("waiting up to %.0f s for the server %s to stop", timeout, server)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection((host, port), timeout=min(poll, 5.0)):
-                pass
+            with socket.create_connection((host, port), timeout=min(poll, 5.0)) as sock:
+                if tls is not None:
+                    tls.wrap_socket(sock, server_hostname=host).close()
+        except ssl.SSLError:
+            pass  # it answered; a handshake failure is for the SuperNode to report
         except OSError:
             log.info("the server %s stopped", server)
             return True
@@ -152,6 +166,33 @@ def wait_server_gone(server: str, timeout: float, poll: float = 1.0) -> bool:
             log.warning("the server %s still answers after %.0f s", server, timeout)
             return False
         time.sleep(poll)
+
+
+def _probe_context(ca: Path) -> ssl.SSLContext:
+    """A TLS client context as the SuperNode's: this CA, HTTP/2 (gRPC) offered."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+def remove_finished_state(opts: ClientOptions, since: float) -> None:
+    """Every run this client took part in finished: their states serve no resume.
+
+    Only in a ``--state-dir`` of its own (the default folder may be shared).
+    """
+    from fedmuscle_flwr.clientapp.state import remove_runs_since
+
+    root = opts.state_dir
+    if root is None:
+        return
+    folders, size = remove_runs_since(root, since)
+    if folders:
+        log.info(
+            "removed the state of the %d finished run(s) from %s (%.1f MB)",
+            folders,
+            root,
+            size / 1e6,
+        )
 
 
 def _spent(opts: ClientOptions, launches: int, start: float) -> bool:

@@ -103,7 +103,7 @@ def test_stopped_after_the_run_finished_is_a_clean_exit(monkeypatch, tmp_path):
     sock, address = listening_server(close_after=None)  # the server never leaves
     waits = []
 
-    def interrupted(server: str, timeout: float) -> bool:
+    def interrupted(server: str, timeout: float, **_: object) -> bool:
         waits.append(server)
         raise KeyboardInterrupt
 

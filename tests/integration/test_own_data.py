@@ -125,6 +125,7 @@ def test_clinics_train_on_their_own_folders_and_another_public_set_is_refused(
     assert f"imagefolder {other}" in lines[0]
     assert "Traceback" not in procs.log("clinic-c")
     assert "REFUSED: client 'clinic-c': public set differs" in lines[0]
+    assert len(lines) == 1, lines  # one line, not one per refused message
     server_log = procs.log("server")
     assert "client 'clinic-c': public set differs" in server_log
 

@@ -24,6 +24,7 @@ from fedmuscle_flwr.clientapp.runner import RuntimeCache, run_phase, state_key
 from fedmuscle_flwr.clientapp.sanitize import scrubbed
 from fedmuscle_flwr.clientapp.state import default_state_dir, open_store
 from fedmuscle_flwr.config.files import resolve_profile
+from fedmuscle_flwr.data.fingerprint import PublicSetMismatchError
 from fedmuscle_flwr.runs.logs import (
     RUN_FINISHED_MARK,
     ensure_console_logging,
@@ -72,6 +73,8 @@ def _handle(phase: str, msg: Message, context: Context) -> Message:
         reply = bind_run_key(context, state_key(ins, run_key)) or run_phase(
             phase, ins, profile, store, run_key, context.node_id, _warm
         )
+    except PublicSetMismatchError:  # a refusal: the runner logs it once, one line
+        raise
     except Exception as exc:  # the server gets the text without local paths
         log.error("%s message failed: %s", phase, exc, exc_info=True)
         raise scrubbed(exc) from None

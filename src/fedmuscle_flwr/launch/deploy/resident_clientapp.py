@@ -101,6 +101,7 @@ class ResidentClientApp:
         self.stopped = threading.Event()
         self.tasks = 0
         self._accepted: set[str] = set()  # hashes of bundles that passed the pin
+        self._refusals: set[str] = set()  # public-set refusals already logged
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -195,7 +196,9 @@ class ResidentClientApp:
                 self.on_reply(noted, time.perf_counter() - t0)
         except Exception as exc:
             if isinstance(exc, PublicSetMismatchError):  # a refusal: one line
-                log.error("REFUSED: %s", exc)
+                if str(exc) not in self._refusals:  # once, not once per message
+                    self._refusals.add(str(exc))
+                    log.error("REFUSED: %s", exc)
             else:
                 log.error("ClientApp raised an exception", exc_info=exc)
             reason = describe(exc)  # what the server sees: no local paths

@@ -167,7 +167,10 @@ def write_roster(path, entries, max_train: int = 64):
 
     lines = []
     for profile, sets in entries:
-        full = {"data.max-train": max_train, "data.max-test": 200, **sets}
+        # partition seed pinned at 0: the calibrated scenarios (docs/reliability.md)
+        # ran on the same partitions for every run seed
+        full = {"data.max-train": max_train, "data.max-test": 200,
+                "data.partition.seed": 0, **sets}  # fmt: skip
         inner = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in full.items())
         lines.append(f'[[clients]]\nprofile = "{profile}"\nset = {{ {inner} }}\n')
     path.write_text("\n".join(lines))

@@ -239,7 +239,7 @@ def test_loopback_tls_auth_three_clients(tmp_path: Path, certs: Path, procs: Pro
     assert re.search(r"TLS handshake FAILED on the Fleet API with 127\.0\.0\.1:\d+: "
                      r"the client closed the connection", server_log), server_log[-3000:]  # fmt: skip
     assert "results" in server_log
-    assert procs.log("client-1").count(RETRYING) == 1  # said once, not per retry
+    assert RETRYING in procs.log("client-1")  # ours, once per SuperNode start
     assert SUPERNODE_LOST not in procs.log("client-1")  # Flower's warnings: DEBUG
     assert SUPERNODE_SENT in procs.log("client-1")  # Flower's line per reply
     assert_completed(tmp_path)

@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from fedmuscle_flwr.config.files import load_roster
-from fedmuscle_flwr.data import registry
+from fedmuscle_flwr.data import pipeline, registry
 from fedmuscle_flwr.data.derived import mosaic_bundle
 from fedmuscle_flwr.data.images import FASHION_HELDOUT, read_idx
-from fedmuscle_flwr.data.partitioning import subsample
 from fedmuscle_flwr.data.sources import FASHION_MNIST
 
 #: the fair test's public set (server/default.toml)
@@ -37,27 +36,18 @@ PUBLIC_SET = "fashion-mnist-heldout"
 
 def train_rows(spec) -> np.ndarray:  # type: ignore[no-untyped-def]
     """The dataset's train rows a client's data spec keeps (load_private's cut)."""
-    p = spec.partition
-    table = registry._table(
-        spec.dataset, p.scheme, p.num_partitions, p.alpha, p.classes, p.seed
-    )
-    rows = table[p.index]
-    if spec.per_class:
-        rows = registry.per_class(
-            rows, registry._primary(spec.dataset, "train"), spec.per_class, p.seed
-        )
-    return subsample(rows, spec.max_train, np.random.default_rng([p.seed, 1]))
+    rows = pipeline.partition_rows(spec)
+    return pipeline.subsample_rows(rows, pipeline.label_space(spec).train, spec)
 
 
 def test_rows(spec, n_test: int) -> np.ndarray:  # type: ignore[no-untyped-def]
     """The test rows a client's data spec evaluates on (load_private's cut)."""
-    p = spec.partition
-    if p.scheme == "classes" or spec.validation:
-        raise SystemExit(
-            f"{spec.dataset}: classes scheme / validation not handled here"
-        )
-    rng = np.random.default_rng([p.seed, 2])
-    return subsample(np.arange(n_test), spec.max_test, rng)
+    if spec.validation:
+        raise SystemExit(f"{spec.dataset}: a validation carve has no test rows")
+    labels = pipeline.label_space(spec).test
+    if len(labels) != n_test:
+        raise SystemExit(f"{spec.dataset}: {len(labels)} test rows, not {n_test}")
+    return pipeline.evaluation_rows(np.zeros(0, np.int64), labels, spec).evaluated
 
 
 def fingerprint(rosters: list[str]) -> str:

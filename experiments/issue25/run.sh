@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Issue 25 (docs/results.md §7c) on the GPU machine: runs the queue's lines as parallel
+# Issue 25 (docs/results.md §7c, §7d) on the GPU machine: runs the queue's lines as parallel
 # `fedmuscle run --engine inprocess` processes, in order, within a time budget.
 #   bash experiments/issue25/run.sh QUEUE PARALLEL
 # QUEUE: "tag  fedmuscle-run-arguments..." per line ('#' starts a comment). Every run gets
-# `--set provenance=prereg-sha256:<§7c's hash>,code:<revision>` (REVISION file of the
+# `--set provenance=prereg-sha256:<hash>,code:<revision>` (the hash of the section that
+# QUEUE_PREREG names, default 7c, as experiments/issue25/prereg.py prints it; REVISION file of the
 # carried tree, else git). A `SELECTED:<method>` argument is replaced by the options that
 # `fairtest.py select` chose for that method; such lines wait until every tune- run of the
 # queue has finished (a watcher writes $QUEUE_WORK/select.txt then). A finished run (its
@@ -21,7 +22,7 @@ export END=$(($(date +%s) + ${QUEUE_BUDGET_S:-540}))
 mkdir -p "$WORK" "$DEST"
 if [ -d "$ROOT/.gpu-bundle" ]; then source "$ROOT/experiments/gpu_env.sh"; fi
 REV="$(cat "$ROOT/REVISION" 2>/dev/null || git -C "$ROOT" rev-parse --short=12 HEAD)"
-PROV="prereg-sha256:$(python3 experiments/issue25/prereg.py docs/results.md),code:$REV"
+PROV="prereg-sha256:$(python3 experiments/issue25/prereg.py docs/results.md "${QUEUE_PREREG:-7c}"),code:$REV"
 export PROV
 echo "provenance: $PROV"
 LINES="$(grep -v '^\s*#' "$QUEUE" | grep -v '^\s*$' | sed 's/[[:space:]]*$//')"

@@ -24,7 +24,9 @@ for w in "$ROOT"/.gpu-bundle/wheels/*.whl; do
   skip=0; for s in ${SKIP_WHEELS:-}; do case "$(basename "$w")" in "$s"-*) skip=1;; esac; done
   [ "$skip" = 1 ] || cp "$w" "$STAGE/.gpu-bundle/wheels/"
 done
-SEEDS=0,1,2,3,4,100; ROSTERS=(experiments/rosters/taskhet.toml experiments/rosters/taskhet-val.toml)
+# STAGE_SEEDS / STAGE_ROSTERS: the seeds and rosters of the queue to be run (default: §7c's)
+SEEDS="${STAGE_SEEDS:-0,1,2,3,4,100}"
+read -ra ROSTERS <<< "${STAGE_ROSTERS:-experiments/rosters/taskhet.toml experiments/rosters/taskhet-val.toml}"
 "$PY" "$ROOT/experiments/issue25/slim_data.py" "$STAGE/.slim" "$SEEDS" "${ROSTERS[@]}"
 mv "$STAGE/.slim/fashion-mnist" "$STAGE/.gpu-bundle/fashion-mnist"
 

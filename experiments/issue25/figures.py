@@ -3,7 +3,9 @@
     python experiments/issue25/figures.py OUT_DIR TEST=RESULTS_DIR...
 
 TEST is ``lowlabel``, ``crossmodal`` or ``taskhet`` (the run group of the folder's runs,
-as experiments/issue16/fairtest.py finds them). For each test:
+as experiments/issue16/fairtest.py finds them), optionally ``GROUP:NAME`` to name the
+figures NAME (``taskhet:taskhet-7d=...`` for §7d, whose runs are group ``taskhet``
+too). For each test:
 
 * ``<test>-paired.png``: per seed, FedMuscle's mean Δ minus each other method's (points;
   against Local: FedMuscle's mean Δ itself), one dot per seed, the mean with its 95 %
@@ -111,24 +113,24 @@ def main() -> None:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     for spec in sys.argv[2:]:
-        group, _, folder = spec.partition("=")
+        test, _, folder = spec.partition("=")
+        group, _, name = test.partition(":")
+        name = name or group
         root = Path(folder)
         runs = base.find_runs(root)
         diffs = paired(runs, group)
         n = max((len(v) for v in diffs.values()), default=0)
         plot_paired(
             diffs,
-            f"{group}: paired per seed (n ≤ {n}), mean and 95 % CI",
-            out / f"{group}-paired.png",
+            f"{name}: paired per seed (n ≤ {n}), mean and 95 % CI",
+            out / f"{name}-paired.png",
         )
         plot_rounds(
             per_round(root, group),
-            f"{group}: metric per evaluated round",
-            out / f"{group}-per-round.png",
+            f"{name}: metric per evaluated round",
+            out / f"{name}-per-round.png",
         )
-        print(
-            f"{group}: {out / f'{group}-paired.png'}, {out / f'{group}-per-round.png'}"
-        )
+        print(f"{name}: {out / f'{name}-paired.png'}, {out / f'{name}-per-round.png'}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
+RESULTS = ROOT / "docs/results.md"
 _SPEC = importlib.util.spec_from_file_location(
     "prereg", ROOT / "experiments" / "issue25" / "prereg.py"
 )
@@ -29,11 +30,11 @@ RECORDED = {
 
 @pytest.mark.parametrize("number", sorted(RECORDED))
 def test_the_pre_registered_text_is_unchanged(number: str) -> None:
-    assert prereg.digest(ROOT / "docs" / "results.md", number) == RECORDED[number]
+    assert prereg.digest(RESULTS, number) == RECORDED[number]
 
 
 def test_the_default_section_is_7c() -> None:
-    assert prereg.digest(ROOT / "docs" / "results.md") == RECORDED["7c"]
+    assert prereg.digest(RESULTS) == RECORDED["7c"]
 
 
 def test_the_section_runs_from_heading_to_marker_and_ignores_the_rest() -> None:

@@ -15,8 +15,13 @@ sides, every factor in (0, 1] (the kernel reads the terms off the Gram blocks):
 So ``Y[t, i] = C_t sum_{j_2} ((E_1 o U1[t]) @ Q)[i, j_2] E_2[i, j_2] U2[t, j_2]``: per
 tail one (B, B) @ (B, B) product whose right operand Q is the same for every tail
 and sits in shared memory, and no exponential per cell (B^M exps become 2 B^(M-1)).
-The gradient launch recomputes it and forms ``(gY C E_2 o U2[t]) @ Q^T``,
-accumulating dY/dE_1 and dY/dE_2 per program (partials summed in torch, no atomics).
+The gradient's weight of Y[t, i] is dZ_i/dY[t, i] = prod_{m >= 2} E[m, i, t_m], which
+does not depend on Z; so the same pass also forms ``(w C E_2 o U2[t]) @ Q^T`` and
+accumulates the unnormalised dZ/dE_1 and dZ/dE_2 per program (partials summed in
+torch, no atomics), divided by Z_i once Z is known: 2 products per tail, one launch
+(``ONE_LAUNCH``, off by default until measured on a GPU). The default two-launch
+form forms Y, then recomputes it in the gradient launch beside
+``(gY C E_2 o U2[t]) @ Q^T``: 3 products per tail.
 The products run in split precision (``PRECISIONS``): ``bf16x3`` (the default)
 splits each fp32 operand into bf16 hi + lo and sums hi*hi + hi*lo + lo*hi (about
 16 mantissa bits; the lo*lo term and the rounding of lo dropped, at most ~3 2^-16
@@ -25,7 +30,7 @@ same with TF32 halves; ``ieee`` is plain fp32 FMA. Measured against float64 on a
 H200 (docs/performance.md §3c) every mode gave value errors <= 1.2e-7 and gradient
 errors <= 6e-7; bf16x3 is the fastest, and tf32x3 needs more shared memory than a
 Hopper SM has at B > 64. Plain TF32 (10 bits) is not offered: not exact to 1e-5.
-The loss and the anchor gradient come from two launches (:class:`_FusedMuscle`).
+The loss and the anchor gradient come from :class:`_FusedMuscle`.
 Shape letters: B batch (i, j), M partners, T = B^(M-2) tails, I/J tile rows/cols.
 Import is optional: :func:`available` says whether triton and a GPU are there.
 """
@@ -40,19 +45,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fedmuscle_flwr.method.kernels import muscle_triton_jit as jit
 from fedmuscle_flwr.method.kernels.muscle_grid import axes, contract_rows, log_weights
 from fedmuscle_flwr.method.kernels.muscle_torch import safe_headroom
 
-try:  # optional dependency: CPU installs and CI have no triton
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the environment
-    triton = None
+triton = jit.triton  # None without the optional triton package
 
 PRECISIONS = ("bf16x3", "tf32x3", "ieee")
 PRECISION = "bf16x3"  # the split of the tensor-core products (fastest, exact)
 BLOCK_I = 64  # anchor rows per program (the tile's M dimension)
 WARPS: int | None = None  # warps per program; None: 8 for (64, 128) tiles, else 4
+#: loss and gradient sums in one launch (2 products per tail) instead of two (Y, then
+#: Y again and the gradient: 3 products). Off until timed and checked on a GPU
+#: (bench/gpu_one_launch.py); the CPU interpreter test checks both forms.
+ONE_LAUNCH = False
 
 
 def interpreted() -> bool:
@@ -65,132 +71,6 @@ def available() -> bool:
     return triton is not None and torch.cuda.is_available()
 
 
-if triton is not None:  # pragma: no cover - compiled and tested on the GPU machine
-
-    @triton.jit
-    def _split(y, PREC: tl.constexpr):
-        """Operand y (fp32) as the (hi, lo) pair the products of ``PREC`` take."""
-        if PREC == "bf16x3":
-            hi = y.to(tl.bfloat16)
-            lo = (y - hi.to(tl.float32)).to(tl.bfloat16)
-        else:  # tf32x3 / ieee: the dot splits (or not) by itself
-            hi = y
-            lo = y
-        return hi, lo
-
-    @triton.jit
-    def _dot(x, yh, yl, BI: tl.constexpr, BJ: tl.constexpr, PREC: tl.constexpr):
-        """The fp32 product x (I, K) @ y (K, J), y given as ``_split(y)``: (I, J)."""
-        acc = tl.zeros((BI, BJ), dtype=tl.float32)
-        if PREC == "bf16x3":  # smallest terms first
-            xh = x.to(tl.bfloat16)
-            xl = (x - xh.to(tl.float32)).to(tl.bfloat16)
-            acc = tl.dot(xl, yh, acc)
-            acc = tl.dot(xh, yl, acc)
-            acc = tl.dot(xh, yh, acc)
-        else:
-            acc = tl.dot(x, yh, acc, input_precision=PREC)
-        return acc
-
-    @triton.jit
-    def _power(n, k: tl.constexpr):
-        """The place value n ** k of a tail digit, k a constant."""
-        p = n * 0 + 1
-        for _ in tl.static_range(k):
-            p = p * n
-        return p
-
-    @triton.jit
-    def _scales(gs_ptr, mx_ptr, t, rj, n, num_t, NUM_M: tl.constexpr,
-                BJ: tl.constexpr):  # fmt: skip
-        """U1[t], U2[t] (J,) and C_t of the tile of tail t, 0 outside the valid cells.
-
-        Tail digit t_m (m >= 2) is (t // B^(M-1-m)) % B. Block rows are contiguous:
-        gs[0, m, j, t_m] = gs[m, 0, t_m, j] (the Gram blocks are symmetric pairs).
-        """
-        valid = t < num_t
-        mj = (rj < n) & valid
-        nn = n * n
-        s1 = tl.zeros([BJ], dtype=tl.float32)
-        s2 = tl.zeros([BJ], dtype=tl.float32)
-        sc = tl.sum(s1, axis=0)  # 0.0, a scalar tensor
-        for m in tl.static_range(2, NUM_M):
-            d = (t // _power(n, NUM_M - 1 - m)) % n
-            row = gs_ptr + d * n + rj
-            s1 += tl.load(row + m * NUM_M * nn, mask=mj, other=0.0)
-            s1 -= tl.load(mx_ptr + m)  # mx[0, m]
-            s2 += tl.load(row + (m * NUM_M + 1) * nn, mask=mj, other=0.0)
-            s2 -= tl.load(mx_ptr + NUM_M + m)  # mx[1, m]
-            for k in tl.static_range(m + 1, NUM_M):
-                dk = (t // _power(n, NUM_M - 1 - k)) % n
-                pair = (m * NUM_M + k) * nn + d * n + dk
-                sc += tl.load(gs_ptr + pair, mask=valid, other=0.0)
-                sc -= tl.load(mx_ptr + m * NUM_M + k)
-        u1 = tl.where(mj, tl.exp(s1), 0.0)
-        u2 = tl.where(mj, tl.exp(s2), 0.0)
-        return u1, u2, tl.where(valid, tl.exp(sc), 0.0)
-
-    @triton.jit
-    def _setup(e1_ptr, e2_ptr, gs_ptr, mx_ptr, n, BI: tl.constexpr,
-               BJ: tl.constexpr):  # fmt: skip
-        """Rows, columns, E_1 and E_2 rows of this program (I, J), Q (J, J)."""
-        ri = tl.program_id(1) * BI + tl.arange(0, BI)
-        rj = tl.arange(0, BJ)
-        m2 = (ri < n)[:, None] & (rj < n)[None, :]
-        off = ri[:, None] * n + rj[None, :]
-        e1 = tl.load(e1_ptr + off, mask=m2, other=0.0)
-        e2 = tl.load(e2_ptr + off, mask=m2, other=0.0)
-        mq = (rj < n)[:, None] & (rj < n)[None, :]
-        q = tl.load(gs_ptr + n * n + rj[:, None] * n + rj[None, :], mask=mq)  # gs[0, 1]
-        q = tl.where(mq, tl.exp(q - tl.load(mx_ptr + 1)), 0.0)  # Q, shifted by mx[0, 1]
-        return ri, rj, m2, off, e1, e2, q
-
-    @triton.jit
-    def _fwd(e1_ptr, e2_ptr, gs_ptr, mx_ptr, y_ptr, n, num_t, tails,
-             NUM_M: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr,
-             PREC: tl.constexpr):  # fmt: skip
-        ri, rj, _, _, e1, e2, q = _setup(e1_ptr, e2_ptr, gs_ptr, mx_ptr, n, BI, BJ)
-        qh, ql = _split(q, PREC)  # (J1, J2), loop-invariant
-        t = tl.program_id(0) * tails
-        n1, n2, nc = _scales(gs_ptr, mx_ptr, t, rj, n, num_t, NUM_M, BJ)
-        for k in range(tails):
-            t = tl.program_id(0) * tails + k
-            u1 = n1
-            u2 = n2
-            c = nc
-            n1, n2, nc = _scales(gs_ptr, mx_ptr, t + 1, rj, n, num_t, NUM_M, BJ)
-            x = _dot(e1 * u1[None, :], qh, ql, BI, BJ, PREC)  # (I, J2)
-            y = tl.sum(x * (e2 * u2[None, :]), axis=1) * c  # (I,)
-            tl.store(y_ptr + t * n + ri, y, mask=(ri < n) & (t < num_t))
-
-    @triton.jit
-    def _bwd(e1_ptr, e2_ptr, gs_ptr, mx_ptr, gy_ptr, g1_ptr, g2_ptr, n, num_t,
-             tails, NUM_M: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr,
-             PREC: tl.constexpr):  # fmt: skip
-        ri, rj, m2, off, e1, e2, q = _setup(e1_ptr, e2_ptr, gs_ptr, mx_ptr, n, BI, BJ)
-        qh, ql = _split(q, PREC)  # Q (J1, J2)
-        th, tl_ = _split(tl.trans(q), PREC)  # Q^T (J2, J1)
-        acc1 = tl.zeros((BI, BJ), dtype=tl.float32)  # dY/dE_1 (I, J1)
-        acc2 = tl.zeros((BI, BJ), dtype=tl.float32)  # dY/dE_2 (I, J2)
-        t = tl.program_id(0) * tails
-        n1, n2, nc = _scales(gs_ptr, mx_ptr, t, rj, n, num_t, NUM_M, BJ)
-        for k in range(tails):
-            t = tl.program_id(0) * tails + k
-            u1 = n1
-            u2 = n2
-            c = nc
-            n1, n2, nc = _scales(gs_ptr, mx_ptr, t + 1, rj, n, num_t, NUM_M, BJ)
-            gy = tl.load(gy_ptr + t * n + ri, mask=(ri < n) & (t < num_t), other=0.0)
-            v2 = (gy * c)[:, None] * u2[None, :]  # (I, J2)
-            x = _dot(e1 * u1[None, :], qh, ql, BI, BJ, PREC)  # (I, J2)
-            acc2 += x * v2
-            h = _dot(e2 * v2, th, tl_, BI, BJ, PREC)  # (I, J1)
-            acc1 += h * u1[None, :]
-        out = tl.program_id(0) * n * n + off
-        tl.store(g1_ptr + out, acc1, mask=m2)
-        tl.store(g2_ptr + out, acc2, mask=m2)
-
-
 @functools.lru_cache(maxsize=8)
 def _sms(device: torch.device) -> int:
     """Streaming multiprocessors of ``device`` (2 for the CPU interpreter)."""
@@ -201,7 +81,7 @@ def _sms(device: torch.device) -> int:
 
 def launch(num_t: int, b: int, device: torch.device) -> dict[str, int]:
     """Grid and tile sizes for T tails and batch B: about 4 programs per SM."""
-    bj = max(16, 1 << (b - 1).bit_length())  # tl.dot needs >= 16
+    bj = max(16, 1 << (b - 1).bit_length())  # Triton's dot needs >= 16
     bi = min(bj, BLOCK_I)
     blocks_i = -(-b // bi)
     progs = max(1, min(num_t, 4 * _sms(device) // blocks_i))
@@ -211,21 +91,21 @@ def launch(num_t: int, b: int, device: torch.device) -> dict[str, int]:
             "BI": bi, "BJ": bj, "warps": warps}  # fmt: skip
 
 
-def _partials(e: Tensor, gs: Tensor, mx: Tensor, gy: Tensor | None) -> Tensor:
-    """Forward kernel: Y (T, B); backward (``gy`` given): dY/dE_1, dY/dE_2 (2, B, B)."""
+def _launch(
+    e: Tensor, gs: Tensor, mx: Tensor, gy: Tensor | None, mode: str
+) -> tuple[Tensor, Tensor]:
+    """One launch of the tile program in ``mode``: Y (T, B), sums (2, B, B)."""
     num_m, b = gs.shape[0], gs.shape[2]
     num_t = b ** (num_m - 2)
     cfg = launch(num_t, b, e.device)
     grid = (cfg["progs"], cfg["blocks_i"])
-    opts = {"NUM_M": num_m, "BI": cfg["BI"], "BJ": cfg["BJ"], "PREC": PRECISION,
-            "num_warps": cfg["warps"]}  # fmt: skip
-    if gy is None:
-        y = e.new_empty(num_t, b)  # (T, I)
-        _fwd[grid](e[0], e[1], gs, mx, y, b, num_t, cfg["tails"], **opts)
-        return y
-    part = e.new_empty(2, cfg["progs"], b, b)  # (2, programs, I, J) partial sums
-    _bwd[grid](e[0], e[1], gs, mx, gy, part[0], part[1], b, num_t, cfg["tails"], **opts)
-    return part.sum(1)
+    y = e.new_empty(num_t if mode != "grad" else 1, b)  # (T, I)
+    progs = cfg["progs"] if mode != "y" else 1
+    part = e.new_empty(2, progs, b, b)  # (2, programs, I, J) partial sums
+    jit._tiles[grid](e, gs, mx, y if gy is None else gy, y, part[0], part[1], b,
+                     num_t, cfg["tails"], NUM_M=num_m, BI=cfg["BI"], BJ=cfg["BJ"],
+                     PREC=PRECISION, MODE=mode, num_warps=cfg["warps"])  # fmt: skip
+    return y, (part.sum(1) if mode != "y" else part[:, 0])
 
 
 @functools.lru_cache(maxsize=16)
@@ -251,7 +131,11 @@ class _FusedMuscle(torch.autograd.Function):
         a_max = a.amax(2, keepdim=True)  # (M, B, 1)
         e = torch.exp(a - a_max)  # (M, B, B) in (0, 1]
         mx = gs.amax((2, 3))  # (M, M) block maxima: the shifts of the tile factors
-        y = _partials(e, gs, mx, None).requires_grad_()  # (T, I)
+        grad_wanted = ctx.needs_input_grad[0]
+        if grad_wanted and ONE_LAUNCH:
+            y, marg12 = _launch(e, gs, mx, None, "both")  # dZ/dE_1, 2, not yet / Z
+        else:
+            y, marg12 = _launch(e, gs, mx, None, "y")[0].requires_grad_(), None
         with torch.enable_grad():
             tail = e[2:].detach().requires_grad_()  # (M-2, B, B)
             zz = contract_rows(y.T, tail)  # (B,) shifted Z_i
@@ -259,14 +143,21 @@ class _FusedMuscle(torch.autograd.Function):
         pos += (torch.diagonal(gs, dim1=2, dim2=3) * mask[..., None]).sum((0, 1))
         shift = a_max.sum(0).squeeze(1) + (mx * mask).sum()  # (B,)
         loss = (zz.detach().log() + shift - pos).mean()
-        if ctx.needs_input_grad[0]:  # p_m(i, k) = E dlogZ/dE: the softmax marginals
-            gy, g_tail = torch.autograd.grad(
-                zz, (y, tail), zz.detach().reciprocal(), allow_unused=True
-            )  # g_tail None at M = 2
+        if grad_wanted:  # p_m(i, k) = E dlogZ/dE: the softmax marginals
+            inv = zz.detach().reciprocal()  # (B,)
             marg = torch.empty_like(e)  # (M, B, B)
-            marg[:2] = _partials(e, gs, mx, gy.contiguous())
-            if g_tail is not None:
-                marg[2:] = g_tail
+            if marg12 is None:
+                gy, *g_tail = torch.autograd.grad(
+                    zz, (y, tail), inv, allow_unused=True
+                )  # g_tail [None] at M = 2
+                marg[:2] = _launch(e, gs, mx, gy.contiguous(), "grad")[1]
+            else:
+                marg[:2] = marg12 * inv[None, :, None]
+                g_tail = (
+                    list(torch.autograd.grad(zz, (tail,), inv)) if num_m > 2 else []
+                )
+            if g_tail and g_tail[0] is not None:
+                marg[2:] = g_tail[0]
             marg.mul_(e)
             torch.diagonal(marg, dim1=1, dim2=2).sub_(1.0)  # p - onehot(positive)
             grad = marg.transpose(0, 1).reshape(b, -1) @ flat  # (B, D)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fedmuscle_flwr.method.kernels import muscle_triton
+from fedmuscle_flwr.method.kernels import muscle_triton, muscle_triton_jit
 from fedmuscle_flwr.method.kernels.muscle_grid import contract_rows
 from fedmuscle_flwr.method.kernels.muscle_torch import chunk_partition
 from fedmuscle_flwr.method.losses import muscle_loss, pairwise_infonce
@@ -84,8 +84,8 @@ import json, sys, torch
 from fedmuscle_flwr.method.kernels import muscle_triton as mt
 from fedmuscle_flwr.method.losses import muscle_loss
 out = []
-for prec, m, b in json.loads(sys.argv[1]):
-    mt.PRECISION = prec
+for prec, m, b, one_launch in json.loads(sys.argv[1]):
+    mt.PRECISION, mt.ONE_LAUNCH = prec, one_launch
     gen = torch.Generator().manual_seed(m * 100 + b)
     z = torch.nn.functional.normalize(torch.randn(m + 1, b, 8, generator=gen), dim=-1)
     a64 = z[0].double().requires_grad_()
@@ -103,9 +103,10 @@ print(json.dumps(out))
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="no triton")
 def test_triton_code_in_the_interpreter_matches_float64() -> None:
-    # Prepare: sizes with padding (B not a power of two), several I blocks, M = 2..4
+    # Prepare: sizes with padding (B not a power of two), several I blocks, M = 2..5,
+    # the one-launch kernel (loss and gradient sums in one pass) and the two-launch one
     cases = [["ieee", 2, 5], ["tf32x3", 3, 20], ["ieee", 4, 6], ["ieee", 2, 70]]
-    cases += [["ieee", 5, 4]]
+    cases = [[*c, one] for c in cases + [["ieee", 5, 4]] for one in (True, False)]
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(SRC)}
     # Execute
     run = subprocess.run(
@@ -120,6 +121,15 @@ def test_triton_code_in_the_interpreter_matches_float64() -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     for value_err, grad_err in json.loads(run.stdout.strip().splitlines()[-1]):
         assert value_err < 2e-6 and grad_err < 2e-6
+
+
+def test_the_programs_live_in_their_own_module_and_exist_with_triton() -> None:
+    assert muscle_triton.triton is muscle_triton_jit.triton
+    programs = ("_tiles", "_tail_weights")
+    if muscle_triton_jit.triton is None:
+        assert not any(hasattr(muscle_triton_jit, p) for p in programs)
+    else:
+        assert all(hasattr(muscle_triton_jit, p) for p in programs)
 
 
 def test_unknown_precision_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,13 +162,15 @@ def test_single_partner_fast_path_equals_grid(b: int, tau_p: float) -> None:
 
 @GPU
 @pytest.mark.gpu
+@pytest.mark.parametrize("one_launch", [False, True])
 @pytest.mark.parametrize("precision", muscle_triton.PRECISIONS)
 @pytest.mark.parametrize(("m", "b"), [(2, 32), (3, 48), (4, 16), (5, 8), (3, 128)])
 def test_every_precision_matches_float64(
-    precision: str, m: int, b: int, monkeypatch: pytest.MonkeyPatch
+    precision: str, m: int, b: int, one_launch: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare
     monkeypatch.setattr(muscle_triton, "PRECISION", precision)
+    monkeypatch.setattr(muscle_triton, "ONE_LAUNCH", one_launch)
     anchor = unit(b, 64, seed=1100 + m, dtype=torch.float32).cuda().requires_grad_()
     partners = unit(m, b, 64, seed=1101 + m, dtype=torch.float32).cuda()
     ref_anchor = anchor.detach().double().requires_grad_()

@@ -160,7 +160,7 @@ def table(recs: list[dict[str, Any]], messages_per_client: int) -> str:
         outside = r.get("outside_rounds_s")
         mem = r.get("memory")
         mem_txt = (
-            f"{mem['peak_pss_mb'] / 1024:.2f} GB ({mem['peak_rss_sum_mb'] / 1024:.2f})"
+            f"{mem['peak_pss_mb'] / 1024:.2f} GiB ({mem['peak_rss_sum_mb'] / 1024:.2f})"
             if mem
             else "—"
         )

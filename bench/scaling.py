@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -199,11 +200,14 @@ def main() -> None:
 
     sets = dict(kv.split("=", 1) for kv in args.set)
     env = environment()
-    recs = [
-        measure(engine, n, args.rounds, tmp, sets, args.cpus_per_client)
-        for n in map(int, args.clients.split(","))
-        for engine in args.engines.split(",")
-    ]
+    try:  # rosters, run folders and client states (4.3 MB per tiny client)
+        recs = [
+            measure(engine, n, args.rounds, tmp, sets, args.cpus_per_client)
+            for n in map(int, args.clients.split(","))
+            for engine in args.engines.split(",")
+        ]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     for r in recs:
         secs = [x["seconds"] for x in r["rounds"]]
         r["median_s"] = statistics.median(secs)

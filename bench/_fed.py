@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fedmuscle_flwr.clientapp.runner import run_phase
 from fedmuscle_flwr.clientapp.state import open_store
-from fedmuscle_flwr.config.files import load_preset, load_roster
+from fedmuscle_flwr.config.files import load_preset, load_profile, load_roster
 from fedmuscle_flwr.config.profile import ClientProfile
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.method import planner as agg
@@ -74,14 +74,25 @@ def write_roster(
 ) -> Path:
     """A roster of ``n`` clients cycling through ``profiles`` with small data caps.
 
-    Clients of a profile with a partition section get distinct partitions.
+    Each client gets its own iid partition of its profile's dataset: the
+    profile's partitions (``fmnist-cnn``: 8 of Fashion-MNIST's 60,000 training
+    images) as long as they suffice, else one per client of that profile (100
+    clients: 50 partitions of Fashion-MNIST, 50 of the 12,000 mosaics).
     """
+    names = [profiles[i % len(profiles)] for i in range(n)]
+    parts = {
+        name: max(load_profile(name).data.partition.num_partitions, names.count(name))
+        for name in set(names)
+    }
     lines = [f"# {n} tiny clients, written by bench/_fed.py"]
-    for i in range(n):
-        name = profiles[i % len(profiles)]
-        sets = {"data.max-train": max_train, "data.max-test": max_test}
-        if name == "fmnist-cnn":  # iid, 8 partitions
-            sets["data.partition.index"] = (i // len(profiles)) % 8
+    for i, name in enumerate(names):
+        sets: dict[str, object] = {
+            "data.max-train": max_train,
+            "data.max-test": max_test,
+        }
+        if parts[name] > 1:  # iid partitions
+            sets["data.partition.num-partitions"] = parts[name]
+            sets["data.partition.index"] = (i // len(profiles)) % parts[name]
         body = ", ".join(f'"{k}" = {v}' for k, v in sets.items())
         lines += ["[[clients]]", f'profile = "{name}"', f"set = {{ {body} }}"]
     path.write_text("\n".join(lines) + "\n")

@@ -1,24 +1,31 @@
-"""Scaling: round time and bytes per round as the federation grows (4 -> 16 -> 64).
+"""Scaling: round time, CPU, memory and bytes as the federation grows (4 -> 100).
 
     python bench/scaling.py --clients 4,16,64 --rounds 2 --out bench/results
     python bench/scaling.py --clients 4,16,64 --engines sim,plain --out bench/results
+    python bench/scaling.py --clients 4,16,64,100 --rounds 3 --stem scaling_100 \
+        --out bench/results
 
 Tiny clients (``_fed.write_roster``: small-cnn on Fashion-MNIST and an MLP on the
 mosaics, alternating, 96 train / 100 test images each) under the ``tiny`` preset
 (T = 8 steps, B = 16, d = 32, M = 2, fp16), evaluated every round so that every
 round reports its bytes (the strategy counts them from train to evaluate), no
 initial evaluation. Engines: ``sim`` = Flower simulation (Ray backend, 1 CPU per
-client, i.e. 2 actors on 2 cores), ``plain`` = the plain in-process loop of
-``_fed.py`` (one client after the other). Writes scaling.json/.md to --out.
+client by default, i.e. 2 actors on 2 cores; ``--cpus-per-client`` changes the
+number of actors), ``plain`` = the plain in-process loop of ``_fed.py`` (one
+client after the other). For ``sim`` the memory of the whole process tree (the
+driver, Ray's daemons and actors) is sampled every second (``_proctree.py``:
+peak sum of PSS, and of RSS). Writes <stem>.json/.md to --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +47,54 @@ def _rows_sim(res: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def measure(engine: str, n: int, rounds: int, tmp: Path, sets: dict) -> dict:
+class LinkTiming:
+    """Thread CPU seconds and calls of the simulation's LinkState hot spots.
+
+    ``get_message_ins``: Flower's delivery loop (``vce_api.add_messages_to_queue``)
+    asks it for every node every 0.1 s, and each call scans every stored message;
+    ``get_message_res``: the ServerApp's pull of replies (``serverapp/rounds.py``,
+    every ``federation.poll-s``). Both run in the driver process.
+    """
+
+    NAMES = ("get_message_ins", "get_message_res")
+
+    def __init__(self) -> None:
+        from flwr.server.superlink.linkstate.in_memory_linkstate import (
+            InMemoryLinkState,
+        )
+
+        self.cls, self.saved = InMemoryLinkState, {}
+        self.cpu_s = dict.fromkeys(self.NAMES, 0.0)
+        self.calls = dict.fromkeys(self.NAMES, 0)
+
+    def _wrap(self, name: str, fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.cpu_s[name] += time.thread_time() - t0
+                self.calls[name] += 1
+
+        return timed
+
+    def __enter__(self) -> LinkTiming:
+        for name in self.NAMES:
+            self.saved[name] = getattr(self.cls, name)
+            setattr(self.cls, name, self._wrap(name, self.saved[name]))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, fn in self.saved.items():
+            setattr(self.cls, name, fn)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cpu_s": self.cpu_s, "calls": self.calls}
+
+
+def measure(
+    engine: str, n: int, rounds: int, tmp: Path, sets: dict, cpus: float
+) -> dict:
     import torch
     from _fed import (
         plain_federation,
@@ -49,6 +103,7 @@ def measure(engine: str, n: int, rounds: int, tmp: Path, sets: dict) -> dict:
         simulate_timed,
         write_roster,
     )
+    from _proctree import TreeMemory
 
     roster = str(write_roster(tmp / f"roster-{n}.toml", n))
     run = run_config(
@@ -62,12 +117,18 @@ def measure(engine: str, n: int, rounds: int, tmp: Path, sets: dict) -> dict:
         run = run.model_copy(update={"run_name": f"plain-{n}"})
         rows = plain_federation(run, roster_profiles(roster))
         return {"engine": engine, "clients": n, "rounds": rows}
-    res = simulate_timed(run, cpus_per_client=1.0)
+    with TreeMemory() as memory, LinkTiming() as link:
+        res = simulate_timed(run, cpus_per_client=cpus)
     return {
         "engine": engine,
         "clients": n,
+        "cpus_per_client": cpus,
         "rounds": _rows_sim(res),
         "outside_rounds_s": res["total_s"] - sum(r["seconds"] for r in res["rounds"]),
+        "startup_s": res["startup_s"],
+        "total_s": res["total_s"],
+        "memory": memory.as_dict(),
+        "linkstate": link.as_dict(),
     }
 
 
@@ -84,8 +145,9 @@ def human(n: float | None) -> str:
 def table(recs: list[dict[str, Any]], messages_per_client: int) -> str:
     head = (
         "| clients | engine | round s (1..R) | last round s | s per client | "
-        "CPU s, last round | bytes up / round | bytes down / round | "
-        "per client up / down | s outside rounds |\n" + "|---" * 10 + "|\n"
+        "CPU s, last round (per client) | bytes up / round | bytes down / round | "
+        "per client up / down | s outside rounds | peak PSS (RSS sum) | "
+        "actors |\n" + "|---" * 12 + "|\n"
     )
     lines = []
     for r in recs:
@@ -94,12 +156,21 @@ def table(recs: list[dict[str, Any]], messages_per_client: int) -> str:
         secs = ", ".join(f"{x['seconds']:.1f}" for x in rows)
         up, down = last.get("bytes-up"), last.get("bytes-down")
         per = f"{human(up / n)} / {human(down / n)}" if up and down else "—"
-        cpu = "—" if last.get("cpu_s") is None else f"{last['cpu_s']:.1f}"
+        cpu = last.get("cpu_s")
+        cpu_txt = "—" if cpu is None else f"{cpu:.1f} ({cpu / n:.2f})"
         outside = r.get("outside_rounds_s")
+        mem = r.get("memory")
+        mem_txt = (
+            f"{mem['peak_pss_mb'] / 1024:.2f} GiB ({mem['peak_rss_sum_mb'] / 1024:.2f})"
+            if mem
+            else "—"
+        )
+        actors = str(mem["peak_actors"]) if mem else "—"
         lines.append(
             f"| {n} | {r['engine']} | {secs} | {last['seconds']:.1f} | "
-            f"{last['seconds'] / n:.2f} | {cpu} | {human(up)} | {human(down)} | "
-            f"{per} | {'—' if outside is None else f'{outside:.0f}'} |"
+            f"{last['seconds'] / n:.2f} | {cpu_txt} | {human(up)} | {human(down)} | "
+            f"{per} | {'—' if outside is None else f'{outside:.0f}'} | {mem_txt} | "
+            f"{actors} |"
         )
     note = (
         f"\n{messages_per_client} messages per client per round "
@@ -114,6 +185,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--engines", default="sim")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cpus-per-client", type=float, default=1.0)
+    ap.add_argument("--stem", default="scaling", help="output file name")
     ap.add_argument("--set", action="append", default=[], help="dotted key=value")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -127,21 +200,25 @@ def main() -> None:
 
     sets = dict(kv.split("=", 1) for kv in args.set)
     env = environment()
-    recs = [
-        measure(engine, n, args.rounds, tmp, sets)
-        for n in map(int, args.clients.split(","))
-        for engine in args.engines.split(",")
-    ]
+    try:  # rosters, run folders and client states (4.3 MB per tiny client)
+        recs = [
+            measure(engine, n, args.rounds, tmp, sets, args.cpus_per_client)
+            for n in map(int, args.clients.split(","))
+            for engine in args.engines.split(",")
+        ]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     for r in recs:
         secs = [x["seconds"] for x in r["rounds"]]
         r["median_s"] = statistics.median(secs)
     md = (
         f"Run {env['date_utc']}, flwr {env['flwr']}, torch {env['torch']}, "
-        f"{env['cpus']} cores, {args.threads} torch thread(s), load average "
+        f"{env['cpus']} cores, {args.threads} torch thread(s), "
+        f"{args.cpus_per_client:g} Ray CPU per client, load average "
         f"{env['loadavg_1m']} (start) → {os.getloadavg()[0]:.2f} (end).\n\n"
     )
     payload = {"env": env, "args": vars(args), "results": recs}
-    write(out_dir(args.out or "bench-out"), "scaling", payload, md + table(recs, 3))
+    write(out_dir(args.out or "bench-out"), args.stem, payload, md + table(recs, 3))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@
 #
 # On real machines: `ray start --head --port P` on one, `ray start --address HEAD:P` on the
 # others, then `RAY_ADDRESS=HEAD:P fedmuscle run ...` on the head (docs/deployment.md,
-# "A Ray cluster"). Ports: PORT_BASE..PORT_BASE+299 (default 27000), all inside the namespaces.
+# "A Ray cluster"). Ports: PORT_BASE..PORT_BASE+299 (default 27000), all inside the namespaces;
+# each node's Ray workers take RAY2_WORKER_SPAN ports from its block + RAY2_WORKER_OFFSET
+# (default 100 and 100; RAY2_WORKER_OFFSET=20 RAY2_WORKER_SPAN=40 keeps all in BASE..BASE+69).
 set -euo pipefail
 PREFIX=${RAY2_PREFIX:-fm26}
 NET=${RAY2_NET:-10.78.26}
 BASE=${PORT_BASE:-27000}
 CPUS=${RAY2_CPUS:-1}                     # CPUs each node offers (one actor per CPU)
+W_OFF=${RAY2_WORKER_OFFSET:-100} W_SPAN=${RAY2_WORKER_SPAN:-100}
 TMP=${RAY2_TMP:-/tmp/$PREFIX-ray}
 A=${PREFIX}a B=${PREFIX}b HEAD="$NET.1:$BASE"
 
@@ -22,7 +25,7 @@ node_ports() {  # $1 = offset of the node's block of ports
   echo "--node-manager-port=$((o + 1)) --object-manager-port=$((o + 2))" \
     "--dashboard-agent-listen-port=$((o + 4)) --dashboard-agent-grpc-port=$((o + 5))" \
     "--runtime-env-agent-port=$((o + 6)) --metrics-export-port=$((o + 7))" \
-    "--min-worker-port=$((o + 100)) --max-worker-port=$((o + 199))"
+    "--min-worker-port=$((o + W_OFF)) --max-worker-port=$((o + W_OFF + W_SPAN - 1))"
 }
 
 up() {

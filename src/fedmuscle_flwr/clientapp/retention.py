@@ -12,7 +12,9 @@ first save of every new run.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,19 +30,45 @@ class RunFolder:
     nbytes: int
 
 
+def _lstat(path: Path) -> os.stat_result | None:
+    """``lstat`` of ``path``, or None if it is gone since it was listed."""
+    try:
+        return path.lstat()
+    except FileNotFoundError:
+        return None
+
+
 def run_folders(root: Path) -> list[RunFolder]:
-    """The run folders under ``root``, newest first (symlinks are not followed)."""
+    """The run folders under ``root``, newest first (symlinks are not followed).
+
+    Other processes of the same client may write and prune here meanwhile (a
+    simulation's Ray actors share one state folder): a file or folder gone
+    between listing and ``stat`` (a ``.tmp`` renamed, a run pruned) is skipped.
+    """
     out: list[RunFolder] = []
     if not root.is_dir():
         return out
     for folder in root.iterdir():
-        if folder.is_symlink() or not folder.is_dir():
+        info = _lstat(folder)
+        if info is None or not stat.S_ISDIR(info.st_mode):
             continue
-        files = [f for f in folder.iterdir() if f.is_file() and not f.is_symlink()]
-        stats = [f.stat() for f in files]
-        newest = max((s.st_mtime_ns for s in stats), default=folder.stat().st_mtime_ns)
+        try:
+            names = list(folder.iterdir())
+        except FileNotFoundError:
+            continue
+        stats = [s for s in map(_lstat, names) if s and stat.S_ISREG(s.st_mode)]
+        newest = max((s.st_mtime_ns for s in stats), default=info.st_mtime_ns)
         out.append(RunFolder(folder, newest, sum(s.st_size for s in stats)))
     return sorted(out, key=lambda r: (r.mtime_ns, r.path.name), reverse=True)
+
+
+def _remove(path: Path) -> None:
+    """``rmtree`` that tolerates another process removing the same tree."""
+    while path.exists():
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:  # a part went meanwhile: remove what is left
+            continue
 
 
 def state_bytes(root: Path) -> int:
@@ -82,8 +110,8 @@ def prune(
         if not full:
             kept.append(run)
             total += run.nbytes
-        else:
-            shutil.rmtree(run.path)
+        else:  # another process of this client may be removing it too
+            _remove(run.path)
             removed.append(run.path)
     if removed:
         log.info(

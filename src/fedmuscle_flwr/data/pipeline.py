@@ -122,9 +122,14 @@ def _table(key: str, p: PartitionSpec, seed: int) -> tuple[np.ndarray, ...]:
 
 
 def partition_rows(spec: DataSpec) -> np.ndarray:
-    """Step 3: this client's train rows (partition ``index`` of the table)."""
+    """Step 3: this client's train rows (partition ``index`` of the table).
+
+    The table is cached once for all indices: a process serving many clients
+    of one dataset (a simulation's actor) keeps one copy, not one per client.
+    """
     label_space(spec)
-    table = _table(source_key(spec), spec.partition, partition_seed(spec))
+    whole = spec.partition.model_copy(update={"index": 0})
+    table = _table(source_key(spec), whole, partition_seed(spec))
     return table[spec.partition.index]
 
 

@@ -19,6 +19,24 @@ from flwr.serverapp import Grid
 
 log = logging.getLogger(__name__)
 
+#: message ids the reply poll asks the SuperLink about per second, at most
+PULL_IDS_PER_S = 1000.0
+#: the longest the reply poll waits between two pulls
+MAX_POLL_S = 1.0
+
+
+def poll_interval(poll: float, pending: int) -> float:
+    """Seconds until the next pull of replies: ``poll``, longer while many wait.
+
+    Each pull makes the SuperLink look up every pending message id, so a fixed
+    interval costs O(N) per pull and O(N²) per phase (the phase lasts O(N));
+    at 100 simulated clients and 0.02 s the driver checked 5,000 ids a second.
+    The interval grows to ``pending / PULL_IDS_PER_S`` (capped at
+    ``MAX_POLL_S``), and shrinks as replies come in; below 20 pending nodes at
+    ``poll`` = 0.02 s (50 at 0.05 s) it is ``poll``.
+    """
+    return max(poll, min(MAX_POLL_S, pending / PULL_IDS_PER_S))
+
 
 @dataclass(frozen=True)
 class Stragglers:
@@ -50,6 +68,8 @@ def send_and_collect(
 ) -> list[Message]:
     """Push ``messages``; pull replies every ``poll`` s until all came or timeout.
 
+    With many nodes pending the pulls are further apart (:func:`poll_interval`).
+
     With ``stragglers``, the deadline moves closer once half the nodes replied
     (:class:`Stragglers`); the nodes still silent then are named in the log.
     """
@@ -69,7 +89,8 @@ def send_and_collect(
         times += [time.monotonic() - started] * len(got)
         deadline = min(deadline, rule.cutoff(started, times, len(messages)))
         if pending:
-            time.sleep(poll)
+            wait = poll_interval(poll, len(pending))
+            time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
     if pending:
         late = ", ".join(str(n) for n in sorted(dst.get(i, -1) for i in pending))
         if deadline < started + timeout:  # the straggler rule moved it

@@ -68,3 +68,36 @@ def test_symlinked_folders_are_not_followed_or_removed(tmp_path):
     prune(root, keep_runs=1, max_bytes=1e12)
     assert (outside / "keep.txt").exists() and (root / "link").is_symlink()
     assert prune(tmp_path / "missing", keep_runs=1, max_bytes=1) == []
+
+
+def test_files_renamed_or_pruned_by_another_process_meanwhile_are_skipped(tmp_path):
+    """A simulation's Ray actors share the state folder: while one saves (a .tmp
+    renamed over the state) and prunes, another's census must not fail on a
+    file or folder listed a moment ago and gone since (seen at 64 clients)."""
+    import threading
+
+    store, stop = ClientStateStore(tmp_path), threading.Event()
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        i = 0
+        try:
+            while not stop.is_set():
+                store.save("run-live", 1, {"w": torch.zeros(4)})
+                store.save(f"run-old-{i}", 1, {"w": torch.zeros(4)})
+                prune(tmp_path, keep_runs=2, max_bytes=1e12, current="run-live")
+                i += 1
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        for _ in range(1000):
+            assert state_bytes(tmp_path) >= 0
+            prune(tmp_path, keep_runs=2, max_bytes=1e12, current="run-live")
+    finally:
+        stop.set()
+        worker.join()
+    assert not errors
+    assert len(run_folders(tmp_path)) <= 3  # live + the newest old one (+1 racing)

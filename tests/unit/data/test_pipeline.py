@@ -46,6 +46,19 @@ def test_partition_rows_are_disjoint_and_cover_the_split() -> None:
     assert len(joined) == len(np.unique(joined)) == 1437
 
 
+def test_one_partition_table_serves_every_index() -> None:
+    """A simulation actor serves many clients of one dataset: the table of all
+    partitions is cut once and kept once, not once per client (issue 26)."""
+    pipeline._table.cache_clear()
+    parts = [
+        pipeline.partition_rows(spec(partition={"num-partitions": 7, "index": i}))
+        for i in range(7)
+    ]
+    info = pipeline._table.cache_info()
+    assert (info.misses, info.currsize) == (1, 1)
+    assert sum(map(len, parts)) == 1437 and all(len(p) for p in parts)
+
+
 def test_subsample_rows_applies_per_class_then_max_train() -> None:
     labels = np.repeat(np.arange(3), 10)
     rows = np.arange(30)

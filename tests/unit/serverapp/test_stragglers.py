@@ -73,3 +73,39 @@ def test_only_nodes_of_registered_keys_are_drawn(caplog):
     assert nodes == [101, 103]
     with pytest.raises(TimeoutError, match="only 2 of the 3"):
         wait_for_nodes(grid, 3, 0.2, eligible=lambda c: eligible_nodes(c, only, set()))
+
+
+# ------------------------------------------ the reply poll at scale (issue 26)
+def test_poll_interval_grows_with_the_pending_nodes_and_is_capped():
+    from fedmuscle_flwr.serverapp.rounds import (
+        MAX_POLL_S,
+        PULL_IDS_PER_S,
+        poll_interval,
+    )
+
+    assert poll_interval(0.02, 4) == 0.02  # small federations: the configured poll
+    assert poll_interval(0.02, 19) == 0.02
+    assert poll_interval(0.02, 100) == pytest.approx(100 / PULL_IDS_PER_S)
+    assert poll_interval(0.02, 10**6) == MAX_POLL_S
+    assert poll_interval(5.0, 10**6) == 5.0  # never below the configured poll
+
+
+class CountingGrid(LoopbackGrid):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: list[int] = []
+
+    def pull_messages(self, message_ids):
+        self.asked.append(len(message_ids))
+        return super().pull_messages(message_ids)
+
+
+def test_many_pending_nodes_are_pulled_less_often():
+    """400 silent nodes, a 1 ms poll and a 0.5 s timeout: a fixed 1 ms poll
+    would ask about 400 ids several hundred times; the pulls come every 0.4 s
+    (400 / PULL_IDS_PER_S) instead, and the timeout still ends the phase."""
+    grid = CountingGrid(echo, 400)
+    grid.down = set(grid.get_node_ids())
+    got = send_and_collect(grid, phase(grid), 0.5, 0.001)
+    assert got == [] and 1 <= len(grid.asked) <= 3
+    assert grid.asked[0] == 400

@@ -308,8 +308,19 @@ class ClientRuntime:
         statistics are first re-estimated on the private train split, for every
         algorithm alike; the metric with the running averages as they were is
         reported beside it as ``metric-running-stats``. The re-estimate lives for
-        this evaluation only (evaluate saves no state).
+        this evaluation only: evaluate saves no state, and the model's buffers are
+        put back afterwards, so that a runtime kept warm for the next message
+        holds what a cold one would load (the saved state).
         """
+        kept = {n: b.detach().clone() for n, b in self.model.named_buffers()}
+        try:
+            return self._evaluate(ins)
+        finally:
+            with torch.no_grad():
+                for name, buf in self.model.named_buffers():
+                    buf.copy_(kept[name])
+
+    def _evaluate(self, ins: Instruction) -> Reply:
         batch_size = max(ins.run.train.batch_size, 128)
         metrics = self._test_metrics(batch_size)
         recompute = ins.run.eval.norm_stats == "recompute"

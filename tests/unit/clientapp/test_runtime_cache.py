@@ -19,8 +19,8 @@ from fedmuscle_flwr.wire.messages import ENCODE_INDICES, PROBE_INDICES, Instruct
 BUILD = "fedmuscle_flwr.models.client_model"
 
 
-def _profile():
-    base = load_profile("mnist5k-mlp")
+def _profile(name: str = "mnist5k-mlp"):
+    base = load_profile(name)
     data = base.data.model_copy(
         update={"dataset": "digits", "max_train": 96, "max_test": 40}
     )
@@ -38,9 +38,11 @@ RUN = RunConfig.from_flat(
 )  # fmt: skip
 
 
-def _rounds(root: Path, cache: RuntimeCache | None, rounds: int = 3) -> list[float]:
+def _rounds(
+    root: Path, cache: RuntimeCache | None, rounds: int = 3, name: str = "mnist5k-mlp"
+) -> list[float]:
     """train + evaluate per round; the evaluation metrics."""
-    store, profile, metrics = ClientStateStore(root), _profile(), []
+    store, profile, metrics = ClientStateStore(root), _profile(name), []
     encode = {ENCODE_INDICES: np.arange(32, dtype=np.int64).reshape(2, 16)}
     probe = {PROBE_INDICES: np.arange(8, dtype=np.int64)}
     for rnd in range(1, rounds + 1):
@@ -49,6 +51,7 @@ def _rounds(root: Path, cache: RuntimeCache | None, rounds: int = 3) -> list[flo
         reply = run_phase("evaluate", Instruction(RUN, rnd, 0, probe), profile,
                           store, "r", 1, cache)  # fmt: skip
         metrics.append(reply.metrics["metric"])
+        metrics.append(reply.metrics.get("metric-running-stats", -1.0))
     return metrics
 
 
@@ -72,6 +75,19 @@ def test_warm_runtime_is_built_once_and_gives_the_cold_results(tmp_path, caplog)
     b = torch.load(next((tmp_path / "warm").rglob("*.pt")), weights_only=False)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+
+
+def test_a_warm_batchnorm_model_keeps_no_statistics_of_an_evaluation(tmp_path):
+    # Prepare: a model with BatchNorm, whose evaluation re-estimates the running
+    # statistics (eval.norm-stats = "recompute", the default) and saves no state
+    assert "cnn" in _profile("mnist5k-cnn").model.backbone
+    # Execute
+    cold = _rounds(tmp_path / "cold", None, name="mnist5k-cnn")
+    warm = _rounds(tmp_path / "warm", RuntimeCache(), name="mnist5k-cnn")
+    # Assert: the metric with the running statistics as trained (not as last
+    # re-estimated) matches the cold client's in every round
+    assert -1.0 not in cold
+    assert warm == cold
 
 
 def test_a_state_written_by_someone_else_is_reloaded(tmp_path, caplog):

@@ -50,15 +50,16 @@ _SUMMARY = {"train": "task-loss", "align": "align-loss"}
 _warm: RuntimeCache | None = None
 
 
-def keep_warm(size: int = 2) -> None:
-    """Keep client runtimes in memory across messages in this process.
+def keep_warm(size: int | None = 2) -> None:
+    """Keep client runtimes in memory across messages in this process (None: stop).
 
     For a long-lived process serving one client (``fedmuscle client``'s warm
-    executor); Flower's per-message ``flwr-clientapp`` processes and the
-    simulation/in-process engines (many clients per process) build per message.
+    executor) and for the in-process engine under per-step synchronisation (a
+    message per client per step); Flower's per-message ``flwr-clientapp``
+    processes and the simulation engine build per message.
     """
     global _warm
-    _warm = RuntimeCache(size)
+    _warm = None if size is None else RuntimeCache(size)
 
 
 def _handle(phase: str, msg: Message, context: Context) -> Message:

@@ -27,6 +27,7 @@ from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedmuscle_flwr.clientapp.app import app as client_app
+from fedmuscle_flwr.clientapp.app import keep_warm
 from fedmuscle_flwr.config.files import load_roster
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.serverapp.app import name_run, serve
@@ -133,7 +134,19 @@ def run_inprocess(run: RunConfig) -> Path:
         }
     )
     log.info("running %s in-process with %d clients", run.algorithm, num_clients)
-    return serve(InProcessGrid(client_app, num_clients), run)
+    # per-step sync sends every client a message per step: keep each client's
+    # runtime (model, optimiser) across them instead of building it T times a
+    # round (the same results: tests/unit/clientapp/test_runtime_cache.py). Not
+    # under per-round sync, where
+    # it saved nothing measurable and would hold every client's model at once.
+    warm = run.muscle.sync == "per-step"
+    if warm:
+        keep_warm(num_clients)
+    try:
+        return serve(InProcessGrid(client_app, num_clients), run)
+    finally:
+        if warm:
+            keep_warm(None)
 
 
 __all__ = ["InProcessGrid", "run_inprocess"]

@@ -18,7 +18,7 @@ Every bank is screened for poisoning (:mod:`fedmuscle_flwr.method.robust`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 from flwr.app import Message, MetricRecord, MetricRecordValues
@@ -73,10 +73,10 @@ class RoundPhases:
             self.run.seed, rs.server_round, t, b, self.run.public.size
         )
         k = t if self.run.muscle.sync == "per-round" else min(t, 1)
-        for node in sorted(call.nodes):
-            call.asked[node] = rs.batches[:k]
-            self._message(call, node, {p.ENCODE_INDICES: rs.batches[:k]})
-        return rs.sent(call)
+        nodes = sorted(call.nodes)
+        call.asked |= {node: rs.batches[:k] for node in nodes}
+        arrays = {p.ENCODE_INDICES: rs.batches[:k]}
+        return call.lazily(self._message(call, n, arrays) for n in nodes)
 
     def close_train(
         self, rs: RoundState, call: PhaseCall, replies: Iterable[Message]
@@ -107,15 +107,17 @@ class RoundPhases:
             step,
             range(steps.start, steps.stop),
         )
-        relays = self.algorithm.relay(request)
-        for node in list(relays):  # in order; each payload freed once encoded
-            relay = relays.pop(node)
-            arrays = {p.STEP_INDICES: rs.batches[steps], p.ENCODE_INDICES: nxt}
-            arrays |= relay.arrays
-            call.asked[node] = nxt
-            self._message(call, node, arrays, relay.weights)
-            del relay, arrays
-        return rs.sent(call)
+        relays = self.algorithm.relay(request)  # payloads made when looked up
+        call.asked |= {node: nxt for node in relays}
+        indices = {p.STEP_INDICES: rs.batches[steps], p.ENCODE_INDICES: nxt}
+
+        def build() -> Iterator[Message]:  # one node's payload at a time
+            for node in list(relays):
+                relay = relays[node]
+                arrays = {**indices, **relay.arrays}
+                yield self._message(call, node, arrays, relay.weights)
+
+        return call.lazily(build())
 
     def close_align(
         self, rs: RoundState, call: PhaseCall, replies: Iterable[Message]
@@ -131,10 +133,10 @@ class RoundPhases:
     def open_evaluate(self, rs: RoundState, nodes: Iterable[int]) -> PhaseCall:
         """Every node (but those that failed this round): metric + probe batch."""
         call = PhaseCall(Phase.EVALUATE, rs.server_round, 0, frozenset(nodes))
-        for node in sorted(call.nodes - self.incidents.dropped):
-            call.asked[node] = self.probe[None, :]
-            self._message(call, node, {p.PROBE_INDICES: self.probe})
-        return rs.sent(call)
+        asked = sorted(call.nodes - self.incidents.dropped)
+        call.asked |= {node: self.probe[None, :] for node in asked}
+        arrays = {p.PROBE_INDICES: self.probe}
+        return call.lazily(self._message(call, n, arrays) for n in asked)
 
     def close_evaluate(
         self, rs: RoundState, call: PhaseCall, replies: Iterable[Message]
@@ -183,7 +185,8 @@ class RoundPhases:
         node: int,
         arrays: dict[str, np.ndarray],
         weights: Mapping[str, np.ndarray] | None = None,
-    ) -> None:
+    ) -> Message:
+        """The instruction for ``node``; its array bytes are counted into ``call``."""
         ins = p.Instruction(
             self.run,
             call.server_round,
@@ -197,7 +200,7 @@ class RoundPhases:
         for record in content.array_records.values():
             call.bytes_down += record_nbytes(record)
         kind = call.phase.message_type
-        call.messages.append(Message(content, dst_node_id=node, message_type=kind))
+        return Message(content, dst_node_id=node, message_type=kind)
 
     def _take_uploads(
         self, rs: RoundState, call: PhaseCall, replies: Iterable[Message]

@@ -9,7 +9,7 @@ is reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -100,19 +100,31 @@ def shuffled(partners: Sequence[Sequence[int]], rng: np.random.Generator) -> np.
     return np.take_along_axis(ids, order, axis=1)
 
 
-def gather(bank: Mapping[int, np.ndarray], ids: np.ndarray) -> np.ndarray:
+#: lays blocks out as one C-order array of a shape: (blocks, shape) -> array
+Join = Callable[[list[np.ndarray], tuple[int, ...]], np.ndarray]
+
+
+def stack_blocks(blocks: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """``blocks`` (one dtype) concatenated into a new array of ``shape``."""
+    out = np.empty(shape, dtype=blocks[0].dtype)
+    np.concatenate(blocks, axis=0, out=out.reshape(-1, *blocks[0].shape[1:]))
+    return out
+
+
+def gather(
+    bank: Mapping[int, np.ndarray], ids: np.ndarray, join: Join = stack_blocks
+) -> np.ndarray:
     """(S, M, B, d): step s of each node ``ids[s, j]``'s bank entry, one copy.
 
-    Kept in the bank's dtype (the wire's float16: no cast; exact).
+    Kept in the bank's dtype (the wire's float16: no cast; exact). ``join``
+    lays the blocks out (the server: straight into the bytes that will carry
+    them, :func:`fedmuscle_flwr.wire.npy.npy_join`).
     """
     steps, m = ids.shape
-    blocks = [[bank[int(n)][s] for n in row] for s, row in enumerate(ids)]
-    dtype = np.result_type(*{b.dtype for row in blocks for b in row})
-    out = np.empty((steps, m, *blocks[0][0].shape), dtype=dtype)
-    for s, row in enumerate(blocks):
-        for j, block in enumerate(row):
-            out[s, j] = block
-    return out
+    blocks = [bank[n][s] for s, row in enumerate(ids.tolist()) for n in row]
+    dtype = np.result_type(*{b.dtype for b in blocks})
+    blocks = [np.ascontiguousarray(b, dtype=dtype) for b in blocks]
+    return join(blocks, (steps, m, *blocks[0].shape))
 
 
 def partner_matrices(
@@ -123,6 +135,7 @@ def partner_matrices(
     server_round: int,
     step: int,
     steps: range,
+    join: Join = stack_blocks,
 ) -> Mapping[int, np.ndarray]:
     """Every grouped node's partner matrices (S, M, B, d) for the steps ``steps``.
 
@@ -142,14 +155,14 @@ def partner_matrices(
         partners = [choice[node] for choice in sampled]
         if partners[0]:
             chosen[node] = shuffled(partners, rng)
-    return LazyMapping(chosen, lambda node: gather(bank, chosen[node]))
+    return LazyMapping(chosen, lambda node: gather(bank, chosen[node], join))
 
 
 def aggregated_payload(
     compact: np.ndarray, cfg: MuscleConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """The paper's downlink from the compact one: S^n (S, B^M, d), log α (S, B^M)."""
-    compact = compact.astype(np.float32, copy=False)  # float16 banks: exact
+    compact = np.array(compact, dtype=np.float32)  # writable; float16: exact
     outs = [
         build_aggregate(torch.from_numpy(c), cfg.tau, cfg.tau_partners) for c in compact
     ]

@@ -72,15 +72,24 @@ class ArraySpec:
     keep_dtype: bool = False
 
 
-def encode(arrays: Mapping[str, np.ndarray], precision: str = "fp32") -> ArrayRecord:
+def encode(
+    arrays: Mapping[str, np.ndarray],
+    precision: str = "fp32",
+    shared: Mapping[str, Array] | None = None,
+) -> ArrayRecord:
     """Numpy arrays -> ArrayRecord; floating arrays are cast to the wire dtype.
 
     Under ``int8`` floating arrays of rank >= :data:`INT8_MIN_RANK` become int8
     plus ``<key>.scale`` (see the module docstring); lower-rank ones go as fp32.
+    ``shared``: keys already encoded (by this function, for every message of a
+    phase: the public indices), taken as they are.
     """
     wire = WIRE_DTYPES[precision]
     out = {}
     for key, value in arrays.items():
+        if shared is not None and key in shared:
+            out[key] = shared[key]
+            continue
         arr = np.ascontiguousarray(value)
         if np.issubdtype(arr.dtype, np.floating):
             if wire is np.int8 and arr.ndim >= INT8_MIN_RANK:

@@ -7,7 +7,9 @@ At 1,000 clients a server moves about a gigabyte of representations per round,
 so the codec (:mod:`fedmuscle_flwr.wire.codec`) uses these instead:
 
 * :func:`npy_bytes`: the same bytes as ``numpy.save`` (same header, so the byte
-  counts of a run do not change), joined in one copy from the array's memory;
+  counts of a run do not change), joined in one copy from the array's memory,
+  or none when the array already lives in such bytes (:func:`npy_join`: the
+  relay gathers a node's partner rows straight into the bytes it sends);
 * :func:`npy_view`: the array of ``numpy.save`` bytes as a read-only *view* of
   them (no copy); anything that is not a well-formed header for the data that
   follows raises :class:`ValueError` (the codec reports it as undecodable).
@@ -41,14 +43,49 @@ def npy_bytes(arr: np.ndarray) -> bytes:
     """``numpy.save(arr)``'s bytes, built with one copy of the data.
 
     Object arrays are refused (never pickled), as ``numpy.save(...,
-    allow_pickle=False)`` refuses them.
+    allow_pickle=False)`` refuses them. An array that is the whole data of
+    such bytes (:func:`npy_join`, :func:`npy_view`) gives those bytes: no copy.
     """
     if arr.dtype.hasobject:
         raise ValueError("object arrays cannot be saved without pickling")
     if not arr.flags.c_contiguous:
         arr = arr.copy(order="C")
     header = _header(arr.dtype, tuple(int(s) for s in arr.shape))
+    data = _bytes_of(arr, header)
+    if data is not None:
+        return data
     return b"".join((header, arr.reshape(-1).view(np.uint8).data))
+
+
+def npy_join(blocks: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """The array of ``shape`` made of ``blocks``, living in ``numpy.save`` bytes.
+
+    One copy from the blocks (C order) into those bytes, which
+    :func:`npy_bytes` then sends as they are (a read-only :func:`npy_view`).
+    The blocks are contiguous arrays of one dtype; their sizes add up to
+    ``shape``'s (else :class:`ValueError`).
+    """
+    dtype = blocks[0].dtype
+    if any(b.dtype != dtype or not b.flags.c_contiguous for b in blocks):
+        raise ValueError("npy_join takes contiguous blocks of one dtype")
+    if sum(b.size for b in blocks) != math.prod(shape):
+        raise ValueError(f"blocks of {sum(b.size for b in blocks)} items for {shape}")
+    parts: list[bytes | memoryview] = [_header(dtype, shape)]
+    parts += [b.reshape(-1).view(np.uint8).data for b in blocks]
+    return npy_view(b"".join(parts))
+
+
+def _bytes_of(arr: np.ndarray, header: bytes) -> bytes | None:
+    """The bytes object ``arr`` is the whole data of, after ``header``; or None."""
+    base = arr.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if not isinstance(base, bytes) or len(base) != len(header) + arr.nbytes:
+        return None
+    start = np.frombuffer(base, np.uint8).__array_interface__["data"][0]
+    if arr.__array_interface__["data"][0] != start + len(header):
+        return None
+    return base if base.startswith(header) else None
 
 
 def npy_view(data: bytes) -> np.ndarray:

@@ -76,3 +76,30 @@ def test_malformed_bytes_raise_value_error(data):
 def test_trailing_bytes_are_ignored_as_numpy_load_does():
     data = npy_bytes(np.arange(3, dtype=np.int64)) + b"\x00" * 7
     np.testing.assert_array_equal(npy_view(data), np.load(io.BytesIO(data)))
+
+
+def test_joined_blocks_are_sent_as_the_very_bytes_they_live_in():
+    from fedmuscle_flwr.wire.npy import npy_join
+
+    bank = np.random.default_rng(1).random((6, 4, 8)).astype(np.float16)
+    joined = npy_join([bank[i] for i in (5, 0, 3, 3)], (2, 2, 4, 8))
+    want = np.stack([bank[5], bank[0], bank[3], bank[3]]).reshape(2, 2, 4, 8)
+    np.testing.assert_array_equal(joined, want)
+    assert not joined.flags.writeable
+    data = npy_bytes(joined)
+    assert data == Array(want).data  # numpy.save's bytes ...
+    assert npy_bytes(joined) is data  # ... with no copy: the bytes it lives in
+    # a part of it is not the whole of those bytes: encoded afresh, correctly
+    part = joined[1]
+    assert npy_bytes(part) == Array(np.ascontiguousarray(want[1])).data
+    assert npy_bytes(part) is not data
+
+
+def test_join_refuses_mixed_or_missing_blocks():
+    from fedmuscle_flwr.wire.npy import npy_join
+
+    a, b = np.zeros((2, 3), np.float16), np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="one dtype"):
+        npy_join([a, b], (2, 2, 3))
+    with pytest.raises(ValueError, match="items"):
+        npy_join([a, a], (3, 2, 3))

@@ -36,7 +36,7 @@ from fedmuscle_flwr.config.run import MuscleConfig, RunConfig
 from fedmuscle_flwr.config.schema import ConfigError
 from fedmuscle_flwr.data.base import RawBatch
 from fedmuscle_flwr.method.lazy import LazyMapping
-from fedmuscle_flwr.method.planner import partner_matrices
+from fedmuscle_flwr.method.planner import Join, partner_matrices, stack_blocks
 from fedmuscle_flwr.models.base import ModelInput, move_to
 from fedmuscle_flwr.models.client_model import ClientModel
 from fedmuscle_flwr.tasks.base import Task
@@ -138,6 +138,7 @@ class RelayRequest:
     server_round: int
     step: int
     span: range
+    join: Join = stack_blocks  # how a node's payload is laid out (planner.gather)
 
 
 @dataclass(frozen=True)
@@ -237,8 +238,9 @@ class Algorithm:
         """
         up, m, seed = req.uploads, req.run.muscle.partners, req.run.seed
         matrices = partner_matrices(
-            up.bank, self.groups(up), m, seed, req.server_round, req.step, req.span
-        )
+            up.bank, self.groups(up), m, seed, req.server_round, req.step, req.span,
+            req.join,
+        )  # fmt: skip
         return LazyMapping(matrices, lambda n: Relay({PARTNERS: matrices[n]}))
 
 

@@ -12,11 +12,18 @@ Client time (building the replies) is measured and subtracted: ``server_s``
 is the wall time of the rounds minus the clients' time, ``server_cpu_s`` the
 process's CPU time minus the clients' (the figure to read on a loaded
 machine). Phases are timed by wrapping the functions that do them
-(``PHASES``); "other" is the rest (message building, Flower's Message objects,
-the round loop). Writes DIR/server_scale.json
-with ``clients``, ``server_s_per_round``, ``peak_rss_mb`` (the process: the
-server *and* the synthetic clients' encoded replies, which a real server's
-SuperLink would hold too) and ``phases_s_per_round``.
+(``PHASES``); "other" is the rest (Flower's Message objects, the grid, the
+round loop). Writes DIR/server_scale.json with ``clients``,
+``server_s_per_round``, ``peak_rss_mb`` and ``phases_s_per_round``.
+
+``peak_rss_mb`` is the whole process's peak (``ru_maxrss``): the server, the
+in-process grid and the synthetic clients. What is not the server's is small:
+the clients' pool of rows (public size x d float32, 5 MB at the default) and
+one instruction and reply in flight; the grid holds the clients' encoded
+replies between a chunk's push and the pull, and those same bytes are what the
+server pulls and keeps (the float16 bank is a view of them), so they count
+once. ``rss_start_mb`` is the process before the first round (Python, torch,
+Flower, the code: the fixed part).
 
 Settings: the default preset (B = 32, d = 256, M = 3, T = 20 steps per round,
 per-round sync, fp16 wire) with ``eval.every = 1`` (every round trains, aligns
@@ -63,6 +70,7 @@ PHASES = [
     ("fedmuscle_flwr.method.planner", "sample_partners", "planner"),
     ("fedmuscle_flwr.method.algorithms.muscle", "FedMuscle.relay", "relay"),
     ("fedmuscle_flwr.method.algorithms.base", "Algorithm.relay", "relay"),
+    ("fedmuscle_flwr.method.planner", "gather", "relay"),
     ("fedmuscle_flwr.wire.protocol", "encode_instruction", "relay"),
     ("fedmuscle_flwr.method.robust", "screen", "screen"),
     ("fedmuscle_flwr.serverapp.strategy", "alignment", "probe metrics"),
@@ -167,6 +175,16 @@ class SyntheticClients:
         return Message(p.encode_reply(reply, self.precision), reply_to=msg)
 
 
+def current_rss_mb() -> float:
+    """The process's resident memory now (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return float("nan")
+    line = next(x for x in status.splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
 def make_run(clients: int, rounds: int, out: Path, sets: list[str]) -> RunConfig:
     flat: dict[str, Any] = {
         "preset": "default",
@@ -197,7 +215,7 @@ def main() -> None:
     run = make_run(args.clients, args.rounds, runs, args.set)
     clients = SyntheticClients(run)
     grid = InProcessGrid(clients, args.clients)
-    load0 = os.getloadavg()
+    load0, rss0 = os.getloadavg(), current_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     run_dir = serve(grid, run)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -211,6 +229,8 @@ def main() -> None:
         "server_s_per_round": server / args.rounds,
         "server_cpu_s_per_round": (cpu - clients.cpu_seconds) / args.rounds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_start_mb": rss0,
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
         "phases_s_per_round": phases,
         "client_s_per_round": clients.seconds / args.rounds,
         "wall_s": wall,

@@ -73,7 +73,6 @@ class InProcessGrid(Grid):
         }
         self.replies: dict[str, Message] = {}
         self.down: set[int] = set()
-        self.pushed: list[Message] = []
 
     def set_run(self, run_id: int) -> None:  # type: ignore[override]
         """No runs to select: there is one."""
@@ -103,7 +102,6 @@ class InProcessGrid(Grid):
         ids = []
         for msg in messages:
             msg.metadata.__dict__["_message_id"] = uuid4().hex
-            self.pushed.append(msg)
             ids.append(msg.metadata.message_id)
             nid = msg.metadata.dst_node_id
             if nid in self.down:

@@ -9,12 +9,13 @@ is reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from fedmuscle_flwr.config.run import MuscleConfig
+from fedmuscle_flwr.method.lazy import LazyMapping
 from fedmuscle_flwr.method.losses import build_aggregate
 from fedmuscle_flwr.method.seeds import (
     STREAM_BATCHES,
@@ -83,13 +84,47 @@ def compact_payload(
     Returns
     -------
     np.ndarray
-        (S, M, B, d) float32.
+        (S, M, B, d) in the bank's dtype (float32 if the partners' differ).
     """
-    steps = []
-    for s, chosen in enumerate(partners):
-        order = rng.permutation(len(chosen))
-        steps.append(np.stack([bank[chosen[int(i)]][s] for i in order]))  # (M, B, d)
-    return np.stack(steps)  # (S, M, B, d)
+    return gather(bank, shuffled(partners, rng))
+
+
+def shuffled(partners: Sequence[Sequence[int]], rng: np.random.Generator) -> np.ndarray:
+    """(S, M) node ids: each step's partners in a random order.
+
+    One ``rng.permuted`` call over the (S, M) positions: the same draws, in the
+    same order, as ``rng.permutation(M)`` once per step (checked in the tests).
+    """
+    ids = np.asarray(partners, dtype=np.int64).reshape(len(partners), -1)
+    order = rng.permuted(np.broadcast_to(np.arange(ids.shape[1]), ids.shape), axis=1)
+    return np.take_along_axis(ids, order, axis=1)
+
+
+#: lays blocks out as one C-order array of a shape: (blocks, shape) -> array
+Join = Callable[[list[np.ndarray], tuple[int, ...]], np.ndarray]
+
+
+def stack_blocks(blocks: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """``blocks`` (one dtype) concatenated into a new array of ``shape``."""
+    out = np.empty(shape, dtype=blocks[0].dtype)
+    np.concatenate(blocks, axis=0, out=out.reshape(-1, *blocks[0].shape[1:]))
+    return out
+
+
+def gather(
+    bank: Mapping[int, np.ndarray], ids: np.ndarray, join: Join = stack_blocks
+) -> np.ndarray:
+    """(S, M, B, d): step s of each node ``ids[s, j]``'s bank entry, one copy.
+
+    Kept in the bank's dtype (the wire's float16: no cast; exact). ``join``
+    lays the blocks out (the server: straight into the bytes that will carry
+    them, :func:`fedmuscle_flwr.wire.npy.npy_join`).
+    """
+    steps, m = ids.shape
+    blocks = [bank[n][s] for s, row in enumerate(ids.tolist()) for n in row]
+    dtype = np.result_type(*{b.dtype for b in blocks})
+    blocks = [np.ascontiguousarray(b, dtype=dtype) for b in blocks]
+    return join(blocks, (steps, m, *blocks[0].shape))
 
 
 def partner_matrices(
@@ -100,29 +135,34 @@ def partner_matrices(
     server_round: int,
     step: int,
     steps: range,
-) -> dict[int, np.ndarray]:
+    join: Join = stack_blocks,
+) -> Mapping[int, np.ndarray]:
     """Every grouped node's partner matrices (S, M, B, d) for the steps ``steps``.
 
     Partners are sampled within each group (:func:`sample_partners`, per step);
-    a node alone in its group gets no entry.
+    a node alone in its group gets no entry. Every random choice is drawn here;
+    a node's matrices are gathered when looked up and not kept
+    (:class:`~fedmuscle_flwr.method.lazy.LazyMapping`): one node's payload in
+    memory at a time, not all N.
     """
     sampled: list[dict[int, list[int]]] = [{} for _ in steps]
     for group in groups:
         for choice, s in zip(sampled, steps, strict=True):
             choice.update(sample_partners(group, num_partners, seed, server_round, s))
     rng = rng_for(seed, STREAM_SHUFFLE, server_round, step)
-    out: dict[int, np.ndarray] = {}
+    chosen: dict[int, np.ndarray] = {}
     for node in (n for group in groups for n in group):
         partners = [choice[node] for choice in sampled]
         if partners[0]:
-            out[node] = compact_payload(bank, partners, rng)
-    return out
+            chosen[node] = shuffled(partners, rng)
+    return LazyMapping(chosen, lambda node: gather(bank, chosen[node], join))
 
 
 def aggregated_payload(
     compact: np.ndarray, cfg: MuscleConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """The paper's downlink from the compact one: S^n (S, B^M, d), log α (S, B^M)."""
+    compact = np.array(compact, dtype=np.float32)  # writable; float16: exact
     outs = [
         build_aggregate(torch.from_numpy(c), cfg.tau, cfg.tau_partners) for c in compact
     ]

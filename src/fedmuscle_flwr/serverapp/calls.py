@@ -12,6 +12,7 @@ of the round and passed along explicitly. No Flower types but ``Message``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,20 +24,51 @@ from fedmuscle_flwr.wire.messages import Reply
 
 @dataclass
 class PhaseCall:
-    """One phase in flight: what was sent to whom, and the nodes seen then."""
+    """One phase in flight: what was sent to whom, and the nodes seen then.
+
+    The messages are built lazily: :meth:`outbox` yields them one at a time
+    (the strategy pushes them in chunks and keeps only ``sent``: message id
+    -> node), so a phase never holds every node's encoded payload at once.
+    :attr:`messages` builds all that are left into a list (Flower's
+    ``configure_*`` loop, tests).
+    """
 
     phase: Phase
     server_round: int
     step: int = 0
     nodes: frozenset[int] = frozenset()  # connected when the phase was configured
-    messages: list[Message] = field(default_factory=list)
     asked: dict[int, np.ndarray] = field(default_factory=dict)  # node -> (K, B)
-    bytes_down: int = 0  # instruction array bytes of the messages
+    bytes_down: int = 0  # instruction array bytes of the messages built
     bytes_up: int = 0  # representation and weight bytes of the valid replies
+    sent: dict[str, int] = field(default_factory=dict)  # pushed: message id -> node
+    _pending: Iterator[Message] = field(default_factory=lambda: iter(()), repr=False)
+    _built: list[Message] | None = field(default=None, repr=False)
 
     def asked_of(self, node: int) -> np.ndarray:
         """The indices ``node`` was asked to encode ((0, 0) if none)."""
         return self.asked.get(node, np.zeros((0, 0), np.int64))
+
+    def lazily(self, messages: Iterable[Message]) -> PhaseCall:
+        """Set the phase's messages, built when taken; return the call."""
+        self._pending = iter(messages)
+        return self
+
+    def outbox(self) -> Iterator[Message]:
+        """The messages not yet taken, each built as it is taken."""
+        return self._pending
+
+    @property
+    def messages(self) -> list[Message]:
+        """Every message not pushed through :meth:`outbox`, built now (a list)."""
+        if self._built is None:
+            self._built = list(self._pending)
+        return self._built
+
+    def destinations(self) -> dict[str, int]:
+        """Message id -> destination node of every pushed message."""
+        built = self._built or []
+        ids = {m.metadata.message_id: m.metadata.dst_node_id for m in built}
+        return self.sent | ids
 
 
 @dataclass
@@ -51,11 +83,7 @@ class RoundState:
     bytes_down: int = 0  # instruction bytes sent this round
     bytes_up: int = 0  # reply bytes received this round
 
-    def sent(self, call: PhaseCall) -> PhaseCall:
-        """Count a configured phase's bytes into the round; return it."""
-        self.bytes_down += call.bytes_down
-        return call
-
     def received(self, call: PhaseCall) -> None:
-        """Count a closed phase's reply bytes into the round."""
+        """Count a closed phase's bytes (instructions and replies) into the round."""
+        self.bytes_down += call.bytes_down
         self.bytes_up += call.bytes_up

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-from flwr.app import Message
+from flwr.app import ArrayRecord, Message
 
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.method.algorithms import get_algorithm
@@ -24,7 +24,7 @@ from fedmuscle_flwr.serverapp.calls import PhaseCall
 from fedmuscle_flwr.serverapp.incidents import Incidents
 from fedmuscle_flwr.serverapp.names import NameBook
 from fedmuscle_flwr.wire import protocol as p
-from fedmuscle_flwr.wire.codec import ProtocolError, record_nbytes
+from fedmuscle_flwr.wire.codec import ProtocolError, record_nbytes, record_of
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class ReplyDesk:
     def take(self, replies: Iterable[Message], call: PhaseCall) -> dict[int, p.Reply]:
         """Decode and validate replies; bad ones are logged, counted and dropped."""
         server_round, phase = call.server_round, call.phase
-        dst = {m.metadata.message_id: m.metadata.dst_node_id for m in call.messages}
+        dst = call.destinations()
         good: dict[int, p.Reply] = {}
         answered: set[int] = set()
         for msg in replies:
@@ -148,8 +148,8 @@ class ReplyDesk:
         except ProtocolError as exc:
             raise ProtocolError(f"{who}: {exc}") from None
         for key in (p.REPS, p.WEIGHTS):
-            if key in msg.content.array_records:
-                call.bytes_up += record_nbytes(msg.content.array_records[key])
+            if (record := record_of(msg.content, key, ArrayRecord)) is not None:
+                call.bytes_up += record_nbytes(record)
         return reply
 
     def _introduce(self, name: str, identity: Mapping[str, str]) -> None:

@@ -7,6 +7,7 @@ uses these instead (poll ``federation.poll-s``, deadline ``wait-clients-s``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import statistics
@@ -38,6 +39,11 @@ def poll_interval(poll: float, pending: int) -> float:
     return max(poll, min(MAX_POLL_S, pending / PULL_IDS_PER_S))
 
 
+#: messages pushed per ``Grid.push_messages`` call: a phase's messages are built
+#: while pushed, so at most this many encoded payloads exist at once
+PUSH_CHUNK = 64
+
+
 @dataclass(frozen=True)
 class Stragglers:
     """When a node far slower than its peers is dropped for the round.
@@ -65,19 +71,26 @@ def send_and_collect(
     timeout: float,
     poll: float,
     stragglers: Stragglers | None = None,
+    sent: dict[str, int] | None = None,
 ) -> list[Message]:
     """Push ``messages``; pull replies every ``poll`` s until all came or timeout.
 
-    With many nodes pending the pulls are further apart (:func:`poll_interval`).
-
-    With ``stragglers``, the deadline moves closer once half the nodes replied
+    ``messages`` are taken and pushed :data:`PUSH_CHUNK` at a time (a lazy
+    iterable is built chunk by chunk; a pushed chunk is let go); ``sent``, if
+    given, receives message id -> destination node of each. With many nodes
+    pending the pulls are further apart (:func:`poll_interval`). With
+    ``stragglers``, the deadline moves closer once half the nodes replied
     (:class:`Stragglers`); the nodes still silent then are named in the log.
     """
-    messages = list(messages)
-    if not messages:
+    dst = {} if sent is None else sent
+    pending: set[str] = set()
+    todo = iter(messages)
+    while chunk := list(itertools.islice(todo, PUSH_CHUNK)):
+        pending.update(grid.push_messages(chunk))  # also sets each message's id
+        dst.update({m.metadata.message_id: m.metadata.dst_node_id for m in chunk})
+    if not dst:
         return []
-    pending = set(grid.push_messages(messages))  # also sets each message's id
-    dst = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
+    total = len(dst)
     replies: list[Message] = []
     started = time.monotonic()
     deadline, times = started + timeout, []
@@ -87,7 +100,7 @@ def send_and_collect(
         replies.extend(got)
         pending -= {m.metadata.reply_to_message_id for m in got}
         times += [time.monotonic() - started] * len(got)
-        deadline = min(deadline, rule.cutoff(started, times, len(messages)))
+        deadline = min(deadline, rule.cutoff(started, times, total))
         if pending:
             wait = poll_interval(poll, len(pending))
             time.sleep(max(0.0, min(wait, deadline - time.monotonic())))

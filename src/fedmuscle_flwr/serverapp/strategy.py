@@ -171,15 +171,17 @@ class FedMuscle(Strategy):
         self.summary()
         t_start = time.perf_counter()
 
-        def exchange(messages: Iterable[Message]) -> list[Message]:
+        def exchange(call: PhaseCall) -> list[Message]:
             late = Stragglers(fed.straggler_factor, fed.straggler_min_s)
-            return send_and_collect(grid, messages, phase_timeout, fed.poll_s, late)
+            return send_and_collect(
+                grid, call.outbox(), phase_timeout, fed.poll_s, late, call.sent
+            )
 
         phases = self.phases
 
         def evaluate(rs: RoundState, server_round: int) -> None:
             call = phases.open_evaluate(rs, self.eligible(grid.get_node_ids()))
-            row = phases.close_evaluate(rs, call, exchange(call.messages))
+            row = phases.close_evaluate(rs, call, exchange(call))
             log.info("round %d evaluate: %s", server_round, fmt(dict(row or {})))
             if row is not None:
                 result.evaluate_metrics_clientapp[server_round] = row
@@ -209,12 +211,12 @@ class FedMuscle(Strategy):
                                    keys=keys, eligible=self.eligible)  # fmt: skip
             rs = self.begin_round(rnd)
             call = phases.open_train(rs, nodes)
-            metrics = phases.close_train(rs, call, exchange(call.messages))
+            metrics = phases.close_train(rs, call, exchange(call))
             log.info("round %d train: %s", rnd, fmt(dict(metrics)))
             result.train_metrics_clientapp[rnd] = metrics
             for step in range(self._align_messages(rs)):
                 call = phases.open_align(rs, step, self.eligible(grid.get_node_ids()))
-                row = phases.close_align(rs, call, exchange(call.messages))
+                row = phases.close_align(rs, call, exchange(call))
                 log.debug("round %d align step %d: %s", rnd, step, fmt(dict(row)))
             if self.run.eval.due(rnd, rounds):
                 evaluate(rs, rnd)

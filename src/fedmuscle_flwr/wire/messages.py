@@ -94,7 +94,7 @@ class Reply:
 
     metrics: Mapping[str, float]
     identity: Mapping[str, str]
-    z: np.ndarray | None = None  # (K, B, d) float32 after decoding
+    z: np.ndarray | None = None  # (K, B, d) decoded: in its wire float dtype
     indices: np.ndarray | None = None  # (K, B)
     weights: Mapping[str, np.ndarray] | None = None  # fedavg: the model after phase 1
 

@@ -90,3 +90,70 @@ def test_average_weights_is_the_example_weighted_mean():
     assert weights_signature(other) != weights_signature(a)
     with pytest.raises(ValueError, match="one architecture"):
         average_weights([a, other], [1.0, 1.0])
+
+
+def old_partner_matrices(bank, groups, m, seed, server_round, step, steps):
+    """The eager planner before issue 26 (one permutation per node and step)."""
+    from fedmuscle_flwr.method.seeds import STREAM_SHUFFLE, rng_for
+
+    sampled = [{} for _ in steps]
+    for group in groups:
+        for choice, s in zip(sampled, steps, strict=True):
+            choice.update(agg.sample_partners(group, m, seed, server_round, s))
+    rng = rng_for(seed, STREAM_SHUFFLE, server_round, step)
+    out = {}
+    for node in (n for group in groups for n in group):
+        partners = [choice[node] for choice in sampled]
+        if partners[0]:
+            rows = []
+            for s, chosen in enumerate(partners):
+                order = rng.permutation(len(chosen))
+                rows.append(np.stack([bank[chosen[int(i)]][s] for i in order]))
+            out[node] = np.stack(rows).astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [[list(range(40))], [[1, 2], [3], [4, 5, 6, 7, 8, 9]], [list(range(3)), [7, 8]]],
+)
+def test_lazy_partner_matrices_equal_the_eager_ones(groups):
+    # the float16 bank of the wire; the old planner got the same values as float32
+    nodes = [n for g in groups for n in g]
+    bank = {n: unit(5, 4, 8, seed=n).astype(np.float16) for n in nodes}
+    old = old_partner_matrices(
+        {n: z.astype(np.float32) for n, z in bank.items()}, groups, 3, 7, 2, 0, range(5)
+    )
+    new = agg.partner_matrices(bank, groups, 3, 7, 2, 0, range(5))
+    assert list(new) == list(old) and len(new) == len(old)
+    for node in old:  # looked up in another order than drawn: the same payloads
+        got = new[node]
+        assert got.dtype == np.float16  # the wire dtype: no cast on the way
+        np.testing.assert_array_equal(got.astype(np.float32), old[node])
+    if [3] in groups:
+        assert 3 not in new  # alone in its group: nothing to relay
+
+
+def test_shuffled_draws_what_one_permutation_per_step_draws():
+    partners = [[5, 6, 7], [7, 8, 9], [1, 2, 3], [4, 5, 6]]
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    want = [[row[i] for i in a.permutation(3)] for row in partners]
+    np.testing.assert_array_equal(agg.shuffled(partners, b), want)
+    assert a.integers(2**62) == b.integers(2**62)  # the generators agree after
+
+
+def test_gather_mixes_dtypes_as_numpy_stacks_them():
+    bank = {1: unit(2, 4, 8).astype(np.float16), 2: unit(2, 4, 8, seed=1)}
+    got = agg.gather(bank, np.array([[1, 2], [2, 1]]))
+    assert got.dtype == np.float32 and got.shape == (2, 2, 4, 8)
+    np.testing.assert_array_equal(got[1, 1], bank[1][1].astype(np.float32))
+
+
+def test_aggregated_payload_of_a_float16_bank_is_that_of_its_float32_values():
+    cfg = MuscleConfig(batch_size=4, dim=8, partners=2)
+    compact = unit(2, 2, 4, 8).astype(np.float16)
+    s16, a16 = agg.aggregated_payload(compact, cfg)
+    s32, a32 = agg.aggregated_payload(compact.astype(np.float32), cfg)
+    assert s16.dtype == np.float32
+    np.testing.assert_array_equal(s16, s32)
+    np.testing.assert_array_equal(a16, a32)

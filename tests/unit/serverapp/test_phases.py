@@ -45,13 +45,14 @@ def test_a_phase_call_carries_what_its_closing_needs(tmp_path):
     assert isinstance(call, PhaseCall) and call.phase is Phase.TRAIN
     assert call.nodes == frozenset(nodes) and sorted(call.asked) == nodes
     assert [m.metadata.message_type for m in call.messages] == [p.TRAIN] * 2
-    assert rs.bytes_down == call.bytes_down > 0 and rs.batches.shape == (3, 4)
+    assert call.bytes_down > 0 and rs.batches.shape == (3, 4)
     # Execute: close it with the replies
     replies = grid.pull_messages(grid.push_messages(call.messages))
     row = strategy.phases.close_train(rs, call, replies)
-    # Assert: the round state holds the bank; the strategy's attributes do not
+    # Assert: the round state holds the bank; the strategy's attributes do not;
+    # the phase's bytes count into the round when it closes
     assert row["clients"] == 2.0 and rs.trained == 2 and sorted(rs.bank) == nodes
-    assert rs.bytes_up == call.bytes_up > 0
+    assert rs.bytes_up == call.bytes_up > 0 and rs.bytes_down == call.bytes_down
     assert not hasattr(strategy, "bank") and not hasattr(strategy, "batches")
     assert strategy.names == {n: f"c{n}" for n in nodes}
 

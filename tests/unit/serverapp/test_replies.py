@@ -93,3 +93,47 @@ def test_silent_node_timed_out_and_second_claim_of_a_name_rejected(tmp_path) -> 
     counts = incidents.round_summary()
     assert counts["rejected"] == 1 and counts["timed-out"] == 1
     assert incidents.dropped == {3}
+
+
+def test_bad_representations_are_refused_per_node_and_the_bank_stays_fp16(
+    tmp_path,
+) -> None:
+    # Prepare: five nodes asked for the same 2 x 4 public rows (B = 4, d = 8);
+    # node 1 honest (fp16, the wire default), 2 sends NaN, 3 inf, 4 rows of
+    # norm 3, 5 an honest float32 upload
+    desk, incidents, recorder = desk_for(tmp_path)
+    run = desk.run
+    b, d = run.muscle.batch_size, run.muscle.dim
+    asked = np.arange(2 * b, dtype=np.int64).reshape(2, b)
+    z = np.random.default_rng(0).standard_normal((2, b, d)).astype(np.float32)
+    z /= np.linalg.norm(z, axis=-1, keepdims=True)
+    bad = {2: np.nan, 3: np.inf, 4: None}
+
+    def handler(msg: Message, ctx: Context) -> Message:
+        rows, node = z.copy(), ctx.node_id
+        if node in (2, 3):
+            rows[1, 2, 3] = bad[node]
+        if node == 4:
+            rows *= 3.0
+        reply = p.Reply({"task-loss": 1.0}, {p.CLIENT_NAME: f"c{node}"}, rows, asked)
+        return Message(
+            p.encode_reply(reply, "fp32" if node == 5 else "fp16"), reply_to=msg
+        )
+
+    grid = InProcessGrid(handler, 5, first_id=1)
+    call = PhaseCall(Phase.TRAIN, 1, 0, frozenset(range(1, 6)))
+    for node in range(1, 6):
+        call.messages.append(grid.create_message(RecordDict(), "train", node, ""))
+        call.asked[node] = asked
+    replies = list(grid.pull_messages(grid.push_messages(call.messages)))
+    # Execute
+    good = desk.take(replies, call)
+    # Assert: each bad node refused with its own reason, the others kept as sent
+    assert sorted(good) == [1, 5] and incidents.round_summary()["rejected"] == 3
+    reasons = {r["client"]: r["rejected"] for r in read_rows(recorder.run_dir)}
+    assert "non-finite values" in reasons["node-2"]
+    assert "non-finite values" in reasons["node-3"]
+    assert "rows are not unit-norm" in reasons["node-4"]
+    assert good[1].z.dtype == np.float16 and good[5].z.dtype == np.float32
+    np.testing.assert_array_equal(good[1].z, z.astype(np.float16))
+    np.testing.assert_array_equal(good[5].z, z)

@@ -109,3 +109,31 @@ def test_many_pending_nodes_are_pulled_less_often():
     got = send_and_collect(grid, phase(grid), 0.5, 0.001)
     assert got == [] and 1 <= len(grid.asked) <= 3
     assert grid.asked[0] == 400
+
+
+def test_messages_are_built_while_pushed_a_chunk_at_a_time():
+    # A phase's messages come from a generator: the grid sees the first ones
+    # before the rest are built, and every reply and destination comes back.
+    from fedmuscle_flwr.serverapp.rounds import PUSH_CHUNK
+
+    built: list[int] = []
+    seen_when_first_handled: list[int] = []
+
+    def handler(msg: Message, ctx) -> Message:
+        if not seen_when_first_handled:
+            seen_when_first_handled.append(len(built))
+        return Message(RecordDict(), reply_to=msg)
+
+    grid = LoopbackGrid(handler, 2 * PUSH_CHUNK + 7)
+
+    def lazily():
+        for n in grid.get_node_ids():
+            built.append(n)
+            yield Message(RecordDict(), dst_node_id=n, message_type="train")
+
+    sent: dict[str, int] = {}
+    got = send_and_collect(grid, lazily(), 5.0, 0.01, sent=sent)
+    assert len(got) == len(built) == 2 * PUSH_CHUNK + 7
+    assert seen_when_first_handled == [PUSH_CHUNK]  # not all 135 first
+    assert sorted(sent.values()) == sorted(grid.get_node_ids())
+    assert {m.metadata.reply_to_message_id for m in got} == set(sent)

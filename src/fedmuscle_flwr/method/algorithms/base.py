@@ -35,7 +35,8 @@ from fedmuscle_flwr.config.registry import Registry
 from fedmuscle_flwr.config.run import MuscleConfig, RunConfig
 from fedmuscle_flwr.config.schema import ConfigError
 from fedmuscle_flwr.data.base import RawBatch
-from fedmuscle_flwr.method.planner import partner_matrices
+from fedmuscle_flwr.method.lazy import LazyMapping
+from fedmuscle_flwr.method.planner import Join, partner_matrices, stack_blocks
 from fedmuscle_flwr.models.base import ModelInput, move_to
 from fedmuscle_flwr.models.client_model import ClientModel
 from fedmuscle_flwr.tasks.base import Task
@@ -137,6 +138,7 @@ class RelayRequest:
     server_round: int
     step: int
     span: range
+    join: Join = stack_blocks  # how a node's payload is laid out (planner.gather)
 
 
 @dataclass(frozen=True)
@@ -227,17 +229,19 @@ class Algorithm:
         """Which clients may be paired: everybody in the pool."""
         return [list(up.pool)]
 
-    def relay(self, req: RelayRequest) -> dict[int, Relay]:
+    def relay(self, req: RelayRequest) -> Mapping[int, Relay]:
         """Per node, what it gets for the step batches ``req.batches`` (S, B).
 
         M partners sampled (seeded) within each group; a node alone in its group
-        gets nothing and skips phase 2 this message.
+        gets nothing and skips phase 2 this message. The payloads are made when
+        looked up (:class:`~fedmuscle_flwr.method.lazy.LazyMapping`).
         """
         up, m, seed = req.uploads, req.run.muscle.partners, req.run.seed
         matrices = partner_matrices(
-            up.bank, self.groups(up), m, seed, req.server_round, req.step, req.span
-        )
-        return {n: Relay({PARTNERS: c}) for n, c in matrices.items()}
+            up.bank, self.groups(up), m, seed, req.server_round, req.step, req.span,
+            req.join,
+        )  # fmt: skip
+        return LazyMapping(matrices, lambda n: Relay({PARTNERS: matrices[n]}))
 
 
 #: name -> algorithm class, filled by ``@ALGORITHMS.register`` in this folder

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import Tensor
 
 from fedmuscle_flwr.config.run import MuscleConfig
@@ -18,6 +20,7 @@ from fedmuscle_flwr.method.algorithms.base import (
     RelayRequest,
     StepPayload,
 )
+from fedmuscle_flwr.method.lazy import LazyMapping
 from fedmuscle_flwr.method.losses import muscle_loss, muscle_loss_from_aggregate
 from fedmuscle_flwr.method.planner import aggregated_payload
 
@@ -60,13 +63,15 @@ class FedMuscle(Algorithm):
         """The configured downlink (``compact`` or the paper's ``aggregated``)."""
         return muscle.downlink
 
-    def relay(self, req: RelayRequest) -> dict[int, Relay]:
+    def relay(self, req: RelayRequest) -> Mapping[int, Relay]:
         """Partner matrices; with ``muscle.downlink=aggregated`` S^n and log α."""
         relays = super().relay(req)
         if self.downlink(req.run.muscle) == "compact":
             return relays
-        out = {}
-        for node, relay in relays.items():
-            agg, log_alpha = aggregated_payload(relay.arrays[PARTNERS], req.run.muscle)
-            out[node] = Relay({AGGREGATE: agg, LOG_ALPHA: log_alpha})
-        return out
+
+        def aggregate(node: int) -> Relay:
+            partners = relays[node].arrays[PARTNERS]
+            agg, log_alpha = aggregated_payload(partners, req.run.muscle)
+            return Relay({AGGREGATE: agg, LOG_ALPHA: log_alpha})
+
+        return LazyMapping(relays, aggregate)

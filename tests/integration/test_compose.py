@@ -335,3 +335,23 @@ def test_local_wheels_over_http_keep_the_local_version(tmp_path: Path):
         server.wait(30)
     assert found == {("torch", "2.13.0+cpu"), ("torchvision", "0.28.0")}
     assert module.local_wheels(str(tmp_path)) == found  # a folder: the same
+
+
+def test_demo_script_checks_its_arguments(tmp_path: Path):
+    demo = ROOT / "docker" / "demo.sh"
+    run = subprocess.run(["sh", "-n", str(demo)], capture_output=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    usage = subprocess.run([str(demo), "--help"], capture_output=True, text=True,
+                           cwd=ROOT, timeout=30)  # fmt: skip
+    assert usage.returncode == 0 and "--resume" in usage.stdout
+    assert "set -u" not in usage.stdout  # the header only
+    for args, said in ((["--bogus"], "unknown argument"),
+                       (["--resume", str(tmp_path / "absent")], "no session folder"),
+                       (["--resume"], "needs a session folder")):  # fmt: skip
+        bad = subprocess.run([str(demo), *args], capture_output=True, text=True,
+                             cwd=ROOT, timeout=30)  # fmt: skip
+        assert bad.returncode == 2 and said in bad.stderr, (args, bad.stderr)
+    # outside the repository root, or before docker/prepare-demo.sh: a clear refusal
+    elsewhere = subprocess.run([str(demo)], capture_output=True, text=True,
+                               cwd=tmp_path, timeout=30)  # fmt: skip
+    assert elsewhere.returncode == 2 and "repository root" in elsewhere.stderr

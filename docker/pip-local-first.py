@@ -25,6 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def local_wheels(links: str) -> set[tuple[str, str]]:
     if re.match(r"^https?://", links):
         with urllib.request.urlopen(links, timeout=60) as page:
             names = _HREF.findall(page.read().decode("utf-8", "replace"))
-        files = [Path(n).name for n in names]
+        # http.server quotes the "+" of a local version: torch-2.13.0%2Bcpu-...whl
+        files = [Path(urllib.parse.unquote(n)).name for n in names]
     else:
         files = [p.name for p in Path(links.removeprefix("file://")).iterdir()]
     matches = [_WHEEL.match(name) for name in files]

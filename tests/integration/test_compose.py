@@ -9,9 +9,12 @@ and .dockerignore against each other. test_compose_docker.py runs them for real.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import subprocess
+import sys
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from fedmuscle_flwr.launch.deploy.client_options import (
     ClientOptions,
     supernode_command,
 )
+from fedmuscle_flwr.launch.deploy.processes import free_port
 from fedmuscle_flwr.launch.deploy.superlink_process import (
     ServerOptions,
     superlink_command,
@@ -299,3 +303,55 @@ def test_tls_secrets_match_command_paths():
     files = {Path(s["file"]).as_posix() for s in spec["secrets"].values()}
     assert "certs/ca.crt" in files and "certs/authorized-nodes.txt" in files
     assert {f"certs/nodes/node-{i}" for i in range(1, 5)} <= files
+
+
+def test_local_wheels_over_http_keep_the_local_version(tmp_path: Path):
+    # http.server quotes the "+" of torch-2.13.0+cpu: the build must still see +cpu
+    spec = importlib.util.spec_from_file_location(
+        "pip_local_first", ROOT / "docker" / "pip-local-first.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name in ("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",
+                 "torchvision-0.28.0-cp311-cp311-manylinux_2_28_x86_64.whl"):  # fmt: skip
+        (tmp_path / name).write_bytes(b"")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+         "--directory", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url, found = f"http://127.0.0.1:{port}/", set()
+        for _ in range(100):  # until the server listens
+            try:
+                found = module.local_wheels(url)
+                break
+            except OSError:
+                time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert found == {("torch", "2.13.0+cpu"), ("torchvision", "0.28.0")}
+    assert module.local_wheels(str(tmp_path)) == found  # a folder: the same
+
+
+def test_demo_script_checks_its_arguments(tmp_path: Path):
+    demo = ROOT / "docker" / "demo.sh"
+    run = subprocess.run(["sh", "-n", str(demo)], capture_output=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    usage = subprocess.run([str(demo), "--help"], capture_output=True, text=True,
+                           cwd=ROOT, timeout=30)  # fmt: skip
+    assert usage.returncode == 0 and "--resume" in usage.stdout
+    assert "set -u" not in usage.stdout  # the header only
+    for args, said in ((["--bogus"], "unknown argument"),
+                       (["--resume", str(tmp_path / "absent")], "no session folder"),
+                       (["--resume"], "needs a session folder")):  # fmt: skip
+        bad = subprocess.run([str(demo), *args], capture_output=True, text=True,
+                             cwd=ROOT, timeout=30)  # fmt: skip
+        assert bad.returncode == 2 and said in bad.stderr, (args, bad.stderr)
+    # outside the repository root, or before docker/prepare-demo.sh: a clear refusal
+    elsewhere = subprocess.run([str(demo)], capture_output=True, text=True,
+                               cwd=tmp_path, timeout=30)  # fmt: skip
+    assert elsewhere.returncode == 2 and "repository root" in elsewhere.stderr

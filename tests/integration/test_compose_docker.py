@@ -1,15 +1,19 @@
 """``docker-compose up`` runs the demo to completion, plain and with TLS, on a real engine.
 
 What docker/README.md tells a user, from a copy of the working tree (tracked and
-untracked, not ignored files: what a clean clone has): build the image, prepare the demo
-(``docker/prepare-demo.sh``), ``docker-compose up --exit-code-from superlink`` with
-``docker-compose.yml`` and then with ``docker/with-tls.yml`` on top. Each run must end by
-itself with status 0, every client must exit 0, and the session folder under ./runs must
-hold the FedMuscle and the Local run with final metrics for all 4 clients and a report
-whose Δ column and mean Δ row are filled, all owned by the user the stack ran as; the
-clients' state is removed once their runs finished. One more run is interrupted with
-SIGINT (Ctrl-C): every container exits 130, with no traceback and no abort. Compose v1
-(``docker-compose``) is used, v2 (``docker compose``) too where it is installed.
+untracked, not ignored files: what a clean clone has, committed to a fresh git repository
+there): build the image, prepare the demo (``docker/prepare-demo.sh``), ``docker/demo.sh``
+(``up --exit-code-from superlink``, the status read from the server's container), then
+``docker/demo.sh --tls`` (``docker/with-tls.yml`` on top). Each run must end by itself
+with status 0 and print no warning, error or traceback; every client must exit 0, and the
+session folder under ./runs must hold the FedMuscle and the Local run with final metrics
+for all 4 clients and a report whose Δ column and mean Δ row are filled, all owned by the
+user the stack ran as; the clients' state is removed once their runs finished. One more
+run is interrupted with SIGINT to the demo's process group (Ctrl-C in its terminal): the
+demo's status is 130, every container exits 130, none is left running, with no traceback
+and no abort. Afterwards ``git status --porcelain`` in the copy is empty (everything the
+demo wrote is git-ignored). Compose v1 (``docker-compose``) is used, v2 (``docker
+compose``) too where it is installed (the plugin, e.g. Debian trixie's docker-compose).
 
 Runs only when asked for (``pytest -m docker``; tests/conftest.py skips it otherwise,
 also on machines with Docker), and then skips with one line when no engine is reachable
@@ -79,15 +83,16 @@ class Stack:
     report: dict[str, object] = field(default_factory=dict)
 
     def run(
-        self, args: list[str], timeout: float, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
+        self, args: list[str], timeout: float, check: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:  # fmt: skip
         """Run a command in the repository copy; its output goes to a log file."""
         log = self.repo.parent / "commands.log"
         with log.open("a") as fh:
             fh.write(f"\n$ {' '.join(args)}\n")
             fh.flush()
             proc = subprocess.run(
-                args, cwd=self.repo, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
+                args, cwd=self.repo, env=env or self.env, stdout=fh, stderr=subprocess.STDOUT,
                 text=True, timeout=timeout,
             )  # fmt: skip
         if check and proc.returncode != 0:
@@ -100,6 +105,18 @@ class Stack:
     ) -> subprocess.CompletedProcess[str]:
         cmd = ["docker", "compose"] if v2 else ["docker-compose"]
         return self.run([*cmd, "-p", self.project, *files, *args], timeout, False)
+
+    def demo_env(self, v2: bool) -> dict[str, str]:
+        """docker/demo.sh's environment: this stack's project, Compose v1 or v2."""
+        compose = "docker compose" if v2 else "docker-compose"
+        return self.env | {"COMPOSE_PROJECT_NAME": self.project,
+                           "FEDMUSCLE_COMPOSE": compose}  # fmt: skip
+
+    def log_size(self) -> int:
+        return len((self.repo.parent / "commands.log").read_text())
+
+    def log_since(self, offset: int) -> str:
+        return (self.repo.parent / "commands.log").read_text()[offset:]
 
     def docker(self, *args: str) -> str:
         return subprocess.run(
@@ -205,7 +222,11 @@ def docker_engine(tmp: Path) -> Iterator[dict[str, str]]:
 
 
 def copy_worktree(dest: Path) -> None:
-    """What a clean clone has: tracked files plus untracked ones git does not ignore."""
+    """What a clean clone has: tracked files plus untracked ones git does not ignore.
+
+    Committed to a fresh repository in ``dest``, so that ``git status`` there shows
+    what the demo leaves behind.
+    """
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT, capture_output=True, check=True,
@@ -215,6 +236,17 @@ def copy_worktree(dest: Path) -> None:
         if src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+    git = ["git", "-C", str(dest), "-c", "user.name=test", "-c", "user.email=t@test"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "clean clone"]):
+        subprocess.run([*git, *args], capture_output=True, check=True, timeout=120)
+
+
+def untracked(repo: Path) -> list[str]:
+    """``git status --porcelain`` of the copy: what the demo left that git would see."""
+    return subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout.splitlines()  # fmt: skip
 
 
 def ensure_base_image(stack: Stack, base: str) -> None:
@@ -330,31 +362,45 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 Path(out).write_text(json.dumps(stack.report, indent=2) + "\n")
 
 
+#: what a good run must not print (Flower's, ours, Compose's, Python's, the C++ runtime's)
+ALARMS = re.compile(r"\bWARN(ING)?\b|\bERROR\b|\bCRITICAL\b|Traceback|terminate called")
+
+
+def project_filter(stack: Stack, svc: str = "") -> list[str]:
+    """``docker ps`` filters for the stack's containers (Compose v1 and v2 labels)."""
+    labels = [f"label=com.docker.compose.project={stack.project}"]
+    labels += [f"label=com.docker.compose.service={svc}"] if svc else []
+    return [arg for label in labels for arg in ("--filter", label)]
+
+
 def container_states(stack: Stack) -> dict[str, dict[str, object]]:
     """``{service: docker inspect .State}`` of the stack's containers."""
     states = {}
     for svc in ["superlink", *CLIENTS]:
-        cid = stack.docker("ps", "-aq", "--filter", f"name={stack.project}_{svc}_")
-        if not cid:
-            cid = stack.docker("ps", "-aq", "--filter", f"name={stack.project}-{svc}-")
+        (cid,) = stack.docker("ps", "-aq", *project_filter(stack, svc)).split()
         states[svc] = json.loads(stack.docker("inspect", "-f", "{{json .State}}", cid))
     return states
 
 
-def run_demo(stack: Stack, files: list[str], name: str, v2: bool = False) -> Path:
-    """``up --exit-code-from superlink`` to the end; return the new session folder."""
+def run_demo(stack: Stack, tls: bool, name: str, v2: bool = False) -> Path:
+    """``docker/demo.sh`` to the end, no alarm printed; return the new session folder."""
     before = set((stack.repo / "runs").iterdir())
+    start = stack.log_size()
     t0 = time.monotonic()
-    proc = stack.compose(
-        files, "up", "--exit-code-from", "superlink", timeout=3600, v2=v2
-    )
+    cmd = ["docker/demo.sh", *(["--tls"] if tls else [])]
+    proc = stack.run(cmd, 3600, check=False, env=stack.demo_env(v2))
     stack.report[f"{name}_run_s"] = round(time.monotonic() - t0, 1)
-    log = (stack.repo.parent / "commands.log").read_text()[-8000:]
-    assert proc.returncode == 0, log
+    out = stack.log_since(start)
+    assert proc.returncode == 0, out[-8000:]
     # every client finished its part (130 = stopped before the run ended, 1 = failed)
     for svc, state in container_states(stack).items():
-        assert state["ExitCode"] == 0 and not state["OOMKilled"], (svc, state, log)
-    stack.compose(files, "down", "--volumes", timeout=300, v2=v2)
+        assert state["ExitCode"] == 0 and not state["OOMKilled"], (svc, state, out)
+    # a good run is quiet: no warning, error or traceback anywhere in its output
+    alarms = [line for line in out.splitlines() if ALARMS.search(line)]
+    assert not alarms, alarms[:10]
+    assert "report: " in out  # the server's output is among what was checked
+    stack.compose(TLS if tls else [], "down", "--volumes", timeout=300, v2=v2)
+    assert not untracked(stack.repo)
     (session,) = set((stack.repo / "runs").iterdir()) - before
     return session
 
@@ -397,7 +443,7 @@ def assert_state_removed(stack: Stack) -> None:
 
 
 def test_plain_compose_runs_to_completion(stack: Stack) -> None:
-    session = run_demo(stack, [], "plain")
+    session = run_demo(stack, False, "plain")
     assert_final_metrics(session, stack.uid)
     assert_state_removed(stack)
     assert not stack.report["new_dangling_images"]
@@ -407,46 +453,64 @@ def test_tls_compose_runs_to_completion(stack: Stack) -> None:
     stack.run(["docker/prepare-demo.sh", "--certs", str(stack.data)], 300)
     key = stack.repo / "certs" / "nodes" / "node-1"
     assert key.stat().st_uid == stack.uid and key.stat().st_mode & 0o077 == 0
-    before = len((stack.repo.parent / "commands.log").read_text())
-    session = run_demo(stack, TLS, "tls")
+    # no warning either (the clients' shutdown probes complete TLS): run_demo checks
+    session = run_demo(stack, True, "tls")
     assert_final_metrics(session, stack.uid)
-    # a good TLS run prints no warning (the clients' shutdown probes complete TLS)
-    log = (stack.repo.parent / "commands.log").read_text()[before:]
-    warnings = [line for line in log.splitlines() if " WARNING " in line]
-    assert not warnings, warnings[:10]
 
 
-def test_ctrl_c_stops_every_container_with_130(stack: Stack) -> None:
-    log = stack.repo.parent / "ctrl-c.log"
-    cmd = ["docker-compose", "-p", stack.project, "up", "--exit-code-from", "superlink"]
+def interrupt_demo(stack: Stack, v2: bool) -> None:
+    """Ctrl-C once training started: status 130, every container 130, none running."""
+    log = stack.repo.parent / f"ctrl-c{'-v2' if v2 else ''}.log"
     with log.open("w") as out:
-        up = subprocess.Popen(cmd, cwd=stack.repo, env=stack.env, stdout=out,
-                              stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        demo = subprocess.Popen(["docker/demo.sh"], cwd=stack.repo, env=stack.demo_env(v2),
+                                stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
         try:
             deadline = time.monotonic() + 900
             while "round 1/8" not in log.read_text():  # training has started
-                assert up.poll() is None and time.monotonic() < deadline, (
+                assert demo.poll() is None and time.monotonic() < deadline, (
                     log.read_text()
                 )
                 time.sleep(2)
-            up.send_signal(signal.SIGINT)
-            up.wait(300)
+            # a terminal's Ctrl-C: SIGINT to the foreground process group
+            os.killpg(demo.pid, signal.SIGINT)
+            status = demo.wait(300)
         finally:
-            if up.poll() is None:
-                up.kill()
+            if demo.poll() is None:
+                os.killpg(demo.pid, signal.SIGKILL)
+    running = stack.docker("ps", "-q", *project_filter(stack))
     states = container_states(stack)
     logs = subprocess.run(
         ["docker-compose", "-p", stack.project, "logs", "--no-color"],
         cwd=stack.repo, env=stack.env, capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
-    stack.compose([], "down", "--volumes", timeout=300)
+    stack.compose([], "down", "--volumes", timeout=300, v2=v2)
+    text = log.read_text()
+    assert status == 130, text[-4000:]  # Compose v1 itself says 0 (docker/demo.sh)
+    assert not running, running
     for svc, state in states.items():
         assert state["ExitCode"] == 130, (svc, state, logs[-4000:])
-    assert "Traceback" not in logs + log.read_text(), logs[-4000:]
+    assert "Traceback" not in logs + text, logs[-4000:]
     assert "terminate called" not in logs  # no abort (134)
+    # the demo says how to continue the session it names, or start afresh
+    assert re.search(r"--resume runs/\d{8}-\d{6}-default;", text), text[-2000:]
+    assert not untracked(stack.repo)
+
+
+def test_ctrl_c_stops_every_container_with_130(stack: Stack) -> None:
+    interrupt_demo(stack, v2=False)
+
+
+def v2_or_skip(stack: Stack) -> None:
+    if stack.run(["docker", "compose", "version"], 60, check=False).returncode != 0:
+        pytest.skip("docker compose v2 is not installed")
 
 
 def test_compose_v2_where_present(stack: Stack) -> None:
-    if stack.run(["docker", "compose", "version"], 60, check=False).returncode != 0:
-        pytest.skip("docker compose v2 is not installed")
-    assert_final_metrics(run_demo(stack, [], "plain_v2", v2=True), stack.uid)
+    v2_or_skip(stack)
+    assert_final_metrics(run_demo(stack, False, "plain_v2", v2=True), stack.uid)
+
+
+def test_compose_v2_ctrl_c_where_present(stack: Stack) -> None:
+    v2_or_skip(stack)
+    interrupt_demo(stack, v2=True)

@@ -67,6 +67,10 @@ def test_server_runs_local_after_fedmuscle_on_the_same_clients(
     assert (session / "plots" / "delta.png").stat().st_size > 0
     # quiet when all is well; no state left of the finished runs
     assert "num-supernodes" not in procs.log("server")
+    for name in ["server", *CLIENTS]:  # --insecure is one INFO line, not a warning
+        alarms = re.findall(r".*\b(?:WARN(?:ING)?|ERROR|CRITICAL)\b.*", procs.log(name))
+        assert not alarms and "Traceback" not in procs.log(name), (name, alarms[:5])
+    assert "TLS is OFF (--insecure)" in procs.log("server")
     assert "1 of 2" in procs.log("server") and "2 of 2" in procs.log("server")
     for i, name in enumerate(CLIENTS):
         log = procs.log(name)

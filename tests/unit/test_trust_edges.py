@@ -20,7 +20,11 @@ from fedmuscle_flwr.clientapp.state import MAX_KEY_CHARS, ClientStateStore, safe
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.config.schema import ConfigError
 from fedmuscle_flwr.launch.deploy import certs
-from fedmuscle_flwr.launch.deploy.server import ServerOptions, security_warnings
+from fedmuscle_flwr.launch.deploy.server import (
+    INSECURE_NOTE,
+    ServerOptions,
+    security_warnings,
+)
 from fedmuscle_flwr.runs.checkpoint import CHECKPOINT, ResumeError, open_run
 from fedmuscle_flwr.runs.metrics import MetricsFileError, RunRecorder, read_rows
 
@@ -190,7 +194,9 @@ def test_tls_without_auth_keys_warns(tmp_path):
     tls = ServerOptions(tls_dir=tmp_path)
     assert "without --auth-keys" in security_warnings(tls)[0]
     assert security_warnings(ServerOptions(tls_dir=tmp_path, auth_keys=tmp_path)) == []
-    assert "TLS is OFF" in security_warnings(ServerOptions())[0]
+    # --insecure is the operator's choice: one INFO line (INSECURE_NOTE), no warning
+    assert security_warnings(ServerOptions()) == []
+    assert "TLS is OFF" in INSECURE_NOTE and "--tls-dir" in INSECURE_NOTE
 
 
 def test_full_disk_is_named_not_a_raw_oserror(tmp_path):

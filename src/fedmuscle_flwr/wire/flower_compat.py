@@ -99,6 +99,8 @@ SUPERNODE_LOST = "Connection attempt failed"
 SUPERNODE_JOINED = "SuperNode ID: "
 #: the SuperNode's TLS handshake failed (Flower's line; gRPC core adds its own)
 SUPERNODE_TLS_FAILED = "SSL/TLS handshake error"
+#: the SuperNode was started with ``--insecure`` (``flwr/common/args.py``, WARN)
+SUPERNODE_INSECURE = "Option `--insecure` was set. Starting insecure channel"
 #: the SuperLink refused an unregistered SuperNode key (its Fleet API's reason)
 SUPERLINK_UNKNOWN_KEY = "No SuperNode found with the given public key"
 #: every marker that must appear literally in Flower's source
@@ -108,6 +110,7 @@ SUPERNODE_MARKS = (
     SUPERNODE_LOST,
     SUPERNODE_JOINED.strip(),
     SUPERNODE_TLS_FAILED,
+    SUPERNODE_INSECURE,
     SUPERLINK_UNKNOWN_KEY,
 )
 

@@ -69,7 +69,11 @@ def run_client(opts: ClientOptions, home: Path | None = None) -> int:
     process stops the SuperNode and is not relaunched.
     """
     if opts.tls_ca is None:
-        log.warning("--insecure: TLS is OFF; this client talks plaintext to the server")
+        log.info(  # the operator's choice: no warning (Flower's own goes to DEBUG)
+            "TLS is OFF (--insecure): this client talks plaintext to the server; to "
+            "turn it on, give --tls-ca and --auth-key (fedmuscle certs makes them; "
+            "compose: docker/with-tls.yml)"
+        )
     home = home or Path(tempfile.mkdtemp(prefix="fedmuscle-client-"))
     data = data_env(opts.data_dir) if opts.data_dir else {}
     env = flower_env(home, data)

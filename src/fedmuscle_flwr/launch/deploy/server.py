@@ -41,6 +41,7 @@ from fedmuscle_flwr.launch.deploy.processes import (
     toml_value,
 )
 from fedmuscle_flwr.launch.deploy.superlink_process import (
+    INSECURE_NOTE,
     ServerOptions,
     security_warnings,
     start_superlink,
@@ -141,6 +142,8 @@ def run_server(
     todo = [r for r in runs if not is_finished(Path(r.output_dir) / r.run_name)]
     for run in runs[: len(runs) - len(todo)]:
         log.info("run %s finished before: not run again", run.run_name)
+    if opts.tls_dir is None:
+        log.info("%s", INSECURE_NOTE)
     for warning in security_warnings(opts):
         log.warning("%s", warning)
     completed = False  # every run completed and the results are written
@@ -265,6 +268,7 @@ def _report(run_dir: Path) -> None:
 
 
 __all__ = [
+    "INSECURE_NOTE",
     "DeploymentError",
     "ServerOptions",
     "run_server",

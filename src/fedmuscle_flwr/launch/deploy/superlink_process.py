@@ -211,10 +211,19 @@ def registered_before_fleet(keys: list[str], ids_file: Path) -> dict[int, str]:
     return {node_id: key_label(line) for line, node_id in zip(keys, ids, strict=True)}
 
 
+#: said once at INFO with ``--insecure``: the operator chose plaintext, so no warning
+#: (a good run of the plain compose demo prints none); it says how to turn TLS on
+INSECURE_NOTE = (
+    "TLS is OFF (--insecure): traffic to and from clients is plaintext; to turn it "
+    "on, give --tls-dir and --auth-keys (fedmuscle certs makes them; compose: "
+    "docker/with-tls.yml)"
+)
+
+
 def security_warnings(opts: ServerOptions) -> list[str]:
-    """What ``opts`` leaves open, said once at start."""
+    """What ``opts`` leaves open unasked, said once at start (``--insecure``: none)."""
     if opts.tls_dir is None:
-        return ["--insecure: TLS is OFF; traffic to and from clients is plaintext"]
+        return []
     if opts.auth_keys is None:
         return [
             "TLS without --auth-keys: any SuperNode that holds the public ca.crt "

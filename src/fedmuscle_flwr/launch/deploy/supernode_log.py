@@ -17,6 +17,7 @@ import time
 from fedmuscle_flwr.launch.deploy.processes import ReadyFile
 from fedmuscle_flwr.runs.logs import RUN_FINISHED_MARK
 from fedmuscle_flwr.wire.flower_compat import (
+    SUPERNODE_INSECURE,
     SUPERNODE_JOINED,
     SUPERNODE_LEAVING,
     SUPERNODE_LOST,
@@ -45,6 +46,9 @@ _JOINED = re.compile(re.escape(SUPERNODE_JOINED) + r"(\d+)")
 #: warns on every retry (SUPERNODE_LOST: while the server starts, or once it
 #: stopped); those lines go to DEBUG, one INFO line says it instead
 _ANSWERED = (SUPERNODE_SENT, SUPERNODE_JOINED)
+#: Flower lines said at DEBUG only: ``fedmuscle client`` says the same in its own
+#: INFO line (``--insecure``: TLS is off, and how to turn it on)
+_DEBUG_ONLY = (SUPERNODE_INSECURE,)
 
 
 class SuperNodeLog:
@@ -73,6 +77,8 @@ class SuperNodeLog:
             if not self.retrying:
                 log.info("the server %s does not answer; retrying", self.server)
             self.retrying = True
+            log.debug("%s", line)
+        elif any(mark in line for mark in _DEBUG_ONLY):
             log.debug("%s", line)
         else:
             stamp = "" if _STAMPED.match(line) else time.strftime("%H:%M:%S ")

@@ -83,21 +83,44 @@ def test_finished_runs_state_is_removed_older_runs_stay(tmp_path: Path) -> None:
     assert remove_runs_since(tmp_path / "absent", 0.0) == (0, 0)
 
 
+JOINED = "INFO 2026-12-06 20:45:55,1:      SuperNode ID: 42"
+
+
+def feed_supernode_log(caplog: pytest.LogCaptureFixture, lines: list[str]) -> None:
+    """Flower's SuperNode lines through a client's SuperNodeLog, its log at DEBUG."""
+    out = SuperNodeLog("superlink:9092")
+    with caplog.at_level(
+        logging.DEBUG, logger="fedmuscle_flwr.launch.deploy.supernode_log"
+    ):
+        for line in lines:
+            out(line)
+
+
 def test_supernode_retries_are_one_info_line(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    out = SuperNodeLog("superlink:9092")
     retry = (
         "WARNING 2026-12-06 20:45:54,1:   Connection attempt failed, retrying in 1 s"
     )
-    with caplog.at_level(
-        logging.INFO, logger="fedmuscle_flwr.launch.deploy.supernode_log"
-    ):
-        for _ in range(5):
-            out(retry)
-        out("INFO 2026-12-06 20:45:55,1:      SuperNode ID: 42")
-        out(retry)
+    feed_supernode_log(caplog, [retry] * 5 + [JOINED, retry])
     printed = capsys.readouterr().out
     assert "Connection attempt failed" not in printed and "SuperNode ID: 42" in printed
     said = [r.message for r in caplog.records if "does not answer" in r.message]
     assert said == ["the server superlink:9092 does not answer; retrying"] * 2
+    retries = [r for r in caplog.records if "Connection attempt" in r.message]
+    assert {r.levelno for r in retries} == {logging.DEBUG} and len(retries) == 6
+
+
+def test_flowers_insecure_warning_is_debug_only(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # fedmuscle client says in one INFO line that TLS is off and how to turn it on
+    insecure = (
+        "WARNING 2026-12-06 20:47:53,880:   Option `--insecure` was set. "
+        "Starting insecure channel to superlink:9092."
+    )
+    feed_supernode_log(caplog, [insecure, JOINED])
+    printed = capsys.readouterr().out
+    assert "--insecure" not in printed and "SuperNode ID: 42" in printed
+    said = [r.levelno for r in caplog.records if "--insecure" in r.message]
+    assert said == [logging.DEBUG]

@@ -94,8 +94,9 @@ def shuffled(partners: Sequence[Sequence[int]], rng: np.random.Generator) -> np.
 
     One ``rng.permuted`` call over the (S, M) positions: the same draws, in the
     same order, as ``rng.permutation(M)`` once per step (checked in the tests).
+    Node ids are Flower's unsigned 64-bit integers (often above 2**63).
     """
-    ids = np.asarray(partners, dtype=np.int64).reshape(len(partners), -1)
+    ids = np.asarray(partners, dtype=np.uint64).reshape(len(partners), -1)
     order = rng.permuted(np.broadcast_to(np.arange(ids.shape[1]), ids.shape), axis=1)
     return np.take_along_axis(ids, order, axis=1)
 

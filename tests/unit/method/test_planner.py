@@ -142,6 +142,22 @@ def test_shuffled_draws_what_one_permutation_per_step_draws():
     assert a.integers(2**62) == b.integers(2**62)  # the generators agree after
 
 
+def test_flower_node_ids_above_2_63_are_relayed():
+    # A deployment's node ids are unsigned 64-bit: int64 overflowed on them
+    # (OverflowError in the first align phase of a real deployment)
+    big = [2**64 - 1, 2**63, 2**63 + 5, 7]
+    bank = {n: unit(2, 4, 8, seed=i).astype(np.float16) for i, n in enumerate(big)}
+    got = agg.partner_matrices(bank, [big], 2, 7, 1, 0, range(2))
+    assert sorted(got) == sorted(big)
+    for node in big:
+        payload = got[node]  # (S, M, B, d): rows of two other nodes per step
+        assert payload.shape == (2, 2, 4, 8)
+        for s in range(2):
+            rows = [next(n for n in big if np.array_equal(bank[n][s], p))
+                    for p in payload[s]]  # fmt: skip
+            assert node not in rows and len(set(rows)) == 2
+
+
 def test_gather_mixes_dtypes_as_numpy_stacks_them():
     bank = {1: unit(2, 4, 8).astype(np.float16), 2: unit(2, 4, 8, seed=1)}
     got = agg.gather(bank, np.array([[1, 2], [2, 1]]))

@@ -1,14 +1,18 @@
 """Issue 25's task-heterogeneous test (docs/results.md §7c): selection and analysis.
 
     python experiments/issue25/fairtest.py select SWEEP_DIR    # tune-* runs -> options
-    python experiments/issue25/fairtest.py analyse ROOT [--md OUT.md] [--json OUT.json]
+    python experiments/issue25/fairtest.py analyse ROOT [--family perstep]
+        [--md OUT.md] [--json OUT.json]
 
 Runs are found as in experiments/issue16/fairtest.py
 (``<group>.s<seed>.<algorithm>`` folders with a finished ``metrics.jsonl``); the
 score of a client is the mean of its last 3 evaluations, Δ per client vs Local of
 the same seed (%), averaged over clients.
-Tuning groups read ``tune-lr<rate>[-kdt<temperature>]``. Primary hypotheses H1-H4 are
-one-sided paired t-tests over the seeds, Holm-corrected as one family.
+Tuning groups read ``tune-lr<rate>[-kdt<temperature>]``. Primary hypotheses are
+one-sided paired t-tests over the seeds, Holm-corrected as one family: H1-H4 of
+§7c/§7d (family ``fedmuscle``, the default), or S1-S2 of §7e (family ``perstep``:
+FedMuscle with per-step synchronisation against FedMuscle per-round and against
+pairwise InfoNCE; H1 and H2 are then secondary).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ ARMS = ("fedmuscle", "pairwise", "public-only", "feddf", "cofed", "fedmd")
 PERSTEP = "fedmuscle-perstep"
 TUNE = re.compile(r"^tune-lr(?P<lr>[0-9.e+-]+?)(?:-kdt(?P<kdt>[0-9.]+))?$")
 ALPHA = 0.05
+FAMILIES = ("fedmuscle", "perstep")
 
 
 def options(group: str) -> tuple[float, float, str]:
@@ -80,8 +85,13 @@ def _interval(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "lo": lo, "hi": hi, "n": len(values)}
 
 
-def analyse(root: Path) -> dict[str, object]:
-    """Everything the pre-registration reports, as one JSON-able mapping."""
+def analyse(root: Path, family: str = "fedmuscle") -> dict[str, object]:
+    """Everything the pre-registration reports, as one JSON-able mapping.
+
+    ``family`` names the Holm family of primary hypotheses (module docstring).
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     runs = base.find_runs(root)
     seeds = sorted(s for g, s, a in runs if g == GROUP and a == "local")
     ref = {s: runs[(GROUP, s, "local")] for s in seeds}
@@ -135,11 +145,21 @@ def analyse(root: Path) -> dict[str, object]:
         ):
             if other in per_arm:
                 hyp[key] = diff(other)  # type: ignore[arg-type]
+    secondary: dict[str, dict] = {}
+    if family == "perstep":
+        secondary.update(hyp)
+        hyp = {}
+        if PERSTEP in per_arm:
+            for key, other in (
+                ("S1 per-step > FedMuscle (per-round)", "fedmuscle"),
+                ("S2 per-step > pairwise", "pairwise"),
+            ):
+                if other in per_arm:
+                    hyp[key] = diff(other, None, PERSTEP)
     adjusted = base.holm({k: v["p"] for k, v in hyp.items()})
     for k, v in hyp.items():
         v["p-holm"] = adjusted.get(k, math.nan)
         v["supported"] = bool(v["p-holm"] < ALPHA)
-    secondary = {}
     for other in ("local", *[a for a in arms if a != "fedmuscle"]):
         for name, sub in (("loners", LONERS), ("twins", TWINS)):
             if other == "local" and "fedmuscle" in per_arm:
@@ -150,13 +170,21 @@ def analyse(root: Path) -> dict[str, object]:
             elif other != "local" and "fedmuscle" in per_arm:
                 secondary[f"FedMuscle − {other}, {name}"] = diff(other, sub)
     if PERSTEP in per_arm:
-        secondary["per-step − FedMuscle (per-round)"] = diff("fedmuscle", None, PERSTEP)
-        if "pairwise" in per_arm:
-            secondary["per-step − pairwise"] = diff("pairwise", None, PERSTEP)
+        if family == "fedmuscle":
+            secondary["per-step − FedMuscle (per-round)"] = diff(
+                "fedmuscle", None, PERSTEP
+            )
+            if "pairwise" in per_arm:
+                secondary["per-step − pairwise"] = diff("pairwise", None, PERSTEP)
+        for name, sub in (("loners", LONERS), ("twins", TWINS)):
+            for other in ("fedmuscle", "pairwise"):
+                if other in per_arm:
+                    secondary[f"per-step − {other}, {name}"] = diff(other, sub, PERSTEP)
     return {
         "seeds": seeds,
         "clients": clients,
         "arms": per_arm,
+        "family": family,
         "hypotheses": hyp,
         "best-logit": best,
         "secondary": secondary,
@@ -217,13 +245,14 @@ def main() -> None:
     sub.add_parser("select").add_argument("root", type=Path)
     an = sub.add_parser("analyse")
     an.add_argument("root", type=Path)
+    an.add_argument("--family", choices=FAMILIES, default="fedmuscle")
     an.add_argument("--md", type=Path)
     an.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.cmd == "select":
         select(args.root)
         return
-    res = analyse(args.root)
+    res = analyse(args.root, args.family)
     text = markdown(res)
     print(text)
     if args.md:

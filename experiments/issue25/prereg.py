@@ -2,7 +2,7 @@
 
     python experiments/issue25/prereg.py docs/results.md [SECTION]
 
-SECTION is the section's number, ``7c`` (the default) or ``7d``: its text starts at
+SECTION is the section's number, ``7c`` (the default), ``7d`` or ``7e``: its text starts at
 the heading ``## SECTION. `` and ends with the marker
 ``<!-- end of pre-registration SECTION -->``.
 

@@ -1,7 +1,7 @@
 """experiments/issue25/prereg.py: the pre-registrations of docs/results.md stay as committed.
 
-Every run of the §7c and §7d tests recorded the sha256 of its section's text in its
-config (``provenance``). If either text changes, these hashes stop matching and the
+Every run of the §7c, §7d and §7e tests recorded the sha256 of its section's text in its
+config (``provenance``). If any of the texts changes, these hashes stop matching and the
 recorded runs no longer point at the protocol they ran under.
 """
 
@@ -25,6 +25,7 @@ _SPEC.loader.exec_module(prereg)
 RECORDED = {
     "7c": "433de254f75d01587f0bd6bd2af6468ab7d0df56b2b644736ae0ad34ef5a6a72",
     "7d": "46ca41e7ff78f4ea56eecc77c1b681d6c0c0738b91290e3ccbd41c38ce29d00a",
+    "7e": "2ae8c59ffd85b20adf191eb460e2992d56209b88e64dd7e8af34b99919e54293",
 }
 
 

@@ -5,11 +5,12 @@
 TEST is ``lowlabel``, ``crossmodal`` or ``taskhet`` (the run group of the folder's runs,
 as experiments/issue16/fairtest.py finds them), optionally ``GROUP:NAME`` to name the
 figures NAME (``taskhet:taskhet-7d=...`` for §7d, whose runs are group ``taskhet``
-too). For each test:
+too), or ``GROUP:NAME:ARM`` to take another arm than FedMuscle as the one every other is
+compared with (``taskhet:taskhet-7e:fedmuscle-perstep=...`` for §7e). For each test:
 
-* ``<test>-paired.png``: per seed, FedMuscle's mean Δ minus each other method's (points;
-  against Local: FedMuscle's mean Δ itself), one dot per seed, the mean with its 95 %
-  t-interval as a bar;
+* ``<test>-paired.png``: per seed, FedMuscle's (or ARM's) mean Δ minus each other
+  method's (points; against Local: its mean Δ itself), one dot per seed, the mean
+  with its 95 % t-interval as a bar;
 * ``<test>-per-round.png``: the mean over clients and seeds of the task metric after
   each evaluated round, one line per method (the tests evaluate rounds 18-20 only).
 """
@@ -35,23 +36,30 @@ base = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(base)
 
 
-def paired(runs: dict, group: str) -> dict[str, dict[int, float]]:
-    """Method -> seed -> FedMuscle's mean Δ minus the method's (Local: its Δ)."""
+def paired(
+    runs: dict, group: str, anchor: str = "fedmuscle"
+) -> dict[str, dict[int, float]]:
+    """Method -> seed -> ``anchor``'s mean Δ minus the method's (Local: its Δ)."""
     seeds = sorted(s for g, s, a in runs if g == group and a == "local")
     out: dict[str, dict[int, float]] = defaultdict(dict)
     for s in seeds:
         ref = runs[(group, s, "local")]
-        if (group, s, "fedmuscle") not in runs:
+        if (group, s, anchor) not in runs:
             continue
-        fm = base.delta(runs[(group, s, "fedmuscle")], ref)
+        fm = base.delta(runs[(group, s, anchor)], ref)
         out["Local"][s] = fm
         for g, s2, a in runs:
-            if g == group and s2 == s and a not in ("local", "fedmuscle"):
+            if g == group and s2 == s and a not in ("local", anchor):
                 out[a][s] = fm - base.delta(runs[(g, s, a)], ref)
     return dict(out)
 
 
-def plot_paired(diffs: dict[str, dict[int, float]], title: str, path: Path) -> None:
+def plot_paired(
+    diffs: dict[str, dict[int, float]],
+    title: str,
+    path: Path,
+    anchor: str = "FedMuscle",
+) -> None:
     fig = Figure(figsize=(1.1 * len(diffs) + 2.5, 3.6))
     ax = fig.add_subplot()
     for i, per_seed in enumerate(diffs.values()):
@@ -68,7 +76,7 @@ def plot_paired(diffs: dict[str, dict[int, float]], title: str, path: Path) -> N
         )
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_xticks(range(len(diffs)), [f"− {n}" for n in diffs], rotation=30, ha="right")
-    ax.set_ylabel("FedMuscle − method,\nmean Δ over clients (points)")
+    ax.set_ylabel(f"{anchor} − method,\nmean Δ over clients (points)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -114,16 +122,18 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for spec in sys.argv[2:]:
         test, _, folder = spec.partition("=")
-        group, _, name = test.partition(":")
-        name = name or group
+        group, _, named = test.partition(":")
+        name, _, anchor = named.partition(":")
+        name, anchor = name or group, anchor or "fedmuscle"
         root = Path(folder)
         runs = base.find_runs(root)
-        diffs = paired(runs, group)
+        diffs = paired(runs, group, anchor)
         n = max((len(v) for v in diffs.values()), default=0)
         plot_paired(
             diffs,
             f"{name}: paired per seed (n ≤ {n}), mean and 95 % CI",
             out / f"{name}-paired.png",
+            "FedMuscle" if anchor == "fedmuscle" else anchor,
         )
         plot_rounds(
             per_round(root, group),

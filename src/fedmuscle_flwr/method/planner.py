@@ -46,25 +46,58 @@ def probe_indices(seed: int, probe_size: int, size: int) -> np.ndarray:
     return np.sort(rng_for(seed, STREAM_PROBE).choice(size, probe_size, replace=False))
 
 
+#: groups larger than this draw their partners in one batch (:func:`draw_others`);
+#: groups up to it draw client by client, as every run before did
+BATCHED_ABOVE = 32
+
+
 def sample_partners(
     clients: Sequence[int], num_partners: int, seed: int, server_round: int, step: int
 ) -> dict[int, list[int]]:
     """U^n for every client n: ``M`` others, or all others when fewer are there.
 
     ``clients`` must be in a stable order (the strategy sorts by client name).
+    Every client's partners are a uniform draw of ``M`` distinct others in a random
+    order. Up to :data:`BATCHED_ABOVE` clients one ``rng.choice`` per client (the
+    draws of every run so far, the default federation's included); above it one
+    batched draw for all (:func:`draw_others`: the same distribution, other
+    draws, ~20x less time at 1,000 clients).
     """
     rng = rng_for(seed, STREAM_PARTNERS, server_round, step)
-    out: dict[int, list[int]] = {}
     clients = list(clients)
     k = min(num_partners, len(clients) - 1)
+    if len(clients) > BATCHED_ABOVE and k > 0:
+        picked = draw_others(rng, len(clients), k)
+        ids = np.asarray(clients, dtype=object)[picked].tolist()
+        return dict(zip(clients, ids, strict=True))
+    out: dict[int, list[int]] = {}
     for pos, n in enumerate(clients):  # draw among the others: indices skip pos
-        picked: list[int] = (
+        drawn: list[int] = (
             rng.choice(len(clients) - 1, size=k, replace=False).tolist()
             if k > 0
             else []
         )
-        out[n] = [clients[i + (i >= pos)] for i in picked]
+        out[n] = [clients[i + (i >= pos)] for i in drawn]
     return out
+
+
+def draw_others(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """(n, k) positions: row i holds ``k`` distinct positions other than i.
+
+    Each row is a uniform draw of a ``k``-subset of the other ``n - 1`` positions,
+    in a uniformly random order: Floyd's algorithm run for all rows at once (``k``
+    vector draws), then one ``rng.permuted`` per row, then positions at or after
+    the row's own shifted by one to skip it.
+    """
+    if not 0 < k < n:
+        raise ValueError(f"need 0 < k < n, got k={k}, n={n}")
+    picks = np.empty((n, k), dtype=np.int64)
+    for t, j in enumerate(range(n - 1 - k, n - 1)):  # Floyd over [0, n - 1)
+        v = rng.integers(0, j + 1, size=n)
+        taken = (picks[:, :t] == v[:, None]).any(axis=1)
+        picks[:, t] = np.where(taken, j, v)
+    picks = rng.permuted(picks, axis=1)
+    return picks + (picks >= np.arange(n)[:, None])
 
 
 def compact_payload(

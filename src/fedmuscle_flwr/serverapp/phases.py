@@ -19,9 +19,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from typing import NamedTuple
 
 import numpy as np
-from flwr.app import ArrayRecord, Message, MetricRecord, MetricRecordValues
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MetricRecord,
+    MetricRecordValues,
+)
 
 from fedmuscle_flwr.config.run import RunConfig
 from fedmuscle_flwr.method import planner, robust
@@ -35,6 +42,13 @@ from fedmuscle_flwr.serverapp.replies import ReplyDesk
 from fedmuscle_flwr.wire import protocol as p
 from fedmuscle_flwr.wire.codec import encode, record_nbytes
 from fedmuscle_flwr.wire.npy import npy_join
+
+
+class Shared(NamedTuple):
+    """What every message of a phase carries, encoded once for all of them."""
+
+    config: ConfigRecord  # run config, round, step, public fingerprint
+    arrays: ArrayRecord  # the phase's index arrays
 
 
 class RoundPhases:
@@ -77,7 +91,7 @@ class RoundPhases:
         nodes = sorted(call.nodes)
         call.asked |= {node: rs.batches[:k] for node in nodes}
         arrays = {p.ENCODE_INDICES: rs.batches[:k]}
-        shared = self._shared(arrays)
+        shared = self._shared(call, arrays)
         return call.lazily(self._message(call, n, arrays, shared) for n in nodes)
 
     def close_train(
@@ -113,7 +127,7 @@ class RoundPhases:
         relays = self.algorithm.relay(request)  # payloads made when looked up
         call.asked |= {node: nxt for node in relays}
         indices = {p.STEP_INDICES: rs.batches[steps], p.ENCODE_INDICES: nxt}
-        shared = self._shared(indices)
+        shared = self._shared(call, indices)
 
         def build() -> Iterator[Message]:  # one node's payload at a time
             for node in list(relays):
@@ -140,7 +154,7 @@ class RoundPhases:
         asked = sorted(call.nodes - self.incidents.dropped)
         call.asked |= {node: self.probe[None, :] for node in asked}
         arrays = {p.PROBE_INDICES: self.probe}
-        shared = self._shared(arrays)
+        shared = self._shared(call, arrays)
         return call.lazily(self._message(call, n, arrays, shared) for n in asked)
 
     def close_evaluate(
@@ -189,15 +203,32 @@ class RoundPhases:
         call: PhaseCall,
         node: int,
         arrays: dict[str, np.ndarray],
-        shared: ArrayRecord,
+        shared: Shared,
         weights: Mapping[str, np.ndarray] | None = None,
     ) -> Message:
         """The instruction for ``node``; its array bytes are counted into ``call``.
 
-        ``shared``: the arrays that every message of the phase carries, encoded
-        once (:meth:`_shared`).
+        ``shared``: what every message of the phase carries, encoded once
+        (:meth:`_shared`).
         """
-        ins = p.Instruction(
+        content = p.encode_instruction(
+            self._instruction(call, arrays, weights),
+            shared=shared.arrays,
+            config=shared.config,
+        )
+        for record in content.values():  # not content.array_records: ~60 us
+            if isinstance(record, ArrayRecord):
+                call.bytes_down += record_nbytes(record)
+        kind = call.phase.message_type
+        return Message(content, dst_node_id=node, message_type=kind)
+
+    def _instruction(
+        self,
+        call: PhaseCall,
+        arrays: dict[str, np.ndarray],
+        weights: Mapping[str, np.ndarray] | None = None,
+    ) -> p.Instruction:
+        return p.Instruction(
             self.run,
             call.server_round,
             call.step,
@@ -206,16 +237,18 @@ class RoundPhases:
             self.algorithm,
             self.public_fingerprint,
         )
-        content = p.encode_instruction(ins, self.run_json, shared)
-        for record in content.values():  # not content.array_records: ~60 us
-            if isinstance(record, ArrayRecord):
-                call.bytes_down += record_nbytes(record)
-        kind = call.phase.message_type
-        return Message(content, dst_node_id=node, message_type=kind)
 
-    def _shared(self, arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
-        """``arrays`` encoded once for all the messages of a phase."""
-        return encode(arrays, self.run.muscle.precision)
+    def _shared(self, call: PhaseCall, arrays: Mapping[str, np.ndarray]) -> Shared:
+        """The config and ``arrays`` of ``call``'s messages, encoded once for all.
+
+        Every message of the phase refers to the same records (read-only: a
+        receiver decodes them and never writes to them).
+        """
+        ins = self._instruction(call, dict(arrays))
+        return Shared(
+            p.instruction_config(ins, self.run_json),
+            encode(arrays, self.run.muscle.precision),
+        )
 
     def _take_uploads(
         self, rs: RoundState, call: PhaseCall, replies: Iterable[Message]

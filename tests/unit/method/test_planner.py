@@ -173,3 +173,64 @@ def test_aggregated_payload_of_a_float16_bank_is_that_of_its_float32_values():
     assert s16.dtype == np.float32
     np.testing.assert_array_equal(s16, s32)
     np.testing.assert_array_equal(a16, a32)
+
+
+def _per_client_draws(clients, m, seed, server_round, step):
+    """The client-by-client draws every run up to now made (the reference)."""
+    from fedmuscle_flwr.method.seeds import STREAM_PARTNERS, rng_for
+
+    rng = rng_for(seed, STREAM_PARTNERS, server_round, step)
+    k = min(m, len(clients) - 1)
+    out = {}
+    for pos, n in enumerate(clients):
+        picked = rng.choice(len(clients) - 1, size=k, replace=False).tolist()
+        out[n] = [clients[i + (i >= pos)] for i in picked]
+    return out
+
+
+@pytest.mark.parametrize("n", [2, 3, 8, agg.BATCHED_ABOVE])
+def test_up_to_the_threshold_the_draws_are_those_of_every_earlier_run(n):
+    clients = [1000 + 7 * i for i in range(n)]
+    for step in range(3):
+        assert agg.sample_partners(clients, 3, 5, 2, step) == _per_client_draws(
+            clients, 3, 5, 2, step
+        )
+
+
+def test_above_the_threshold_one_batched_draw_gives_distinct_others():
+    clients = [2**63 + 11 * i for i in range(agg.BATCHED_ABOVE + 9)]  # uint64 ids
+    out = agg.sample_partners(clients, 3, 5, 2, 0)
+    assert list(out) == clients
+    for n, chosen in out.items():
+        assert len(chosen) == 3 and len(set(chosen)) == 3 and n not in chosen
+        assert set(chosen) <= set(clients) and all(type(c) is int for c in chosen)
+    assert out == agg.sample_partners(clients, 3, 5, 2, 0)  # seeded
+    assert out != agg.sample_partners(clients, 3, 5, 2, 1)
+    assert out != _per_client_draws(clients, 3, 5, 2, 0)  # the batched path ran
+    every = agg.sample_partners(clients, 99, 5, 2, 0)  # M >= N - 1: all the others
+    assert all(sorted(v) == sorted(set(clients) - {n}) for n, v in every.items())
+
+
+def test_draw_others_is_uniform_over_ordered_subsets_of_the_others():
+    # n = 5, k = 2: every row has 4 x 3 = 12 equally likely ordered pairs
+    rng = np.random.default_rng(0)
+    counts = np.zeros((5, 5, 5), dtype=np.int64)
+    draws = 6000
+    for _ in range(draws):
+        picks = agg.draw_others(rng, 5, 2)
+        assert picks.shape == (5, 2) and picks.dtype == np.int64
+        for i, (a, b) in enumerate(picks.tolist()):
+            assert a != i and b != i and a != b and 0 <= min(a, b) and max(a, b) < 5
+            counts[i, a, b] += 1
+    for i in range(5):
+        cells = [counts[i, a, b] for a in range(5) for b in range(5)
+                 if len({i, a, b}) == 3]  # fmt: skip
+        expected = draws / 12
+        chi2 = sum((c - expected) ** 2 / expected for c in cells)
+        assert len(cells) == 12 and chi2 < 31.3  # chi-square, 11 dof, p = 0.001
+
+
+@pytest.mark.parametrize("n, k", [(5, 0), (5, 5), (1, 1)])
+def test_draw_others_refuses_impossible_sizes(n, k):
+    with pytest.raises(ValueError, match="0 < k < n"):
+        agg.draw_others(np.random.default_rng(0), n, k)

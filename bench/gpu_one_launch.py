@@ -7,8 +7,8 @@ per tail); ``False`` is the former form (Y, then Y again and the gradient: 3
 products). Checks both against float64 (gpu_bench.check: value error < 1e-5
 relative, gradient error < 1e-4 of its max), then times fwd+bwd of both and of
 pairwise InfoNCE interleaved per iteration (the same inputs, d = 256), and the
-one-launch kernel at 4 and 8 warps per program. Not run yet (docs/performance.md
-§3d): the session that wrote it had no device time left.
+one-launch kernel at 4 and 8 warps per program. Run on an H100 on 2026-12-07
+(docs/performance.md §3d, bench/results/gpu_one_launch/h100-20261207.json).
 """
 
 import json

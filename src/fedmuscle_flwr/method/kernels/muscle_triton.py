@@ -19,7 +19,8 @@ The gradient's weight of Y[t, i] is dZ_i/dY[t, i] = prod_{m >= 2} E[m, i, t_m], 
 does not depend on Z; so the same pass also forms ``(w C E_2 o U2[t]) @ Q^T`` and
 accumulates the unnormalised dZ/dE_1 and dZ/dE_2 per program (partials summed in
 torch, no atomics), divided by Z_i once Z is known: 2 products per tail, one launch
-(``ONE_LAUNCH``, off by default until measured on a GPU). The default two-launch
+(``ONE_LAUNCH``, off: on an H100 it is exact but 12-17 % slower at the large sizes it
+was meant for, docs/performance.md §3d). The default two-launch
 form forms Y, then recomputes it in the gradient launch beside
 ``(gY C E_2 o U2[t]) @ Q^T``: 3 products per tail.
 The products run in split precision (``PRECISIONS``): ``bf16x3`` (the default)
@@ -56,8 +57,8 @@ PRECISION = "bf16x3"  # the split of the tensor-core products (fastest, exact)
 BLOCK_I = 64  # anchor rows per program (the tile's M dimension)
 WARPS: int | None = None  # warps per program; None: 8 for (64, 128) tiles, else 4
 #: loss and gradient sums in one launch (2 products per tail) instead of two (Y, then
-#: Y again and the gradient: 3 products). Off until timed and checked on a GPU
-#: (bench/gpu_one_launch.py); the CPU interpreter test checks both forms.
+#: Y again and the gradient: 3 products). Off: exact on an H100 but slower at
+#: M = 5, B = 64 and M = 4, B = 128 (bench/gpu_one_launch.py, docs/performance.md §3d).
 ONE_LAUNCH = False
 
 

@@ -2,8 +2,8 @@
 
     python experiments/issue25/prereg.py docs/results.md [SECTION]
 
-SECTION is the section's number, ``7c`` (the default), ``7d`` or ``7e``: its text starts at
-the heading ``## SECTION. `` and ends with the marker
+SECTION is the section's number, ``7c`` (the default), ``7d`` or ``7e``: its text
+starts at the heading ``## SECTION. `` and ends with the marker
 ``<!-- end of pre-registration SECTION -->``.
 
 The text runs from the section's heading line up to and including its end marker line;

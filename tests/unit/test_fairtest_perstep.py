@@ -7,23 +7,17 @@ so each per-seed difference, the intervals and the Holm family can be checked by
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.unit.scripts import load
+
 ROOT = Path(__file__).parents[2]
 RECORDED = ROOT / "experiments/results/issue25/taskhet-7d"
-_SPEC = importlib.util.spec_from_file_location(
-    "fairtest25", ROOT / "experiments" / "issue25" / "fairtest.py"
-)
-assert _SPEC is not None and _SPEC.loader is not None
-fairtest = importlib.util.module_from_spec(_SPEC)
-sys.modules["fairtest25"] = fairtest
-_SPEC.loader.exec_module(fairtest)
+fairtest = load("experiments/issue25/fairtest.py", "fairtest25")
 
 SEEDS = (5, 6, 7, 8, 9)
 #: per-step metric = FedMuscle's x (1 + GAIN[seed] / 100), every client and round

@@ -6,17 +6,13 @@ t-tests over 5 seeds, Holm-corrected as one family.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).parents[2] / "experiments" / "issue16" / "fairtest.py"
-_SPEC = importlib.util.spec_from_file_location("fairtest16", _PATH)
-assert _SPEC is not None and _SPEC.loader is not None
-fairtest = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(fairtest)
+from tests.unit.scripts import load
+
+fairtest = load("experiments/issue16/fairtest.py", "fairtest16")
 
 
 @pytest.mark.parametrize(

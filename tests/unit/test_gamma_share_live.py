@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).parents[2]
-_SPEC = importlib.util.spec_from_file_location(
-    "gamma_share_live", ROOT / "experiments" / "issue25" / "gamma_share_live.py"
-)
-assert _SPEC is not None and _SPEC.loader is not None
-live = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(live)
+from tests.unit.scripts import load
+
+live = load("experiments/issue25/gamma_share_live.py", "gamma_share_live")
 
 
 def test_calls_per_round_are_aligning_clients_times_steps(tmp_path: Path) -> None:

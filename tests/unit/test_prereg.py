@@ -7,19 +7,15 @@ recorded runs no longer point at the protocol they ran under.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from tests.unit.scripts import load
+
 ROOT = Path(__file__).parents[2]
 RESULTS = ROOT / "docs/results.md"
-_SPEC = importlib.util.spec_from_file_location(
-    "prereg", ROOT / "experiments" / "issue25" / "prereg.py"
-)
-assert _SPEC is not None and _SPEC.loader is not None
-prereg = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(prereg)
+prereg = load("experiments/issue25/prereg.py", "prereg")
 
 #: as recorded in the runs' provenance (experiments/results/issue25/*/)
 RECORDED = {

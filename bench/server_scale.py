@@ -35,10 +35,12 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import itertools
 import json
 import os
 import platform
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -51,7 +53,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from flwr.app import Context, Message
+from flwr.app import ArrayRecord, Context, Message
 
 from fedmuscle_flwr.config.files import resolve_run_config
 from fedmuscle_flwr.config.run import RunConfig
@@ -60,7 +62,7 @@ from fedmuscle_flwr.method.algorithms import get_algorithm
 from fedmuscle_flwr.method.phases import Phase
 from fedmuscle_flwr.serverapp.app import serve
 from fedmuscle_flwr.wire import protocol as p
-from fedmuscle_flwr.wire.codec import decode
+from fedmuscle_flwr.wire.codec import decode, record_of
 
 #: (module, attribute, phase): the functions whose time makes up each phase
 PHASES = [
@@ -150,7 +152,11 @@ class SyntheticClients:
 
     def _answer(self, msg: Message, context: Context) -> Message:
         kind = msg.metadata.message_type
-        record = msg.content.array_records[p.ARRAYS]
+        # as the real client reads it (protocol.decode_instruction): record_of,
+        # not content.array_records, whose view keeps the message's records in
+        # a reference cycle until the collector runs
+        record = record_of(msg.content, p.ARRAYS, ArrayRecord)
+        assert record is not None
         phase = Phase.of_message_type(kind)
         specs = p.instruction_specs(self.run, phase, self.payloads)
         arrays = decode(record, specs, where=kind)
@@ -173,6 +179,53 @@ class SyntheticClients:
         z = self.pool[idx] if idx.size else None
         reply = p.Reply(metrics, identity, z, idx if idx.size else None)
         return Message(p.encode_reply(reply, self.precision), reply_to=msg)
+
+
+def mark_rounds(clients: SyntheticClients) -> list[tuple[float, ...]]:
+    """Note (wall, process CPU, clients' wall, clients' CPU) at round boundaries.
+
+    The first mark is taken when round 1 opens (its first ``open_train``):
+    before it is the start-up after ``serve`` is called (the run folder, the
+    public set, waiting for the nodes), reported on its own. Then one mark as
+    each round ends, when its checkpoint is saved (``RunSession.save``, once
+    per round, after its evaluation).
+    """
+    from fedmuscle_flwr.runs.checkpoint import RunSession
+    from fedmuscle_flwr.serverapp.phases import RoundPhases
+
+    marks: list[tuple[float, ...]] = []
+    save, open_train = RunSession.save, RoundPhases.open_train
+
+    def mark() -> None:
+        now = (time.perf_counter(), time.process_time())
+        marks.append((*now, clients.seconds, clients.cpu_seconds))
+
+    @functools.wraps(save)
+    def saved(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = save(self, *args, **kwargs)
+        mark()
+        return out
+
+    @functools.wraps(open_train)
+    def opened(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not marks:
+            mark()
+        return open_train(self, *args, **kwargs)
+
+    RunSession.save = saved  # type: ignore[method-assign]
+    RoundPhases.open_train = opened  # type: ignore[method-assign]
+    return marks
+
+
+def server_spans(marks: list[tuple[float, ...]]) -> list[dict[str, float]]:
+    """Server wall and CPU seconds between successive marks (clients' taken out)."""
+    return [
+        {
+            "server_s": (b[0] - a[0]) - (b[2] - a[2]),
+            "server_cpu_s": (b[1] - a[1]) - (b[3] - a[3]),
+        }
+        for a, b in itertools.pairwise(marks)
+    ]
 
 
 def current_rss_mb() -> float:
@@ -214,6 +267,7 @@ def main() -> None:
     runs = Path(tempfile.mkdtemp(prefix="server-scale-"))
     run = make_run(args.clients, args.rounds, runs, args.set)
     clients = SyntheticClients(run)
+    marks = mark_rounds(clients)
     grid = InProcessGrid(clients, args.clients)
     load0, rss0 = os.getloadavg(), current_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -223,11 +277,17 @@ def main() -> None:
     phases = {k: v / args.rounds for k, v in sorted(timers.seconds.items())}
     phases["other"] = server / args.rounds - sum(phases.values())
     summary = json.loads((run_dir / "summary.json").read_text())
+    startup, *per_round = server_spans([(t0, c0, 0.0, 0.0), *marks])
+    steady = [r["server_cpu_s"] for r in per_round]
     out = {
         "clients": args.clients,
         "rounds": args.rounds,
         "server_s_per_round": server / args.rounds,
         "server_cpu_s_per_round": (cpu - clients.cpu_seconds) / args.rounds,
+        "startup": startup,
+        "per_round": per_round,
+        "server_cpu_s_per_round_after_startup": sum(steady) / len(steady),
+        "server_cpu_s_median_round": statistics.median(steady),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_start_mb": rss0,
         "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
@@ -258,7 +318,14 @@ def main() -> None:
         "run_dir": str(run_dir),
     }
     (args.out / "server_scale.json").write_text(json.dumps(out, indent=2))
-    keys = ("clients", "server_s_per_round", "peak_rss_mb", "phases_s_per_round")
+    keys = (
+        "clients",
+        "server_s_per_round",
+        "server_cpu_s_per_round_after_startup",
+        "server_cpu_s_median_round",
+        "peak_rss_mb",
+        "phases_s_per_round",
+    )
     print(json.dumps({k: out[k] for k in keys}, indent=1))
 
 

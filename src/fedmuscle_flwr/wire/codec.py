@@ -85,7 +85,7 @@ def encode(
     phase: the public indices), taken as they are.
     """
     wire = WIRE_DTYPES[precision]
-    out = {}
+    out = ArrayRecord()  # filled item by item: ArrayRecord(dict) re-creates each Array
     for key, value in arrays.items():
         if shared is not None and key in shared:
             out[key] = shared[key]
@@ -98,7 +98,7 @@ def encode(
             else:
                 arr = cast_float(arr, np.float32 if wire is np.int8 else wire)
         out[key] = to_array(arr)
-    return ArrayRecord(out)
+    return out
 
 
 def to_array(arr: np.ndarray) -> Array:

@@ -62,17 +62,23 @@ def npy_join(blocks: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
 
     One copy from the blocks (C order) into those bytes, which
     :func:`npy_bytes` then sends as they are (a read-only :func:`npy_view`).
-    The blocks are contiguous arrays of one dtype; their sizes add up to
-    ``shape``'s (else :class:`ValueError`).
+    The blocks are C-contiguous arrays of one dtype; their sizes add up to
+    ``shape``'s (else :class:`ValueError`). ``bytes.join`` reads each block
+    through the buffer protocol (no per-block view objects: the relay joins
+    60 blocks per node, 60,000 per round at 1,000 clients).
     """
     dtype = blocks[0].dtype
-    if any(b.dtype != dtype or not b.flags.c_contiguous for b in blocks):
+    if len({b.dtype for b in blocks}) != 1:
         raise ValueError("npy_join takes contiguous blocks of one dtype")
-    if sum(b.size for b in blocks) != math.prod(shape):
-        raise ValueError(f"blocks of {sum(b.size for b in blocks)} items for {shape}")
-    parts: list[bytes | memoryview] = [_header(dtype, shape)]
-    parts += [b.reshape(-1).view(np.uint8).data for b in blocks]
-    return npy_view(b"".join(parts))
+    header = _header(dtype, shape)
+    try:  # a block that is not C-contiguous exports no simple buffer
+        data = b"".join([header, *(b.data for b in blocks)])
+    except TypeError:
+        raise ValueError("npy_join takes contiguous blocks of one dtype") from None
+    if len(data) != len(header) + math.prod(shape) * dtype.itemsize:
+        items = (len(data) - len(header)) // dtype.itemsize
+        raise ValueError(f"blocks of {items} items for {shape}")
+    return npy_view(data)
 
 
 def _bytes_of(arr: np.ndarray, header: bytes) -> bytes | None:

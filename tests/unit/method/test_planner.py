@@ -6,6 +6,7 @@ from fedmuscle_flwr.config.run import MuscleConfig
 from fedmuscle_flwr.method import planner as agg
 from fedmuscle_flwr.method.alignment import alignment
 from fedmuscle_flwr.method.losses import build_aggregate
+from fedmuscle_flwr.wire.npy import npy_join
 
 
 def unit(*shape, seed=0):
@@ -234,3 +235,20 @@ def test_draw_others_is_uniform_over_ordered_subsets_of_the_others():
 def test_draw_others_refuses_impossible_sizes(n, k):
     with pytest.raises(ValueError, match="0 < k < n"):
         agg.draw_others(np.random.default_rng(0), n, k)
+
+
+def test_step_blocks_are_views_split_once_and_gather_the_same():
+    """The relay's per-node split (StepBlocks): same payloads, no copies."""
+    bank = {1: unit(3, 4, 8).astype(np.float16), 2: unit(3, 4, 8, seed=1)}
+    bank[3] = np.asfortranarray(unit(3, 4, 8, seed=2))  # not C-contiguous
+    blocks = agg.StepBlocks(bank)
+    assert blocks[1] is blocks[1] and len(blocks[1]) == 3 and len(blocks) == 3
+    assert np.shares_memory(blocks[1][2], bank[1])  # a view
+    assert all(b.flags.c_contiguous for b in blocks[3])
+    ids = np.array([[1, 2, 3], [3, 3, 1], [2, 1, 2]])
+    for join in (agg.stack_blocks, npy_join):
+        got = agg.gather(blocks, ids, join)
+        want = agg.gather(bank, ids, join)
+        assert got.dtype == want.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got[1, 0], bank[3][1])

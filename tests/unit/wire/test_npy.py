@@ -103,3 +103,5 @@ def test_join_refuses_mixed_or_missing_blocks():
         npy_join([a, b], (2, 2, 3))
     with pytest.raises(ValueError, match="items"):
         npy_join([a, a], (3, 2, 3))
+    with pytest.raises(ValueError, match="contiguous"):  # a strided view
+        npy_join([a, np.zeros((3, 2), np.float16).T], (2, 2, 3))

@@ -25,6 +25,7 @@ from fedmuscle_flwr.data.registry import load_public
 from fedmuscle_flwr.runs.checkpoint import open_run
 from fedmuscle_flwr.runs.logs import PROGRESS_LOGGER, ensure_console_logging
 from fedmuscle_flwr.runs.metrics import COMPLETED, round_line, round_table, run_status
+from fedmuscle_flwr.serverapp.heap import keep_freed_memory, start_up_frozen
 from fedmuscle_flwr.serverapp.strategy import FedMuscle
 from fedmuscle_flwr.wire.flower_compat import shorten_pull_backoff
 
@@ -43,6 +44,7 @@ def name_run(run: RunConfig) -> RunConfig:
 
 def serve(grid: Grid, run: RunConfig) -> Path:
     """Run (or resume) every round of ``run`` on ``grid``; return the run folder."""
+    keep_freed_memory()  # the relay's buffers reused, not faulted in afresh
     run = name_run(run)
     run_dir = Path(run.output_dir).expanduser() / run.run_name
     session = open_run(run, run_dir)
@@ -67,7 +69,8 @@ def serve(grid: Grid, run: RunConfig) -> Path:
     )
     strategy.restore_names(session.names)
     t0 = time.perf_counter()
-    strategy.start(grid=grid)
+    with start_up_frozen():
+        strategy.start(grid=grid)
     fed = run.federation
     status = run_status(recorder.rows, run.num_rounds, fed.min_clients)
     recorder.write_summary(

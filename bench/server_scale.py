@@ -12,8 +12,9 @@ Client time (building the replies) is measured and subtracted: ``server_s``
 is the wall time of the rounds minus the clients' time, ``server_cpu_s`` the
 process's CPU time minus the clients' (the figure to read on a loaded
 machine). Phases are timed by wrapping the functions that do them
-(``PHASES``); "other" is the rest (Flower's Message objects, the grid, the
-round loop). Writes DIR/server_scale.json with ``clients``,
+(``PHASES``; a nested call counts for its own phase, the clients' answers
+for none); "grid" is the in-process delivery, "other" the rest (Flower's
+Message objects, the round loop). Writes DIR/server_scale.json with ``clients``,
 ``server_s_per_round``, ``peak_rss_mb`` and ``phases_s_per_round``.
 
 ``peak_rss_mb`` is the whole process's peak (``ru_maxrss``): the server, the
@@ -74,13 +75,19 @@ PHASES = [
     ("fedmuscle_flwr.method.algorithms.base", "Algorithm.relay", "relay"),
     ("fedmuscle_flwr.method.planner", "gather", "relay"),
     ("fedmuscle_flwr.wire.protocol", "encode_instruction", "relay"),
+    ("fedmuscle_flwr.serverapp.phases", "RoundPhases._message", "relay"),
     ("fedmuscle_flwr.method.robust", "screen", "screen"),
     ("fedmuscle_flwr.serverapp.strategy", "alignment", "probe metrics"),
     ("fedmuscle_flwr.serverapp.phases", "alignment", "probe metrics"),
     ("fedmuscle_flwr.serverapp.replies", "ReplyDesk.record", "recording"),
     ("fedmuscle_flwr.runs.metrics", "RunRecorder.record", "recording"),
     ("fedmuscle_flwr.runs.checkpoint", "RunSession.save", "recording"),
+    ("fedmuscle_flwr.launch.inprocess", "InProcessGrid.push_messages", "grid"),
 ]
+
+
+#: the synthetic clients' own phase: measured, then left out of the server's
+CLIENTS = "clients"
 
 
 class Timers:
@@ -268,13 +275,18 @@ def main() -> None:
     run = make_run(args.clients, args.rounds, runs, args.set)
     clients = SyntheticClients(run)
     marks = mark_rounds(clients)
-    grid = InProcessGrid(clients, args.clients)
+    # the clients answer inside the grid's push, itself inside the reply desk's
+    # take (the replies stream in while the phase is pushed): timed as nested
+    # phases, so each phase counts only its own time
+    grid = InProcessGrid(timers.wrap(clients, CLIENTS), args.clients)
     load0, rss0 = os.getloadavg(), current_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     run_dir = serve(grid, run)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     server = wall - clients.seconds
-    phases = {k: v / args.rounds for k, v in sorted(timers.seconds.items())}
+    phases = {
+        k: v / args.rounds for k, v in sorted(timers.seconds.items()) if k != CLIENTS
+    }
     phases["other"] = server / args.rounds - sum(phases.values())
     summary = json.loads((run_dir / "summary.json").read_text())
     startup, *per_round = server_spans([(t0, c0, 0.0, 0.0), *marks])

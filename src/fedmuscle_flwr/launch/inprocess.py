@@ -45,8 +45,13 @@ def _set_task_identity() -> None:
 class InProcessGrid(Grid):
     """Each pushed message is handled at once by ``handler`` for its node.
 
-    ``down`` holds node ids that never answer (to exercise timeouts).
+    ``down`` holds node ids that never answer (to exercise timeouts). The
+    replies exist when ``push_messages`` returns (``answers_on_push``): the
+    round loop pulls them after each chunk it pushes
+    (:func:`fedmuscle_flwr.serverapp.rounds.stream_replies`).
     """
+
+    answers_on_push = True
 
     def __init__(
         self,

@@ -43,6 +43,7 @@ class PhaseCall:
     sent: dict[str, int] = field(default_factory=dict)  # pushed: message id -> node
     _pending: Iterator[Message] = field(default_factory=lambda: iter(()), repr=False)
     _built: list[Message] | None = field(default=None, repr=False)
+    _built_ids: dict[str, int] | None = field(default=None, repr=False)
 
     def asked_of(self, node: int) -> np.ndarray:
         """The indices ``node`` was asked to encode ((0, 0) if none)."""
@@ -64,11 +65,22 @@ class PhaseCall:
             self._built = list(self._pending)
         return self._built
 
-    def destinations(self) -> dict[str, int]:
-        """Message id -> destination node of every pushed message."""
-        built = self._built or []
-        ids = {m.metadata.message_id: m.metadata.dst_node_id for m in built}
-        return self.sent | ids
+    def destination(self, message_id: str) -> int | None:
+        """The node a pushed message of this phase went to (None: not one of them).
+
+        Looked up as each reply comes (the replies of a phase stream in while
+        its messages are still being pushed): ``sent``, then the messages
+        built into :attr:`messages` and pushed by someone else (their ids,
+        given at the push, indexed at the first look-up that needs them).
+        """
+        node = self.sent.get(message_id)
+        if node is None and self._built:
+            if self._built_ids is None:
+                built = self._built
+                self._built_ids = {m.metadata.message_id: m.metadata.dst_node_id
+                                   for m in built}  # fmt: skip
+            node = self._built_ids.get(message_id)
+        return node
 
 
 @dataclass

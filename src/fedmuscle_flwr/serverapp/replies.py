@@ -78,11 +78,11 @@ class ReplyDesk:
     def take(self, replies: Iterable[Message], call: PhaseCall) -> dict[int, p.Reply]:
         """Decode and validate replies; bad ones are logged, counted and dropped."""
         server_round, phase = call.server_round, call.phase
-        dst = call.destinations()
         good: dict[int, p.Reply] = {}
         answered: set[int] = set()
-        for msg in replies:
-            node = dst.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id)
+        for msg in replies:  # may stream in while the phase is still pushed
+            node = call.destination(msg.metadata.reply_to_message_id)
+            node = msg.metadata.src_node_id if node is None else node
             answered.add(node)
             if msg.has_error():
                 text = str(msg.error.reason)[:MAX_CLIENT_TEXT]

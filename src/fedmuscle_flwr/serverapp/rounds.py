@@ -12,7 +12,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from flwr.app import Message
@@ -73,34 +73,56 @@ def send_and_collect(
     stragglers: Stragglers | None = None,
     sent: dict[str, int] | None = None,
 ) -> list[Message]:
-    """Push ``messages``; pull replies every ``poll`` s until all came or timeout.
+    """Every reply of :func:`stream_replies` (same arguments), as a list."""
+    return list(stream_replies(grid, messages, timeout, poll, stragglers, sent))
+
+
+def stream_replies(
+    grid: Grid,
+    messages: Iterable[Message],
+    timeout: float,
+    poll: float,
+    stragglers: Stragglers | None = None,
+    sent: dict[str, int] | None = None,
+) -> Iterator[Message]:
+    """Push ``messages``; yield replies as they are pulled, until all came or timeout.
 
     ``messages`` are taken and pushed :data:`PUSH_CHUNK` at a time (a lazy
     iterable is built chunk by chunk; a pushed chunk is let go); ``sent``, if
-    given, receives message id -> destination node of each. With many nodes
-    pending the pulls are further apart (:func:`poll_interval`). With
-    ``stragglers``, the deadline moves closer once half the nodes replied
-    (:class:`Stragglers`); the nodes still silent then are named in the log.
+    given, receives message id -> destination node of each as it is pushed.
+    Replies are pulled every ``poll`` s once all are pushed, further apart
+    with many nodes pending (:func:`poll_interval`); a grid whose nodes answer
+    while the messages are pushed (``answers_on_push``: the in-process grid)
+    is pulled after each chunk too, so its replies are handled while their
+    bytes are fresh in the cache, as a deployment's are right after the pull
+    that received them. With ``stragglers``, the deadline moves closer once
+    half the nodes replied (:class:`Stragglers`); the nodes still silent then
+    are named in the log.
     """
     dst = {} if sent is None else sent
     pending: set[str] = set()
     todo = iter(messages)
+    at_push = bool(getattr(grid, "answers_on_push", False))
     while chunk := list(itertools.islice(todo, PUSH_CHUNK)):
-        pending.update(grid.push_messages(chunk))  # also sets each message's id
+        ids = list(grid.push_messages(chunk))  # also sets each message's id
+        pending.update(ids)
         dst.update({m.metadata.message_id: m.metadata.dst_node_id for m in chunk})
+        if at_push:
+            early = list(grid.pull_messages(ids))
+            pending -= {m.metadata.reply_to_message_id for m in early}
+            yield from early
     if not dst:
-        return []
+        return
     total = len(dst)
-    replies: list[Message] = []
     started = time.monotonic()
-    deadline, times = started + timeout, []
+    deadline, times = started + timeout, [0.0] * (total - len(pending))
     rule = stragglers or Stragglers()
     while pending and time.monotonic() < deadline:
         got = list(grid.pull_messages(pending))
-        replies.extend(got)
         pending -= {m.metadata.reply_to_message_id for m in got}
         times += [time.monotonic() - started] * len(got)
         deadline = min(deadline, rule.cutoff(started, times, total))
+        yield from got
         if pending:
             wait = poll_interval(poll, len(pending))
             time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
@@ -118,7 +140,6 @@ def send_and_collect(
             log.warning(
                 "%d replies missing after %.0f s (timed out)", len(pending), timeout
             )
-    return replies
 
 
 def wait_for_nodes(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
@@ -45,7 +45,7 @@ from fedmuscle_flwr.serverapp.rounds import (
     Stragglers,
     eligible_nodes,
     fmt,
-    send_and_collect,
+    stream_replies,
     wait_for_nodes,
 )
 
@@ -171,9 +171,9 @@ class FedMuscle(Strategy):
         self.summary()
         t_start = time.perf_counter()
 
-        def exchange(call: PhaseCall) -> list[Message]:
+        def exchange(call: PhaseCall) -> Iterator[Message]:
             late = Stragglers(fed.straggler_factor, fed.straggler_min_s)
-            return send_and_collect(
+            return stream_replies(
                 grid, call.outbox(), phase_timeout, fed.poll_s, late, call.sent
             )
 

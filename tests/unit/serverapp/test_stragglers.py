@@ -105,6 +105,7 @@ def test_many_pending_nodes_are_pulled_less_often():
     would ask about 400 ids several hundred times; the pulls come every 0.4 s
     (400 / PULL_IDS_PER_S) instead, and the timeout still ends the phase."""
     grid = CountingGrid(echo, 400)
+    grid.answers_on_push = False  # as a deployment's grid: no pull while pushing
     grid.down = set(grid.get_node_ids())
     got = send_and_collect(grid, phase(grid), 0.5, 0.001)
     assert got == [] and 1 <= len(grid.asked) <= 3
@@ -137,3 +138,53 @@ def test_messages_are_built_while_pushed_a_chunk_at_a_time():
     assert seen_when_first_handled == [PUSH_CHUNK]  # not all 135 first
     assert sorted(sent.values()) == sorted(grid.get_node_ids())
     assert {m.metadata.reply_to_message_id for m in got} == set(sent)
+
+
+def test_replies_stream_in_while_the_phase_is_still_pushed():
+    """A grid that answers on push is pulled after each chunk: the first replies
+    reach the consumer before the next chunk is built (handled while fresh), and
+    a deployment-like grid is pulled only once everything is pushed."""
+    from fedmuscle_flwr.serverapp.rounds import PUSH_CHUNK, stream_replies
+
+    for answers_on_push in (True, False):
+        grid = CountingGrid(echo, 2 * PUSH_CHUNK + 7)
+        grid.answers_on_push = answers_on_push
+        built: list[int] = []
+        consumed_when_built: list[int] = []
+
+        def lazily(grid=grid, built=built):
+            for n in grid.get_node_ids():
+                built.append(n)
+                yield Message(RecordDict(), dst_node_id=n, message_type="train")
+
+        got, sent = [], {}
+        for reply in stream_replies(grid, lazily(), 5.0, 0.01, sent=sent):
+            consumed_when_built.append(len(built))
+            got.append(reply)
+        assert len(got) == 2 * PUSH_CHUNK + 7
+        assert {m.metadata.reply_to_message_id for m in got} == set(sent)
+        if answers_on_push:  # the first chunk's replies before chunk 2 is built
+            assert consumed_when_built[0] == PUSH_CHUNK
+            assert grid.asked[:3] == [PUSH_CHUNK, PUSH_CHUNK, 7]
+        else:
+            assert set(consumed_when_built) == {2 * PUSH_CHUNK + 7}
+            assert grid.asked[0] == 2 * PUSH_CHUNK + 7
+
+
+def test_a_reply_is_matched_to_its_node_while_the_phase_streams():
+    """The reply desk looks each reply's node up as it comes (ids pushed since)."""
+    from fedmuscle_flwr.method.phases import Phase
+    from fedmuscle_flwr.serverapp.calls import PhaseCall
+    from fedmuscle_flwr.serverapp.rounds import stream_replies
+
+    grid = LoopbackGrid(echo, 100)
+    call = PhaseCall(Phase.TRAIN, 1).lazily(phase(grid))
+    seen = []
+    for reply in stream_replies(grid, call.outbox(), 5.0, 0.01, sent=call.sent):
+        seen.append(call.destination(reply.metadata.reply_to_message_id))
+        assert seen[-1] == reply.metadata.src_node_id
+    assert sorted(seen) == sorted(grid.get_node_ids())
+    assert call.destination("not-a-message-of-this-phase") is None
+    built = PhaseCall(Phase.TRAIN, 1).lazily(phase(grid))  # Flower's configure_* way
+    ids = list(grid.push_messages(built.messages))
+    assert [built.destination(i) for i in ids] == list(grid.get_node_ids())

@@ -77,7 +77,7 @@ def echo_simulation(nodes: int, rounds: int, poll: float, cpus: float) -> dict:
     """Flower simulation of a no-compute echo app: pure per-phase latency.
 
     The ServerApp sends one message to every node and collects the replies with
-    FedMuscle's own loop (``driver.send_and_collect``, poll ``poll`` s); the
+    FedMuscle's own loop (``rounds.stream_replies``, poll ``poll`` s); the
     ClientApp replies at once. Round 0 (actor start-up) is reported apart.
     """
     from flwr.app import ConfigRecord, Context, Message, RecordDict
@@ -85,7 +85,7 @@ def echo_simulation(nodes: int, rounds: int, poll: float, cpus: float) -> dict:
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
 
-    from fedmuscle_flwr.serverapp.rounds import send_and_collect
+    from fedmuscle_flwr.serverapp.rounds import stream_replies
 
     walls: list[float] = []
     server, client = ServerApp(), ClientApp()
@@ -104,7 +104,7 @@ def echo_simulation(nodes: int, rounds: int, poll: float, cpus: float) -> dict:
                 Message(RecordDict({"c": ConfigRecord({"r": r})}), n, "train")
                 for n in ids
             ]
-            replies = send_and_collect(grid, msgs, 120.0, poll)
+            replies = list(stream_replies(grid, msgs, 120.0, poll))
             assert len(replies) == nodes
             walls.append(time.perf_counter() - t0)
 

@@ -65,18 +65,6 @@ class Stragglers:
         return started + max(self.min_s, self.factor * median)
 
 
-def send_and_collect(
-    grid: Grid,
-    messages: Iterable[Message],
-    timeout: float,
-    poll: float,
-    stragglers: Stragglers | None = None,
-    sent: dict[str, int] | None = None,
-) -> list[Message]:
-    """Every reply of :func:`stream_replies` (same arguments), as a list."""
-    return list(stream_replies(grid, messages, timeout, poll, stragglers, sent))
-
-
 def stream_replies(
     grid: Grid,
     messages: Iterable[Message],

@@ -9,7 +9,7 @@ import logging
 import pytest
 from flwr.app import Message, RecordDict
 
-from fedmuscle_flwr.serverapp.rounds import Stragglers, send_and_collect
+from fedmuscle_flwr.serverapp.rounds import Stragglers, stream_replies
 from tests.loopback import LoopbackGrid
 
 
@@ -27,7 +27,9 @@ def test_silent_nodes_are_dropped_once_the_others_replied(caplog):
     grid = LoopbackGrid(echo, 6)
     grid.down = {104, 105}  # registered, never answer (a registration burst)
     with caplog.at_level(logging.WARNING):
-        got = send_and_collect(grid, phase(grid), 600.0, 0.01, Stragglers(4.0, 0.05))
+        got = list(
+            stream_replies(grid, phase(grid), 600.0, 0.01, Stragglers(4.0, 0.05))
+        )
     assert sorted(m.metadata.src_node_id for m in got) == [101, 102, 103, 106]
     assert "dropping node(s) 104, 105 for the round" in caplog.text
 
@@ -36,12 +38,12 @@ def test_no_cut_before_half_replied_or_when_off(caplog):
     grid = LoopbackGrid(echo, 4)
     grid.down = {102, 103, 104}  # 1 of 4 replied: not enough to judge
     with caplog.at_level(logging.WARNING):
-        got = send_and_collect(grid, phase(grid), 0.3, 0.01, Stragglers(4.0, 0.0))
+        got = list(stream_replies(grid, phase(grid), 0.3, 0.01, Stragglers(4.0, 0.0)))
     assert len(got) == 1 and "3 replies missing after 0 s (timed out)" in caplog.text
     grid.down = {104}
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        got = send_and_collect(grid, phase(grid), 0.3, 0.01, Stragglers(0.0, 0.0))
+        got = list(stream_replies(grid, phase(grid), 0.3, 0.01, Stragglers(0.0, 0.0)))
     assert len(got) == 3 and "timed out" in caplog.text  # factor 0: off
 
 
@@ -107,7 +109,7 @@ def test_many_pending_nodes_are_pulled_less_often():
     grid = CountingGrid(echo, 400)
     grid.answers_on_push = False  # as a deployment's grid: no pull while pushing
     grid.down = set(grid.get_node_ids())
-    got = send_and_collect(grid, phase(grid), 0.5, 0.001)
+    got = list(stream_replies(grid, phase(grid), 0.5, 0.001))
     assert got == [] and 1 <= len(grid.asked) <= 3
     assert grid.asked[0] == 400
 
@@ -133,7 +135,7 @@ def test_messages_are_built_while_pushed_a_chunk_at_a_time():
             yield Message(RecordDict(), dst_node_id=n, message_type="train")
 
     sent: dict[str, int] = {}
-    got = send_and_collect(grid, lazily(), 5.0, 0.01, sent=sent)
+    got = list(stream_replies(grid, lazily(), 5.0, 0.01, sent=sent))
     assert len(got) == len(built) == 2 * PUSH_CHUNK + 7
     assert seen_when_first_handled == [PUSH_CHUNK]  # not all 135 first
     assert sorted(sent.values()) == sorted(grid.get_node_ids())

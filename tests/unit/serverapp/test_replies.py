@@ -70,6 +70,22 @@ def test_valid_replies_bind_names_and_record_one_row_each(tmp_path) -> None:
     assert sum(incidents.round_summary().values()) == 0
 
 
+def test_a_reply_to_no_message_of_the_phase_counts_for_its_own_node(tmp_path) -> None:
+    """A forged ``reply_to`` id (no message of this phase) is looked up, not
+    trusted: the reply counts for the node it came from, and a stream of
+    replies (a generator, as the round loop passes them) is taken the same way."""
+    # Prepare
+    desk, incidents, _ = desk_for(tmp_path)
+    replies, call = exchange({1: "a", 2: "b"})
+    forged = next(m for m in replies if m.metadata.src_node_id == 2)
+    forged.metadata.__dict__["_reply_to_message_id"] = "not-a-message-of-this-phase"
+    # Execute
+    good = desk.take((m for m in replies), call)
+    # Assert
+    assert sorted(good) == [1, 2] and desk.names == {1: "a", 2: "b"}
+    assert sum(incidents.round_summary().values()) == 0
+
+
 def test_error_reply_counted_failed_with_the_clients_text_cut(tmp_path) -> None:
     # Prepare
     desk, incidents, recorder = desk_for(tmp_path)
